@@ -274,6 +274,9 @@ def load_legacy_torch(path: str | Path, expected_sha256: str | None = None) -> d
         span = spec.offset + sum((n - 1) * s for n, s in zip(size, stride) if n > 0) + 1
         if any(s < 0 for s in stride) or len(stride) != len(size) or (np.prod(size) > 0 and span > flat.size):
             raise WeightsError(f"{path}: tensor {name} lies outside its storage")
+        if not size:  # a 0-d tensor (as_strided would ignore an empty shape)
+            out[name] = np.array(flat[spec.offset])
+            continue
         item = flat.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
             flat[spec.offset :], shape=size, strides=tuple(s * item for s in stride), writeable=False

@@ -1,0 +1,45 @@
+"""Shared test set-up: 8 fake CPU devices, and ../shared/data when it exists."""
+
+import os
+
+# Before JAX is imported anywhere: the multi-device code paths run on 8 CPU devices in tests.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("COMPAT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test (with the reason) when it is absent."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"needs {p} (the shared data set beside the repository); absent on this machine")
+    return p
+
+
+@pytest.fixture(scope="session")
+def kodak_dir() -> Path:
+    return shared_path("kodak")
+
+
+@pytest.fixture(scope="session")
+def lpips_ref_dir() -> Path:
+    return shared_path("lpips_ref")
+
+
+@pytest.fixture(scope="session")
+def natural_pair() -> tuple[np.ndarray, np.ndarray]:
+    """A photo that ships with scikit-image (300x451, odd width) and a noisy, blurred version of it."""
+    from scipy.ndimage import uniform_filter
+    from skimage import data
+
+    x = data.chelsea()
+    rng = np.random.default_rng(0)
+    y = uniform_filter(x.astype(np.float64), size=(3, 3, 1)) + rng.normal(0, 8, x.shape)
+    return x, np.clip(np.round(y), 0, 255).astype(np.uint8)
