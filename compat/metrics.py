@@ -95,17 +95,16 @@ def _gaussian_1d(size: int, sigma: float) -> np.ndarray:
 
 
 def _filter_valid(x: jax.Array, g: np.ndarray) -> jax.Array:
-    """Separable 'valid' Gaussian filtering over H, W of ``(N, H, W, C)``, channel by channel."""
-    n, h, w, c = x.shape
+    """Separable 'valid' Gaussian filtering over axes -3, -2 (H, W) of ``(..., H, W, C)``.
+
+    Written as shifted multiply-adds, which XLA fuses into one pass: on the CPU this is several
+    times faster than a convolution with a single-channel 11-tap kernel.
+    """
     k = g.shape[0]
-    xt = jnp.moveaxis(x, -1, 1).reshape(n * c, 1, h, w)
-    kh = jnp.asarray(g, x.dtype).reshape(1, 1, k, 1)
-    kw = jnp.asarray(g, x.dtype).reshape(1, 1, 1, k)
-    dn = ("NCHW", "OIHW", "NCHW")
-    prec = jax.lax.Precision.HIGHEST
-    y = jax.lax.conv_general_dilated(xt, kh, (1, 1), "VALID", dimension_numbers=dn, precision=prec)
-    y = jax.lax.conv_general_dilated(y, kw, (1, 1), "VALID", dimension_numbers=dn, precision=prec)
-    return jnp.moveaxis(y.reshape(n, c, h - k + 1, w - k + 1), 1, -1)
+    h, w = x.shape[-3], x.shape[-2]
+    taps = [float(t) for t in g]
+    y = sum(t * x[..., i : i + h - k + 1, :, :] for i, t in enumerate(taps))
+    return sum(t * y[..., :, i : i + w - k + 1, :] for i, t in enumerate(taps))
 
 
 def _ssim_cs(
@@ -119,11 +118,11 @@ def _ssim_cs(
     # Second moments are taken about data_range / 2: same result, far less float32 cancellation.
     c = data_range / 2.0
     xs, ys = x - c, y - c
-    mu_x = _filter_valid(xs, g)
-    mu_y = _filter_valid(ys, g)
-    var_x = _filter_valid(xs * xs, g) - mu_x * mu_x
-    var_y = _filter_valid(ys * ys, g) - mu_y * mu_y
-    cov = _filter_valid(xs * ys, g) - mu_x * mu_y
+    # The five local moments in one filtering pass.
+    mu_x, mu_y, xx, yy, xy = _filter_valid(jnp.stack([xs, ys, xs * xs, ys * ys, xs * ys]), g)
+    var_x = xx - mu_x * mu_x
+    var_y = yy - mu_y * mu_y
+    cov = xy - mu_x * mu_y
     mu_x, mu_y = mu_x + c, mu_y + c
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
@@ -213,6 +212,8 @@ def ms_ssim_db(x: jax.Array, y: jax.Array, **kwargs) -> jax.Array:
 
 _LPIPS_SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)
 _LPIPS_SCALE = np.array([0.458, 0.448, 0.450], np.float32)
+# Smallest side for which the last tapped layer keeps at least one pixel.
+_LPIPS_MIN_SIDE = {"alex": 31, "vgg": 16}
 
 
 @functools.cache
@@ -242,11 +243,17 @@ def lpips(x: jax.Array, y: jax.Array, net: str = "alex") -> jax.Array:
     """LPIPS v0.1 distance of each image pair (0 for identical images; lower is closer).
 
     ``net``: ``"alex"`` (the usual choice, and the paper's loss) or ``"vgg"``. The inputs are mapped
-    from [0, 255] to [-1, 1] as LPIPS expects. The smallest image the networks accept is 32x32
-    (AlexNet) / 16x16 (VGG).
+    from [0, 255] to [-1, 1] as LPIPS expects. The smallest images the networks accept are 31x31
+    (AlexNet) and 16x16 (VGG); smaller ones raise ``ValueError``.
     """
     x, y = _check_pair(x, y, "lpips")
     module, taps, params, lin = _lpips_model(net)
+    min_side = _LPIPS_MIN_SIDE[net]
+    if min(x.shape[-3:-1]) < min_side:
+        raise ValueError(
+            f"lpips ({net}) needs images of at least {min_side}x{min_side} pixels "
+            f"(its deepest layer would be empty), got {x.shape[-3]}x{x.shape[-2]}"
+        )
     (xf, lead), (yf, _) = _flatten(x), _flatten(y)
     n = xf.shape[0]
     shift, scale = jnp.asarray(_LPIPS_SHIFT), jnp.asarray(_LPIPS_SCALE)

@@ -257,6 +257,10 @@ def test_bad_shapes_are_refused_clearly():
         M.ms_ssim(np.zeros((160, 300, 3)), np.zeros((160, 300, 3)))
     with pytest.raises(ValueError, match="at least 11x11"):
         M.ssim(np.zeros((10, 30, 3)), np.zeros((10, 30, 3)))
+    with pytest.raises(ValueError, match="at least 31x31"):
+        M.lpips(np.zeros((30, 64, 3)), np.zeros((30, 64, 3)))
+    assert np.isfinite(float(M.lpips(np.zeros((31, 31, 3)), np.full((31, 31, 3), 9.0))))
+    assert np.isfinite(float(M.lpips(np.zeros((16, 16, 3)), np.full((16, 16, 3), 9.0), "vgg")))
     with pytest.raises(ValueError, match="'alex' or 'vgg'"):
         M.lpips(np.zeros((64, 64, 3)), np.zeros((64, 64, 3)), net="squeeze")
 
