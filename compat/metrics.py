@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compat import nets
+from compat import nets, weights
 
 __all__ = [
     "psnr",
@@ -226,8 +226,6 @@ def _lpips_model(net: str) -> tuple:
         raise ValueError(f"lpips: net must be 'alex' or 'vgg', got {net!r}")
     params = nets.backbone_params(net)
     nets.check_variables(module, {"params": params}, (1, 64, 64, 3))
-    from compat import weights
-
     lin = tuple(jnp.asarray(v) for v in weights.lpips_weights(net)["lin"])
     return module, taps, params, lin
 
@@ -308,6 +306,8 @@ def semantic_similarity(orig: jax.Array, recon: jax.Array) -> dict[str, jax.Arra
     reconstruction's top 1 / 5 / 10.
     """
     orig, recon = _check_pair(orig, recon, "semantic_similarity")
+    # Two separate passes: identical images then give exactly identical logits (distance 0), which
+    # rows of one batch need not (XLA may order their float sums differently).
     lo, lr = classify(orig), classify(recon)
     label = jnp.argmax(lo, axis=-1)
     # Rank of the original's class in the reconstruction's logits (0 = its top class).
