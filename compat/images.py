@@ -8,7 +8,8 @@
 * CMYK is converted by Pillow's (profile-less) conversion;
 * 16-bit grayscale (PNG/TIFF) is scaled to 8 bit by ``round(v * 255 / 65535)``; 16-bit RGB is
   reduced by Pillow's decoder, which keeps each value's high byte; 32-bit integer grayscale is
-  treated as 16-bit data when it fits in 0..65535; float images are taken as [0, 1];
+  taken as 8-bit data when its values fit in 0..255, else as 16-bit data (values above 65535 are
+  refused as corrupt); float images are taken as [0, 1];
 * animated / multi-page files give their first frame, with a warning.
 
 Failures raise a subclass of :class:`ImageError` that names the file and the reason:

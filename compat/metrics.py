@@ -212,22 +212,21 @@ def ms_ssim_db(x: jax.Array, y: jax.Array, **kwargs) -> jax.Array:
 
 _LPIPS_SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)
 _LPIPS_SCALE = np.array([0.458, 0.448, 0.450], np.float32)
-# Smallest side for which the last tapped layer keeps at least one pixel.
-_LPIPS_MIN_SIDE = {"alex": 31, "vgg": 16}
 
 
 @functools.cache
 def _lpips_model(net: str) -> tuple:
+    # min_side: the smallest image side for which the last tapped layer keeps a pixel.
     if net == "alex":
-        module, taps = nets.AlexNetFeatures(), (0, 1, 2, 3, 4)
+        module, taps, min_side = nets.AlexNetFeatures(), (0, 1, 2, 3, 4), 31
     elif net == "vgg":
-        module, taps = nets.VGG16Features(), nets.VGG16_LPIPS_TAPS
+        module, taps, min_side = nets.VGG16Features(), nets.VGG16_LPIPS_TAPS, 16
     else:
         raise ValueError(f"lpips: net must be 'alex' or 'vgg', got {net!r}")
     params = nets.backbone_params(net)
     nets.check_variables(module, {"params": params}, (1, 64, 64, 3))
     lin = tuple(jnp.asarray(v) for v in weights.lpips_weights(net)["lin"])
-    return module, taps, params, lin
+    return module, taps, params, lin, min_side
 
 
 def _unit_normalize(f: jax.Array, eps: float = 1e-10) -> jax.Array:
@@ -245,8 +244,7 @@ def lpips(x: jax.Array, y: jax.Array, net: str = "alex") -> jax.Array:
     (AlexNet) and 16x16 (VGG); smaller ones raise ``ValueError``.
     """
     x, y = _check_pair(x, y, "lpips")
-    module, taps, params, lin = _lpips_model(net)
-    min_side = _LPIPS_MIN_SIDE[net]
+    module, taps, params, lin, min_side = _lpips_model(net)
     if min(x.shape[-3:-1]) < min_side:
         raise ValueError(
             f"lpips ({net}) needs images of at least {min_side}x{min_side} pixels "
