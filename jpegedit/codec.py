@@ -1,0 +1,413 @@
+"""The differentiable JPEG: colour, padding, 8x8 blocks, DCT, quantisation, and back.
+
+Every function is pure JAX (``jit``, ``vmap`` and ``grad`` pass through) and keeps any leading batch
+axes. Images are ``(..., H, W, 3)`` RGB or ``(..., H, W, 1)`` grayscale with values in 0..255 (any
+float or integer dtype); coefficients are :class:`Coefficients`, quantised DCT coefficients per
+component laid out ``(..., H/8, W/8, 8, 8)`` with each block in natural order ``[v, u]`` (row =
+vertical frequency), exactly as ``jpegfile`` writes them and as libjpeg stores them.
+
+This is the *float* path the models train through: the orthonormal DCT-II (which is JPEG's DCT) in
+float32 and JFIF's colour transform with real coefficients. ``jpegedit.libjpeg`` is its exact twin,
+libjpeg-turbo's integer arithmetic, used to write files with the same coefficients libjpeg writes.
+
+Rounding modes for quantisation (``rounding=``):
+
+``hard``       round half away from zero, as libjpeg's quantiser does; zero gradient.
+``cubic``      Shin & Song's smooth approximation ``r + (x - r)^3`` with ``r = round(x)``.
+``cubic_ste``  the paper's choice: exact rounding forward, ``cubic``'s gradient ``3 (x - r)^2`` backward.
+``ste``        exact rounding forward, identity gradient backward (straight-through).
+``noise``      ``x + u``, ``u ~ U(-1/2, 1/2)`` (needs ``key``): the additive-noise proxy of learned codecs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Literal
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "ROUNDING_MODES",
+    "CHROMA_MODES",
+    "STD_LUMA_TABLE",
+    "STD_CHROMA_TABLE",
+    "Coefficients",
+    "quality_scale",
+    "quality_to_tables",
+    "rgb_to_ycbcr",
+    "ycbcr_to_rgb",
+    "pad_edge",
+    "blockify",
+    "unblockify",
+    "dct_matrix",
+    "dct2d",
+    "idct2d",
+    "round_half_away",
+    "round_with",
+    "quantize",
+    "dequantize",
+    "downsample_420",
+    "upsample_420",
+    "block_grid",
+    "encode",
+    "encode_ycbcr",
+    "decode",
+    "decode_ycbcr",
+    "roundtrip",
+]
+
+ROUNDING_MODES = ("hard", "cubic", "cubic_ste", "ste", "noise")
+CHROMA_MODES = ("444", "420")
+Rounding = Literal["hard", "cubic", "cubic_ste", "ste", "noise"]
+Chroma = Literal["444", "420"]
+
+# ITU-T T.81 Annex K tables (K.1 luminance, K.2 chrominance) in natural order [v, u]; libjpeg's
+# jcparam.c scales these by the IJG quality factor.
+STD_LUMA_TABLE = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    dtype=np.int32,
+)
+STD_CHROMA_TABLE = np.full((8, 8), 99, dtype=np.int32)
+STD_CHROMA_TABLE[:4, :4] = [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]]
+STD_LUMA_TABLE.setflags(write=False)
+STD_CHROMA_TABLE.setflags(write=False)
+
+
+def quality_scale(quality: int) -> int:
+    """IJG quality (1..100) to libjpeg's percentage scale factor (``jpeg_quality_scaling``)."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)):
+        raise TypeError(f"quality must be an integer in 1..100, got {quality!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    return 5000 // quality if quality < 50 else 200 - 2 * quality
+
+
+def quality_to_tables(quality: int, *, baseline: bool = True) -> np.ndarray:
+    """The ``(2, 8, 8)`` int32 tables (luma, chroma) libjpeg uses at IJG ``quality``.
+
+    ``(basic * scale + 50) // 100`` clamped to 1..32767, and to 1..255 when ``baseline`` (what
+    ``jpeg_set_quality(cinfo, quality, TRUE)`` does, and what Pillow calls).
+    """
+    scale = quality_scale(quality)
+    tables = (np.stack([STD_LUMA_TABLE, STD_CHROMA_TABLE]).astype(np.int64) * scale + 50) // 100
+    return np.clip(tables, 1, 255 if baseline else 32767).astype(np.int32)
+
+
+@flax.struct.dataclass
+class Coefficients:
+    """Quantised DCT coefficients of one JPEG (or a batch of them, along leading axes).
+
+    ``y``, ``cb``, ``cr``: ``(..., rows, cols, 8, 8)`` per component, the block grid libjpeg uses
+    (``ceil(H/8) x ceil(W/8)`` for luma and 4:4:4 chroma, ``ceil(H/16) x ceil(W/16)`` for 4:2:0
+    chroma); ``cb`` and ``cr`` are None for a grayscale JPEG. ``height``, ``width`` and ``chroma``
+    are static (not traced): they travel through ``jit`` and ``vmap`` as metadata.
+    """
+
+    y: jax.Array
+    cb: jax.Array | None
+    cr: jax.Array | None
+    height: int = flax.struct.field(pytree_node=False)
+    width: int = flax.struct.field(pytree_node=False)
+    chroma: str = flax.struct.field(pytree_node=False, default="444")
+
+    @property
+    def grayscale(self) -> bool:
+        return self.cb is None
+
+    @property
+    def components(self) -> tuple[jax.Array, ...]:
+        return (self.y,) if self.cb is None else (self.y, self.cb, self.cr)
+
+
+def block_grid(height: int, width: int, chroma: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Block rows and columns of the luma and of the chroma components for an image size."""
+    _check_chroma(chroma)
+    luma = (math.ceil(height / 8), math.ceil(width / 8))
+    if chroma == "420":
+        return luma, (math.ceil(height / 16), math.ceil(width / 16))
+    return luma, luma
+
+
+def _check_chroma(chroma: str) -> None:
+    if chroma not in CHROMA_MODES:
+        raise ValueError(f"chroma must be one of {CHROMA_MODES}, got {chroma!r}")
+
+
+# --- colour ----------------------------------------------------------------------------------
+
+# JFIF (ITU-T T.871) full-range YCbCr; libjpeg's jccolor.c / jdcolor.c use these constants.
+_RGB_TO_YCC = np.array(
+    [[0.299, 0.587, 0.114], [-0.168735892, -0.331264108, 0.5], [0.5, -0.418687589, -0.081312411]], dtype=np.float64
+)
+_YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
+_YCC_OFFSET = np.array([0.0, 128.0, 128.0])
+
+
+def rgb_to_ycbcr(rgb: jax.Array) -> jax.Array:
+    """JFIF RGB -> YCbCr, full range, chroma offset by 128; ``(..., 3)`` in, ``(..., 3)`` out (float32)."""
+    rgb = jnp.asarray(rgb, jnp.float32)
+    return rgb @ jnp.asarray(_RGB_TO_YCC.T, jnp.float32) + jnp.asarray(_YCC_OFFSET, jnp.float32)
+
+
+def ycbcr_to_rgb(ycc: jax.Array) -> jax.Array:
+    """The exact inverse of :func:`rgb_to_ycbcr` (no clipping)."""
+    ycc = jnp.asarray(ycc, jnp.float32) - jnp.asarray(_YCC_OFFSET, jnp.float32)
+    return ycc @ jnp.asarray(_YCC_TO_RGB.T, jnp.float32)
+
+
+# --- geometry --------------------------------------------------------------------------------
+
+
+def pad_edge(plane: jax.Array, height: int, width: int) -> jax.Array:
+    """Pad ``(..., h, w)`` to ``(..., height, width)`` by replicating the last row and column (libjpeg's
+    ``expand_right_edge`` / ``expand_bottom_edge``)."""
+    h, w = plane.shape[-2:]
+    if (h, w) == (height, width):
+        return plane
+    if height < h or width < w:
+        raise ValueError(f"cannot pad {h}x{w} down to {height}x{width}")
+    pad = [(0, 0)] * (plane.ndim - 2) + [(0, height - h), (0, width - w)]
+    return jnp.pad(plane, pad, mode="edge")
+
+
+def blockify(plane: jax.Array) -> jax.Array:
+    """``(..., H, W)`` with H, W multiples of 8 -> ``(..., H/8, W/8, 8, 8)``."""
+    *lead, h, w = plane.shape
+    if h % 8 or w % 8:
+        raise ValueError(f"blockify needs sides that are multiples of 8, got {h}x{w}")
+    x = plane.reshape(*lead, h // 8, 8, w // 8, 8)
+    return jnp.swapaxes(x, -3, -2)
+
+
+def unblockify(blocks: jax.Array) -> jax.Array:
+    """``(..., R, C, 8, 8)`` -> ``(..., 8R, 8C)``; the inverse of :func:`blockify`."""
+    *lead, r, c, _, _ = blocks.shape
+    return jnp.swapaxes(blocks, -3, -2).reshape(*lead, 8 * r, 8 * c)
+
+
+# --- DCT -------------------------------------------------------------------------------------
+
+
+@functools.cache
+def dct_matrix() -> np.ndarray:
+    """The orthonormal 8-point DCT-II matrix ``D[k, n] = a_k cos((2n + 1) k pi / 16)`` (float64)."""
+    k = np.arange(8)[:, None]
+    n = np.arange(8)[None, :]
+    d = np.cos((2 * n + 1) * k * np.pi / 16) * np.sqrt(2 / 8)
+    d[0] /= np.sqrt(2)
+    return d
+
+
+def dct2d(blocks: jax.Array) -> jax.Array:
+    """Orthonormal 2-D DCT-II of ``(..., 8, 8)`` blocks ``[y, x]`` -> coefficients ``[v, u]`` (JPEG's FDCT)."""
+    d = jnp.asarray(dct_matrix(), jnp.float32)
+    return d @ blocks @ d.T
+
+
+def idct2d(coeffs: jax.Array) -> jax.Array:
+    """Inverse of :func:`dct2d` (JPEG's IDCT)."""
+    d = jnp.asarray(dct_matrix(), jnp.float32)
+    return d.T @ coeffs @ d
+
+
+# --- rounding and quantisation ---------------------------------------------------------------
+
+
+def round_half_away(x: jax.Array) -> jax.Array:
+    """Round to nearest, ties away from zero (libjpeg's quantiser); ``jnp.round`` ties to even."""
+    return jnp.sign(x) * jnp.floor(jnp.abs(x) + 0.5)
+
+
+def round_with(x: jax.Array, mode: Rounding = "hard", key: jax.Array | None = None) -> jax.Array:
+    """Round ``x`` to integers with one of :data:`ROUNDING_MODES` (see the module doc)."""
+    if mode == "hard":
+        return round_half_away(x)
+    r = jax.lax.stop_gradient(round_half_away(x))
+    if mode == "cubic":
+        return r + (x - r) ** 3
+    if mode == "cubic_ste":
+        cubic = r + (x - r) ** 3
+        return cubic + jax.lax.stop_gradient(r - cubic)
+    if mode == "ste":
+        return x + jax.lax.stop_gradient(r - x)
+    if mode == "noise":
+        if key is None:
+            raise ValueError("rounding='noise' needs a PRNG key")
+        return x + jax.random.uniform(key, x.shape, x.dtype, -0.5, 0.5)
+    raise ValueError(f"rounding must be one of {ROUNDING_MODES}, got {mode!r}")
+
+
+def quantize(coeffs: jax.Array, table: jax.Array, mode: Rounding = "hard", key: jax.Array | None = None) -> jax.Array:
+    """``round(coeffs / table)``; ``table`` is ``(8, 8)`` (or broadcasts), float allowed for learning."""
+    return round_with(coeffs / jnp.asarray(table, jnp.float32), mode, key)
+
+
+def dequantize(q: jax.Array, table: jax.Array) -> jax.Array:
+    return q * jnp.asarray(table, jnp.float32)
+
+
+# --- chroma subsampling ----------------------------------------------------------------------
+
+
+def downsample_420(plane: jax.Array) -> jax.Array:
+    """2x2 box average of ``(..., H, W)`` (H, W even): libjpeg's ``h2v2_downsample`` without its
+    alternating integer rounding bias (the exact path has that)."""
+    *lead, h, w = plane.shape
+    return plane.reshape(*lead, h // 2, 2, w // 2, 2).mean(axis=(-3, -1))
+
+
+def _fancy_axis(x: jax.Array, axis: int) -> jax.Array:
+    """Double ``axis`` with libjpeg's triangle filter: each output sample is 3/4 of its nearer input
+    sample plus 1/4 of the next one beyond it (edge samples replicated)."""
+    n = x.shape[axis]
+    prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis), jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis)
+    nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis), jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis)
+    even = 0.75 * x + 0.25 * prev
+    odd = 0.75 * x + 0.25 * nxt
+    out = jnp.stack([even, odd], axis=axis + 1 if axis >= 0 else axis)
+    shape = list(x.shape)
+    shape[axis] = 2 * n
+    return out.reshape(shape)
+
+
+def upsample_420(plane: jax.Array, height: int, width: int) -> jax.Array:
+    """Upsample a 4:2:0 chroma plane to ``(..., height, width)`` as libjpeg's decoder does by default
+    ("fancy" triangle filtering, ``h2v2_fancy_upsample``): the plane is first cut to its true size
+    ``ceil(height/2) x ceil(width/2)``, so the edge samples are replicated rather than the padding
+    blocks read."""
+    ch, cw = math.ceil(height / 2), math.ceil(width / 2)
+    plane = plane[..., :ch, :cw]
+    up = _fancy_axis(_fancy_axis(plane, plane.ndim - 2), plane.ndim - 1)
+    return up[..., :height, :width]
+
+
+# --- the codec -------------------------------------------------------------------------------
+
+
+def _split_image(image: jax.Array) -> tuple[jax.Array, bool]:
+    image = jnp.asarray(image)
+    if image.ndim < 3 or image.shape[-1] not in (1, 3):
+        raise ValueError(f"expected an image (..., H, W, 3) RGB or (..., H, W, 1) grayscale, got shape {image.shape}")
+    if image.shape[-3] < 1 or image.shape[-2] < 1:
+        raise ValueError(f"empty image: shape {image.shape}")
+    return image, image.shape[-1] == 1
+
+
+def _tables(qtables: jax.Array) -> jax.Array:
+    q = jnp.asarray(qtables, jnp.float32)
+    if q.shape == (8, 8):
+        q = q[None]
+    if q.ndim != 3 or q.shape[-2:] != (8, 8) or q.shape[0] not in (1, 2):
+        raise ValueError(f"qtables must be (2, 8, 8) (luma, chroma) or (8, 8), got shape {q.shape}")
+    return q
+
+
+def _component_tables(q: jax.Array, n: int) -> list[jax.Array]:
+    return [q[min(i, q.shape[0] - 1)] for i in range(n)]
+
+
+def encode_ycbcr(
+    planes: jax.Array,
+    qtables: jax.Array,
+    *,
+    chroma: Chroma = "444",
+    rounding: Rounding = "hard",
+    key: jax.Array | None = None,
+) -> Coefficients:
+    """Encode ``(..., H, W, C)`` YCbCr (C = 3) or Y (C = 1) sample planes in 0..255.
+
+    Pads by edge replication (to 8, or to 16 for 4:2:0 before averaging the chroma), shifts levels by
+    128, takes the DCT of every block and quantises with ``qtables[0]`` (luma) and ``qtables[1]``
+    (chroma) using ``rounding``.
+    """
+    _check_chroma(chroma)
+    planes = jnp.asarray(planes, jnp.float32)
+    h, w, c = planes.shape[-3:]
+    q = _tables(qtables)
+    (lr, lc), (cr, cc) = block_grid(h, w, chroma if c == 3 else "444")
+    keys = [None] * c if key is None else list(jax.random.split(key, c))
+    out = []
+    for i, table in enumerate(_component_tables(q, c)):
+        p = planes[..., i]
+        if i == 0:
+            p = pad_edge(p, 8 * lr, 8 * lc)
+        elif chroma == "420":
+            p = downsample_420(pad_edge(p, 16 * cr, 16 * cc))
+        else:
+            p = pad_edge(p, 8 * cr, 8 * cc)
+        coeffs = dct2d(blockify(p - 128.0))
+        out.append(quantize(coeffs, table, rounding, keys[i]))
+    if c == 1:
+        return Coefficients(out[0], None, None, h, w, "444")
+    return Coefficients(out[0], out[1], out[2], h, w, chroma)
+
+
+def encode(
+    image: jax.Array,
+    qtables: jax.Array,
+    *,
+    chroma: Chroma = "444",
+    rounding: Rounding = "hard",
+    key: jax.Array | None = None,
+) -> Coefficients:
+    """Encode an RGB ``(..., H, W, 3)`` or grayscale ``(..., H, W, 1)`` image to quantised coefficients."""
+    image, gray = _split_image(image)
+    planes = jnp.asarray(image, jnp.float32) if gray else rgb_to_ycbcr(image)
+    return encode_ycbcr(planes, qtables, chroma=chroma, rounding=rounding, key=key)
+
+
+def decode_ycbcr(coefficients: Coefficients, qtables: jax.Array, *, round_samples: bool = False) -> jax.Array:
+    """Dequantise, inverse DCT and (4:2:0) upsample to ``(..., H, W, C)`` sample planes.
+
+    ``round_samples`` rounds and clamps every component plane to 0..255 after the inverse DCT, as a
+    decoder producing 8-bit samples does (no gradient through that rounding).
+    """
+    q = _tables(qtables)
+    co = coefficients
+    h, w = co.height, co.width
+    planes = []
+    for i, (blocks, table) in enumerate(zip(co.components, _component_tables(q, len(co.components)))):
+        p = unblockify(idct2d(dequantize(blocks, table))) + 128.0
+        if round_samples:
+            p = jnp.clip(round_half_away(p), 0.0, 255.0)
+        if i > 0 and co.chroma == "420":
+            p = upsample_420(p, h, w)
+        planes.append(p[..., :h, :w])
+    return jnp.stack(planes, axis=-1)
+
+
+def decode(coefficients: Coefficients, qtables: jax.Array, *, round_samples: bool = False, clip: bool = True) -> jax.Array:
+    """Coefficients -> RGB ``(..., H, W, 3)`` (or ``(..., H, W, 1)``) float32 in 0..255 (clipped when ``clip``)."""
+    planes = decode_ycbcr(coefficients, qtables, round_samples=round_samples)
+    image = planes if coefficients.grayscale else ycbcr_to_rgb(planes)
+    return jnp.clip(image, 0.0, 255.0) if clip else image
+
+
+def roundtrip(
+    image: jax.Array,
+    qtables: jax.Array,
+    *,
+    chroma: Chroma = "444",
+    rounding: Rounding = "cubic_ste",
+    key: jax.Array | None = None,
+    clip: bool = True,
+) -> tuple[jax.Array, Coefficients]:
+    """What a JPEG decoder shows for ``image`` at ``qtables``: ``(decoded image, coefficients)``.
+
+    The differentiable simulation the models train through (default ``cubic_ste``, the paper's).
+    """
+    co = encode(image, qtables, chroma=chroma, rounding=rounding, key=key)
+    return decode(co, qtables, clip=clip), co
