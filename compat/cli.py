@@ -20,8 +20,16 @@ EXAMPLE = """examples:
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (``prog: error: ...``, exit status 2), the
+    convention of every command-line tool in this project."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="compat-measure",
         description="PSNR, SSIM, MS-SSIM, LPIPS and classifier agreement of a distorted image against its original.",
         epilog=EXAMPLE,

@@ -156,16 +156,23 @@ _YCC_TO_RGB = np.linalg.inv(_RGB_TO_YCC)
 _YCC_OFFSET = np.array([0.0, 128.0, 128.0])
 
 
+def _float(x: jax.Array) -> jax.Array:
+    """``x`` as a float array: float dtypes are kept (float64 under x64), integers become float32."""
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
 def rgb_to_ycbcr(rgb: jax.Array) -> jax.Array:
-    """JFIF RGB -> YCbCr, full range, chroma offset by 128; ``(..., 3)`` in, ``(..., 3)`` out (float32)."""
-    rgb = jnp.asarray(rgb, jnp.float32)
-    return rgb @ jnp.asarray(_RGB_TO_YCC.T, jnp.float32) + jnp.asarray(_YCC_OFFSET, jnp.float32)
+    """JFIF RGB -> YCbCr, full range, chroma offset by 128; ``(..., 3)`` in, ``(..., 3)`` out (float)."""
+    rgb = _float(rgb)
+    return rgb @ jnp.asarray(_RGB_TO_YCC.T, rgb.dtype) + jnp.asarray(_YCC_OFFSET, rgb.dtype)
 
 
 def ycbcr_to_rgb(ycc: jax.Array) -> jax.Array:
     """The exact inverse of :func:`rgb_to_ycbcr` (no clipping)."""
-    ycc = jnp.asarray(ycc, jnp.float32) - jnp.asarray(_YCC_OFFSET, jnp.float32)
-    return ycc @ jnp.asarray(_YCC_TO_RGB.T, jnp.float32)
+    ycc = _float(ycc)
+    ycc = ycc - jnp.asarray(_YCC_OFFSET, ycc.dtype)
+    return ycc @ jnp.asarray(_YCC_TO_RGB.T, ycc.dtype)
 
 
 # --- geometry --------------------------------------------------------------------------------
@@ -213,13 +220,15 @@ def dct_matrix() -> np.ndarray:
 
 def dct2d(blocks: jax.Array) -> jax.Array:
     """Orthonormal 2-D DCT-II of ``(..., 8, 8)`` blocks ``[y, x]`` -> coefficients ``[v, u]`` (JPEG's FDCT)."""
-    d = jnp.asarray(dct_matrix(), jnp.float32)
+    blocks = _float(blocks)
+    d = jnp.asarray(dct_matrix(), blocks.dtype)
     return d @ blocks @ d.T
 
 
 def idct2d(coeffs: jax.Array) -> jax.Array:
     """Inverse of :func:`dct2d` (JPEG's IDCT)."""
-    d = jnp.asarray(dct_matrix(), jnp.float32)
+    coeffs = _float(coeffs)
+    d = jnp.asarray(dct_matrix(), coeffs.dtype)
     return d.T @ coeffs @ d
 
 
@@ -252,11 +261,11 @@ def round_with(x: jax.Array, mode: Rounding = "hard", key: jax.Array | None = No
 
 def quantize(coeffs: jax.Array, table: jax.Array, mode: Rounding = "hard", key: jax.Array | None = None) -> jax.Array:
     """``round(coeffs / table)``; ``table`` is ``(8, 8)`` (or broadcasts), float allowed for learning."""
-    return round_with(coeffs / jnp.asarray(table, jnp.float32), mode, key)
+    return round_with(_float(coeffs) / _float(table), mode, key)
 
 
 def dequantize(q: jax.Array, table: jax.Array) -> jax.Array:
-    return q * jnp.asarray(table, jnp.float32)
+    return q * _float(table)
 
 
 # --- chroma subsampling ----------------------------------------------------------------------
@@ -287,9 +296,12 @@ def upsample_420(plane: jax.Array, height: int, width: int) -> jax.Array:
     """Upsample a 4:2:0 chroma plane to ``(..., height, width)`` as libjpeg's decoder does by default
     ("fancy" triangle filtering, ``h2v2_fancy_upsample``): the plane is first cut to its true size
     ``ceil(height/2) x ceil(width/2)``, so the edge samples are replicated rather than the padding
-    blocks read."""
+    blocks read; planes at most 2 samples wide are replicated, not filtered (libjpeg-turbo's rule)."""
     ch, cw = math.ceil(height / 2), math.ceil(width / 2)
     plane = plane[..., :ch, :cw]
+    if cw <= 2:  # libjpeg-turbo replicates instead of filtering planes this narrow
+        up = jnp.repeat(jnp.repeat(plane, 2, axis=-2), 2, axis=-1)
+        return up[..., :height, :width]
     up = _fancy_axis(_fancy_axis(plane, plane.ndim - 2), plane.ndim - 1)
     return up[..., :height, :width]
 
@@ -307,7 +319,7 @@ def _split_image(image: jax.Array) -> tuple[jax.Array, bool]:
 
 
 def _tables(qtables: jax.Array) -> jax.Array:
-    q = jnp.asarray(qtables, jnp.float32)
+    q = _float(qtables)
     if q.shape == (8, 8):
         q = q[None]
     if q.ndim != 3 or q.shape[-2:] != (8, 8) or q.shape[0] not in (1, 2):
@@ -329,12 +341,13 @@ def encode_ycbcr(
 ) -> Coefficients:
     """Encode ``(..., H, W, C)`` YCbCr (C = 3) or Y (C = 1) sample planes in 0..255.
 
-    Pads by edge replication (to 8, or to 16 for 4:2:0 before averaging the chroma), shifts levels by
+    Pads by edge replication to whole blocks as libjpeg does (for 4:2:0: columns to a multiple of 16
+    before averaging, rows to an even count, then the averaged rows to whole blocks), shifts levels by
     128, takes the DCT of every block and quantises with ``qtables[0]`` (luma) and ``qtables[1]``
     (chroma) using ``rounding``.
     """
     _check_chroma(chroma)
-    planes = jnp.asarray(planes, jnp.float32)
+    planes = _float(planes)
     h, w, c = planes.shape[-3:]
     q = _tables(qtables)
     (lr, lc), (cr, cc) = block_grid(h, w, chroma if c == 3 else "444")
@@ -345,7 +358,9 @@ def encode_ycbcr(
         if i == 0:
             p = pad_edge(p, 8 * lr, 8 * lc)
         elif chroma == "420":
-            p = downsample_420(pad_edge(p, 16 * cr, 16 * cc))
+            # libjpeg pads columns at full resolution but rows only to an even count, and then
+            # replicates the last downsampled row (jcprepct.c), so the padding differs by axis.
+            p = pad_edge(downsample_420(pad_edge(p, h + h % 2, 16 * cc)), 8 * cr, 8 * cc)
         else:
             p = pad_edge(p, 8 * cr, 8 * cc)
         coeffs = dct2d(blockify(p - 128.0))
@@ -365,7 +380,7 @@ def encode(
 ) -> Coefficients:
     """Encode an RGB ``(..., H, W, 3)`` or grayscale ``(..., H, W, 1)`` image to quantised coefficients."""
     image, gray = _split_image(image)
-    planes = jnp.asarray(image, jnp.float32) if gray else rgb_to_ycbcr(image)
+    planes = _float(image) if gray else rgb_to_ycbcr(image)
     return encode_ycbcr(planes, qtables, chroma=chroma, rounding=rounding, key=key)
 
 

@@ -27,6 +27,8 @@ overflow libjpeg's own intermediate widths are not reproduced.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -185,7 +187,9 @@ def encode_ycbcr(planes: jax.Array, qtables, *, chroma: Chroma = "444") -> Coeff
         if i == 0:
             p = pad_edge(p, 8 * lr, 8 * lc)
         elif chroma == "420":
-            p = downsample_h2v2(pad_edge(p, 16 * cr, 16 * cc))
+            # libjpeg pads columns at full resolution but rows only to an even count, and then
+            # replicates the last downsampled row (jcprepct.c), so the padding differs by axis.
+            p = pad_edge(downsample_h2v2(pad_edge(p, h + h % 2, 16 * cc)), 8 * cr, 8 * cc)
         else:
             p = pad_edge(p, 8 * cr, 8 * cc)
         out.append(quantize(fdct_islow(blockify(p - 128)), table))
@@ -202,6 +206,11 @@ def encode(image: jax.Array, qtables, *, chroma: Chroma = "444") -> Coefficients
         raise ValueError(f"expected an image (..., H, W, 3) RGB or (..., H, W, 1) grayscale, got shape {image.shape}")
     if jnp.issubdtype(image.dtype, jnp.floating):
         raise TypeError("the exact path takes 8-bit integer samples (uint8), not floats")
+    return _encode_jit(image, jnp.asarray(_int_tables(qtables)), chroma)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _encode_jit(image: jax.Array, qtables: jax.Array, chroma: str) -> Coefficients:
     planes = image.astype(jnp.int32) if image.shape[-1] == 1 else rgb_to_ycbcr(image)
     return encode_ycbcr(planes, qtables, chroma=chroma)
 
@@ -302,6 +311,11 @@ def decode_ycbcr(coefficients: Coefficients, qtables) -> jax.Array:
 def decode(coefficients: Coefficients, qtables) -> jax.Array:
     """The uint8 image libjpeg-turbo decodes (default settings: islow IDCT, fancy upsampling) from
     ``coefficients``: ``(..., H, W, 3)`` RGB, or ``(..., H, W, 1)`` for grayscale."""
+    return _decode_jit(coefficients, jnp.asarray(_int_tables(qtables)))
+
+
+@jax.jit
+def _decode_jit(coefficients: Coefficients, qtables: jax.Array) -> jax.Array:
     planes = decode_ycbcr(coefficients, qtables)
     image = planes if coefficients.grayscale else ycbcr_to_rgb(planes)
     return image.astype(jnp.uint8)

@@ -1,0 +1,151 @@
+"""``jpegedit``: the command-line tools of the JPEG method.
+
+``jpegedit encode IN -o OUT.jpg --quality Q`` writes an ordinary baseline JPEG through our own JAX
+codec (the exact path, :mod:`jpegedit.libjpeg`): its coefficients are those libjpeg-turbo writes at
+the same quality, which the command checks and reports. Without IN it encodes an embedded photo
+(scikit-image's astronaut), so a fresh install can be tried with one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from compat.cli import OneLineParser
+
+EXAMPLE = """examples:
+  jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
+  jpegedit encode photo.png -o photo.jpg --quality 75 --chroma 420 --optimize
+"""
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit status 2."""
+
+
+def _quality(text: str) -> int:
+    try:
+        q = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"quality must be an integer in 1..100, got {text!r}") from None
+    if not 1 <= q <= 100:
+        raise argparse.ArgumentTypeError(f"quality must be in 1..100, got {q}")
+    return q
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog="jpegedit",
+        description="JPEG files that every viewer decodes, made by our JAX codec.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    e = sub.add_parser(
+        "encode",
+        help="encode an image to a baseline JPEG",
+        description="Encode an image to a baseline JPEG with our JAX codec (libjpeg-turbo's arithmetic, "
+        "so the coefficients equal libjpeg's at the same quality).",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("input", nargs="?", help="image to encode (any format compat.images reads); default: an embedded photo")
+    e.add_argument("-o", "--out", required=True, help="output JPEG file")
+    e.add_argument("-q", "--quality", type=_quality, default=75, help="IJG quality 1..100 (default 75)")
+    e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
+    e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
+    e.add_argument("--grayscale", action="store_true", help="write a one-component (grayscale) JPEG")
+    e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    return p
+
+
+def _write_atomic(path: Path, data: bytes, force: bool) -> None:
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise UsageError(f"output directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _libjpeg_agrees(image: np.ndarray, quality: int, chroma: str, ours) -> bool:
+    """Whether Pillow (libjpeg-turbo) writes the same coefficients at this quality."""
+    import io
+
+    from PIL import Image
+
+    from jpegedit import jpegfile
+
+    buf = io.BytesIO()
+    pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    pil.save(buf, "JPEG", quality=quality, subsampling=0 if chroma == "444" else 2)
+    ref, _ = jpegfile.read_coefficients(buf.getvalue())
+    return all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(ours.components, ref.components))
+
+
+def encode_command(args: argparse.Namespace) -> str:
+    from compat.images import ImageError, load_image
+    from jpegedit import codec, jpegfile, libjpeg
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    if args.input is None:
+        from skimage import data
+
+        image, what = data.astronaut(), "embedded photo (scikit-image astronaut, 512x512)"
+    else:
+        try:
+            image = load_image(args.input)
+        except ImageError as e:
+            raise UsageError(str(e)) from None
+        what = args.input
+    if args.grayscale:
+        from PIL import Image
+
+        image = np.asarray(Image.fromarray(image).convert("L"))[..., None]
+    tables = codec.quality_to_tables(args.quality)
+    co = libjpeg.encode(image, tables, chroma=args.chroma)
+    data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
+    _write_atomic(out, data, args.force)
+
+    decoded = np.asarray(libjpeg.decode(co, tables))
+    h, w = image.shape[:2]
+    err = np.mean((image.astype(np.float64) - decoded) ** 2)
+    psnr = 10 * np.log10(255.0**2 / err) if err > 0 else float("inf")
+    same = "yes" if _libjpeg_agrees(image, args.quality, args.chroma, co) else "NO"
+    return (
+        f"{what} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
+        f"PSNR {psnr:.2f} dB (quality {args.quality}, {args.chroma}"
+        f"{', gray' if args.grayscale else ''}); libjpeg-turbo writes the same coefficients: {same}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        print(encode_command(args))
+    except UsageError as e:
+        print(f"jpegedit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""`jpegedit encode`: ordinary JPEG files with libjpeg's coefficients, and the CLI convention."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jpegedit import cli, codec, jpegfile
+from tests.jpeg_helpers import photos, pillow_jpeg
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "in.png"
+    Image.fromarray(photos()["chelsea"]).save(path)
+    return path
+
+
+@pytest.mark.parametrize("chroma", ["444", "420"])
+def test_encode_writes_the_coefficients_and_bytes_libjpeg_writes(png, tmp_path, capsys, chroma):
+    out = tmp_path / "out.jpg"
+    assert cli.main(["encode", str(png), "-o", str(out), "--quality", "35", "--chroma", chroma]) == 0
+    ref = pillow_jpeg(photos()["chelsea"], 35, chroma)
+    ours, qt = jpegfile.read_coefficients(out.read_bytes())
+    theirs, qt_ref = jpegfile.read_coefficients(ref)
+    np.testing.assert_array_equal(qt, qt_ref)
+    for a, b in zip(ours.components, theirs.components):
+        np.testing.assert_array_equal(a, b)
+    assert out.stat().st_size == len(ref)
+    assert "libjpeg-turbo writes the same coefficients: yes" in capsys.readouterr().out
+
+
+def test_encode_optimize_and_grayscale(png, tmp_path):
+    plain, opt, gray = tmp_path / "p.jpg", tmp_path / "o.jpg", tmp_path / "g.jpg"
+    assert cli.main(["encode", str(png), "-o", str(plain)]) == 0
+    assert cli.main(["encode", str(png), "-o", str(opt), "--optimize"]) == 0
+    assert cli.main(["encode", str(png), "-o", str(gray), "--grayscale"]) == 0
+    assert opt.stat().st_size < plain.stat().st_size
+    assert np.array_equal(np.asarray(Image.open(opt)), np.asarray(Image.open(plain)))
+    assert Image.open(gray).mode == "L"
+
+
+def test_encode_without_input_uses_the_embedded_photo(tmp_path, capsys):
+    out = tmp_path / "a.jpg"
+    assert cli.main(["encode", "-o", str(out), "-q", "50"]) == 0
+    assert Image.open(out).size == (512, 512)
+    assert "embedded photo" in capsys.readouterr().out
+
+
+def test_encode_refuses_to_overwrite_without_force(png, tmp_path, capsys):
+    out = tmp_path / "out.jpg"
+    out.write_bytes(b"precious")
+    assert cli.main(["encode", str(png), "-o", str(out)]) == 2
+    assert out.read_bytes() == b"precious"
+    assert "--force" in capsys.readouterr().err
+    assert cli.main(["encode", str(png), "-o", str(out), "--force"]) == 0
+    assert out.read_bytes()[:2] == b"\xff\xd8"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["encode", "{missing}", "-o", "{out}"], "no such file"),
+        (["encode", "{text}", "-o", "{out}"], "not an image"),
+        (["encode", "{png}", "-o", "{out}", "--quality", "0"], "1..100"),
+        (["encode", "{png}", "-o", "{out}", "--chroma", "422"], "invalid choice"),
+        (["encode", "{png}", "-o", "{nodir}"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(png, tmp_path, args, message):
+    (tmp_path / "notes.txt").write_text("not an image")
+    paths = {
+        "missing": tmp_path / "nope.png",
+        "text": tmp_path / "notes.txt",
+        "png": png,
+        "out": tmp_path / "o.jpg",
+        "nodir": tmp_path / "no" / "o.jpg",
+    }
+    argv = [a.format(**paths) for a in args]
+    r = subprocess.run([sys.executable, "-m", "jpegedit.cli", *argv], capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.jpg").exists()
+
+
+def test_help_shows_an_example():
+    r = subprocess.run([sys.executable, "-m", "jpegedit.cli", "encode", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "jpegedit encode photo.png -o photo.jpg" in r.stdout
+
+
+def test_quality_table_of_the_file_is_the_ijg_table(png, tmp_path):
+    out = tmp_path / "o.jpg"
+    assert cli.main(["encode", str(png), "-o", str(out), "-q", "88"]) == 0
+    _, qt = jpegfile.read_coefficients(out.read_bytes())
+    np.testing.assert_array_equal(qt, codec.quality_to_tables(88))
