@@ -33,16 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jpegedit.codec import (
-    Chroma,
-    Coefficients,
-    _check_chroma,
-    _component_tables,
-    block_grid,
-    blockify,
-    pad_edge,
-    unblockify,
-)
+from jpegedit.codec import Chroma, Coefficients, _component_tables, component_blocks, unblockify
 
 __all__ = [
     "rgb_to_ycbcr",
@@ -176,26 +167,12 @@ def _int_tables(qtables) -> np.ndarray:
 
 def encode_ycbcr(planes: jax.Array, qtables, *, chroma: Chroma = "444") -> Coefficients:
     """Encode int ``(..., H, W, C)`` YCbCr (C = 3) or Y (C = 1) samples with libjpeg's arithmetic."""
-    _check_chroma(chroma)
     planes = jnp.asarray(planes, jnp.int32)
     h, w, c = planes.shape[-3:]
     q = jnp.asarray(_int_tables(qtables))
-    (lr, lc), (cr, cc) = block_grid(h, w, chroma if c == 3 else "444")
-    out = []
-    for i, table in enumerate(_component_tables(q, c)):
-        p = planes[..., i]
-        if i == 0:
-            p = pad_edge(p, 8 * lr, 8 * lc)
-        elif chroma == "420":
-            # libjpeg pads columns at full resolution but rows only to an even count, and then
-            # replicates the last downsampled row (jcprepct.c), so the padding differs by axis.
-            p = pad_edge(downsample_h2v2(pad_edge(p, h + h % 2, 16 * cc)), 8 * cr, 8 * cc)
-        else:
-            p = pad_edge(p, 8 * cr, 8 * cc)
-        out.append(quantize(fdct_islow(blockify(p - 128)), table))
-    if c == 1:
-        return Coefficients(out[0], None, None, h, w, "444")
-    return Coefficients(out[0], out[1], out[2], h, w, chroma)
+    blocks = component_blocks([planes[..., i] for i in range(c)], chroma, downsample_h2v2)
+    out = [quantize(fdct_islow(b - 128), t) for b, t in zip(blocks, _component_tables(q, c))]
+    return Coefficients.assemble(out, h, w, chroma)
 
 
 def encode(image: jax.Array, qtables, *, chroma: Chroma = "444") -> Coefficients:

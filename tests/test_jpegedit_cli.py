@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from jpegedit import cli, codec, jpegfile
-from tests.jpeg_helpers import photos, pillow_jpeg
+from jpeg_helpers import photos, pillow_jpeg
 
 
 @pytest.fixture

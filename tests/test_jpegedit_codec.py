@@ -7,7 +7,7 @@ import pytest
 from jax.test_util import check_grads
 
 from jpegedit import codec, jpegfile, libjpeg
-from tests.jpeg_helpers import photos, pillow_decode, pillow_jpeg
+from jpeg_helpers import photos, pillow_decode, pillow_jpeg
 
 QUALITIES = (10, 30, 50, 75, 90, 95)
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from jpegedit import codec, jpegfile, libjpeg
 from jpegedit.jpegfile import CorruptJPEGError, UnsupportedJPEGError
-from tests.jpeg_helpers import photos, pillow_decode, pillow_jpeg
+from jpeg_helpers import photos, pillow_decode, pillow_jpeg
 
 
 @pytest.fixture(scope="module")
