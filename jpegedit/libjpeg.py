@@ -175,15 +175,30 @@ def encode_ycbcr(planes: jax.Array, qtables, *, chroma: Chroma = "444") -> Coeff
     return Coefficients.assemble(out, h, w, chroma)
 
 
-def encode(image: jax.Array, qtables, *, chroma: Chroma = "444") -> Coefficients:
+BAND_ROWS = 1024  # rows per band when a large image is encoded band by band (a multiple of 16)
+
+
+def encode(image: jax.Array, qtables, *, chroma: Chroma = "444", max_band_pixels: int = 1 << 24) -> Coefficients:
     """The coefficients libjpeg-turbo writes for a uint8 RGB ``(..., H, W, 3)`` or grayscale
-    ``(..., H, W, 1)`` image at ``qtables`` (e.g. ``codec.quality_to_tables(q)``)."""
-    image = jnp.asarray(image)
+    ``(..., H, W, 1)`` image at ``qtables`` (e.g. ``codec.quality_to_tables(q)``).
+
+    A single image with more than ``max_band_pixels`` pixels is encoded in bands of
+    :data:`BAND_ROWS` rows, which bounds the memory the int32 arithmetic needs; the result is the
+    same (every step of the encoder is local to a 16-row band).
+    """
+    if not isinstance(image, jax.Array):
+        image = np.asarray(image)
     if image.ndim < 3 or image.shape[-1] not in (1, 3):
         raise ValueError(f"expected an image (..., H, W, 3) RGB or (..., H, W, 1) grayscale, got shape {image.shape}")
     if jnp.issubdtype(image.dtype, jnp.floating):
         raise TypeError("the exact path takes 8-bit integer samples (uint8), not floats")
-    return _encode_jit(image, jnp.asarray(_int_tables(qtables)), chroma)
+    tables = jnp.asarray(_int_tables(qtables))
+    h, w = image.shape[-3:-1]
+    if image.ndim > 3 or h * w <= max_band_pixels or h <= BAND_ROWS:
+        return _encode_jit(jnp.asarray(image), tables, chroma)
+    bands = [_encode_jit(jnp.asarray(image[top : top + BAND_ROWS]), tables, chroma) for top in range(0, h, BAND_ROWS)]
+    parts = [np.concatenate([np.asarray(b.components[i]) for b in bands], axis=0) for i in range(len(bands[0].components))]
+    return Coefficients.assemble(parts, h, w, chroma)
 
 
 @functools.partial(jax.jit, static_argnums=2)

@@ -85,6 +85,18 @@ def test_exact_path_is_batched_and_jittable():
     np.testing.assert_array_equal(np.asarray(jitted.cb), np.asarray(many.cb)[0])
 
 
+@pytest.mark.parametrize("chroma", ["444", "420"])
+def test_large_images_are_encoded_band_by_band_with_the_same_result(chroma):
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (libjpeg.BAND_ROWS + 77, 24, 3), dtype=np.uint8)
+    tables = codec.quality_to_tables(80)
+    whole = libjpeg.encode(image, tables, chroma=chroma)
+    banded = libjpeg.encode(image, tables, chroma=chroma, max_band_pixels=1000)
+    assert (banded.height, banded.width, banded.chroma) == (whole.height, whole.width, chroma)
+    for a, b in zip(banded.components, whole.components):
+        np.testing.assert_array_equal(a, np.asarray(b))
+
+
 def test_exact_path_refuses_float_images_and_fractional_tables():
     with pytest.raises(TypeError, match="uint8"):
         libjpeg.encode(np.zeros((8, 8, 3), np.float32), codec.quality_to_tables(50))
