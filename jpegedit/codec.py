@@ -415,7 +415,7 @@ def component_blocks(planes: list[jax.Array], chroma: str, downsample=None) -> l
     return out
 
 
-def _encode_planes(planes: list[jax.Array], qtables, chroma: str, rounding: str, key) -> Coefficients:
+def _encode_planes(planes: list[jax.Array], qtables, chroma: str, rounding: str, key, scales=None) -> Coefficients:
     q = _tables(qtables)
     c = len(planes)
     keys = [None] * c if key is None else list(jax.random.split(key, c))
@@ -423,7 +423,10 @@ def _encode_planes(planes: list[jax.Array], qtables, chroma: str, rounding: str,
     for i, (blocks, table) in enumerate(zip(component_blocks(planes, chroma), _component_tables(q, c))):
         # DCT and division by the table as one 64x64 product (the table scales the DCT's rows):
         # the same numbers as quantize(dct2d(blocks), table), in one pass over memory.
-        out.append(round_with(_block_matmul(blocks - 128.0, _dct_kron(), 1.0 / table), rounding, keys[i]))
+        z = _block_matmul(blocks - 128.0, _dct_kron(), 1.0 / table)
+        if scales is not None:
+            z = z * scales[min(i, len(scales) - 1)]
+        out.append(round_with(z, rounding, keys[i]))
     return Coefficients.assemble(out, *planes[0].shape[-2:], chroma)
 
 
@@ -434,12 +437,19 @@ def encode(
     chroma: Chroma = "444",
     rounding: Rounding = "hard",
     key: jax.Array | None = None,
+    scales: tuple[jax.Array, ...] | None = None,
 ) -> Coefficients:
-    """Encode an RGB ``(..., H, W, 3)`` or grayscale ``(..., H, W, 1)`` image to quantised coefficients."""
+    """Encode an RGB ``(..., H, W, 3)`` or grayscale ``(..., H, W, 1)`` image to quantised coefficients.
+
+    ``scales``: optional per-block multipliers of the DCT coefficients before quantisation,
+    ``Z = round(F * A / Q)`` - ``(A_luma, A_chroma)``, each broadcasting to that component's
+    ``(..., rows, cols, 8, 8)`` blocks (jpegedit's attention pre-editing). The decoder does not
+    know them: it dequantises with ``Q`` alone, as every JPEG decoder does.
+    """
     image, gray = _split_image(image)
     image = _float(image)
     planes = [image[..., 0]] if gray else _mix(image, _RGB_TO_YCC, _YCC_OFFSET)
-    return _encode_planes(planes, qtables, chroma, rounding, key)
+    return _encode_planes(planes, qtables, chroma, rounding, key, scales)
 
 
 def decode_ycbcr(coefficients: Coefficients, qtables: jax.Array, *, round_samples: bool = False) -> jax.Array:
@@ -484,10 +494,11 @@ def roundtrip(
     rounding: Rounding = "cubic_ste",
     key: jax.Array | None = None,
     clip: bool = True,
+    scales: tuple[jax.Array, ...] | None = None,
 ) -> tuple[jax.Array, Coefficients]:
     """What a JPEG decoder shows for ``image`` at ``qtables``: ``(decoded image, coefficients)``.
 
     The differentiable simulation the models train through (default ``cubic_ste``, the paper's).
     """
-    co = encode(image, qtables, chroma=chroma, rounding=rounding, key=key)
+    co = encode(image, qtables, chroma=chroma, rounding=rounding, key=key, scales=scales)
     return decode(co, qtables, clip=clip), co

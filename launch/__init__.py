@@ -1,0 +1,1 @@
+"""Entry points: ``launch/train.py`` runs any config of either package."""

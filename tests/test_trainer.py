@@ -1,0 +1,239 @@
+"""compat's training harness: mesh, Grain data, orbax checkpoints, NaN guard, resumption after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from PIL import Image
+
+from compat import data as datalib
+from compat import mesh as meshlib
+from compat.checkpoint import Checkpointer
+from compat.trainer import Task, TrainingDiverged, global_norm, guard_update, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    """Twelve generated 'photos' of varied sizes (no shared data needed)."""
+    d = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        h, w = 40 + 7 * i, 90 - 3 * i
+        yy, xx = np.mgrid[0:h, 0:w]
+        im = np.stack([(yy * (i + 1)) % 256, (xx * 3) % 256, (yy + xx + 20 * i) % 256], -1)
+        im = np.clip(im + rng.integers(-10, 11, im.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(im).save(d / f"p{i:02d}.png")
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(d / "tiny.png")  # smaller than any crop
+    return d
+
+
+# --- mesh ------------------------------------------------------------------------------------
+
+
+def test_the_mesh_spans_all_eight_fake_devices_and_splits_batches():
+    mesh = meshlib.data_mesh()
+    assert mesh.devices.size == 8 == jax.device_count()
+    assert meshlib.local_batch_size(16, mesh) == 16
+    with pytest.raises(ValueError, match="multiple of 8"):
+        meshlib.local_batch_size(12, mesh)
+    batch = meshlib.global_batch({"image": np.arange(16 * 3).reshape(16, 3)}, mesh)
+    assert batch["image"].shape == (16, 3)
+    assert len(batch["image"].addressable_shards) == 8
+    assert batch["image"].addressable_shards[3].data.shape == (2, 3)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def test_crops_are_deterministic_sharded_and_resumable(photo_dir):
+    paths = datalib.training_images(photo_dir, min_side=32)
+    assert not any(p.endswith("tiny.png") for p in paths) and len(paths) == 12
+
+    def take(it, n):
+        return [next(it)["image"] for _ in range(n)]
+
+    a = take(iter(datalib.crop_batches(paths, crop=32, batch_size=4, seed=1, flip=True)), 5)
+    b = take(iter(datalib.crop_batches(paths, crop=32, batch_size=4, seed=1, flip=True)), 5)
+    c = take(iter(datalib.crop_batches(paths, crop=32, batch_size=4, seed=2, flip=True)), 5)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert a[0].shape == (4, 32, 32, 3) and a[0].dtype == np.uint8
+    # resumable: the state after 2 batches continues with batches 3, 4, 5
+    it = iter(datalib.crop_batches(paths, crop=32, batch_size=4, seed=1, flip=True))
+    take(it, 2)
+    state = it.get_state()
+    fresh = iter(datalib.crop_batches(paths, crop=32, batch_size=4, seed=1, flip=True))
+    fresh.set_state(state)
+    assert all(np.array_equal(x, y) for x, y in zip(take(fresh, 3), a[2:]))
+    # per-process shards read disjoint files
+    s0 = datalib.crop_batches(paths, crop=32, batch_size=1, seed=1, shard_index=0, shard_count=2)
+    s1 = datalib.crop_batches(paths, crop=32, batch_size=1, seed=1, shard_index=1, shard_count=2)
+    assert not any(np.array_equal(x, y) for x, y in zip(take(iter(s0), 6), take(iter(s1), 6)))
+    with pytest.raises(FileNotFoundError):
+        datalib.training_images(photo_dir / "absent")
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def _small_state(v: float):
+    return {"w": jnp.full((4, 3), v), "step": jnp.asarray(int(v), jnp.int32)}
+
+
+def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    ck = Checkpointer(tmp_path / "ck", async_save=False)
+    for step in (1, 2):
+        ck.save(step, _small_state(step), force=True)
+    ck.wait()
+    # damage every file of step 2's state
+    for f in (tmp_path / "ck" / "2").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\x00garbage")
+    with pytest.warns(RuntimeWarning, match="step 2 .* cannot be restored"):
+        state, step = ck.restore_latest(_small_state(0))
+    assert step == 1 and float(state["w"][0, 0]) == 1.0
+    assert any(p.name.startswith("corrupt-2-") for p in (tmp_path / "ck").iterdir())  # moved aside, not deleted
+    ck.save(2, _small_state(22), force=True)  # the step can be written again
+    ck.close()
+
+
+def test_no_checkpoint_means_a_fresh_start(tmp_path):
+    ck = Checkpointer(tmp_path / "empty", async_save=False)
+    assert ck.restore_latest(_small_state(0)) == (None, None)
+    ck.close()
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def _toy_task(nan_at: int | None = None) -> Task:
+    """Linear regression on random data; optionally a NaN in the batch at one step."""
+
+    def init(rng):
+        return {"w": jax.random.normal(rng, (3,)), "step": jnp.zeros((), jnp.int32)}
+
+    def train_step(state, batch, rng):
+        def loss_fn(w):
+            return jnp.mean((batch["x"] @ w - batch["y"]) ** 2)
+
+        loss, g = jax.value_and_grad(loss_fn)(state["w"])
+        new = {"w": state["w"] - 0.1 * g, "step": state["step"] + 1}
+        ok = jnp.isfinite(loss) & jnp.isfinite(global_norm(g))
+        return guard_update(ok, new, state), {"loss": loss, "grad_norm": global_norm(g)}
+
+    class Stream:
+        def __init__(self, bs):
+            self.bs, self.i = bs, 0
+
+        def __iter__(self):
+            return self
+
+        # the iterator protocol grain's orbax handler uses for iterators that are not Grain's own
+        def get_state(self) -> bytes:
+            return json.dumps({"i": self.i}).encode()
+
+        def set_state(self, state: bytes) -> None:
+            self.i = json.loads(state)["i"]
+
+        def start_prefetch(self) -> None:
+            pass
+
+        def __next__(self):
+            rng = np.random.default_rng(self.i)
+            x = rng.normal(size=(self.bs, 3)).astype(np.float32)
+            self.i += 1
+            if nan_at is not None and self.i == nan_at:
+                x[0, 0] = np.nan
+            return {"x": x, "y": x @ np.array([1.0, -2.0, 0.5], np.float32)}
+
+    return Task(init=init, train_step=train_step, dataset=lambda p, n, bs: Stream(bs), name="toy")
+
+
+def _toy_config(**kw):
+    c = ml_collections.ConfigDict(
+        {"steps": 6, "batch_size": 8, "seed": 0, "log_every": 2, "checkpoint_every": 2, "keep_checkpoints": 5, "async_checkpoints": False}
+    )
+    c.update(kw)
+    return c
+
+
+def test_a_nan_in_a_batch_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"at step 5: stopped without applying the update; the last good checkpoint is step 4"):
+        train(_toy_config(), tmp_path, _toy_task(nan_at=5), progress=False)
+    ck = Checkpointer(tmp_path / "checkpoints", async_save=False)
+    assert ck.steps() == [2, 4]
+    state, _ = ck.restore_latest(_toy_task().init(jax.random.key(0)))
+    assert np.isfinite(np.asarray(state["w"])).all() and int(state["step"]) == 4
+    ck.close()
+
+
+def test_the_loop_logs_jsonl_and_tensorboard_and_writes_its_config(tmp_path):
+    state, _ = train(_toy_config(), tmp_path, _toy_task(), progress=False)
+    target = np.array([1.0, -2.0, 0.5])
+    start = np.asarray(_toy_task().init(jax.random.split(jax.random.key(0))[0])["w"])
+    assert np.linalg.norm(np.asarray(state["w"]) - target) < 0.5 * np.linalg.norm(start - target)  # it learned
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [2, 4, 6]
+    assert {"loss", "grad_norm", "step_time_s", "images_per_s"} <= set(lines[0])
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 6
+    assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    # a finished run restarted does nothing more and keeps its state
+    state, _ = train(_toy_config(), tmp_path, _toy_task(), progress=False)
+    assert int(state["step"]) == 6
+
+
+# --- resumption after SIGKILL, through launch/train.py ----------------------------------------
+
+
+def _launch(workdir: Path, photos: Path, steps: int) -> subprocess.Popen:
+    arg = f"data.roots={photos},data.crop=32,steps={steps},checkpoint_every=2,log_every=1,optim.lr=0.0001,async_checkpoints=false"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "launch" / "train.py"), f"--config={REPO}/configs/jpegedit/qtables_only.py:{arg}", f"--workdir={workdir}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _final_tables(workdir: Path, step: int) -> np.ndarray:
+    ck = Checkpointer(workdir / "checkpoints", async_save=False)
+    state = ck.read(step)
+    ck.close()
+    return np.asarray(state["params"]["q"])
+
+
+def test_a_run_killed_mid_training_and_restarted_reaches_the_same_parameters(tmp_path, photo_dir):
+    steps = 10
+    ref = _launch(tmp_path / "ref", photo_dir, steps)
+    out, _ = ref.communicate(timeout=600)
+    assert ref.returncode == 0, out[-2000:]
+
+    run = _launch(tmp_path / "run", photo_dir, steps)
+    ckdir = tmp_path / "run" / "checkpoints"
+    deadline = time.time() + 300
+    while not (ckdir / "4").is_dir():  # wait until mid-training, then kill without warning
+        assert run.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    done = {p.name for p in ckdir.iterdir()}
+    assert str(steps) not in done
+    again = _launch(tmp_path / "run", photo_dir, steps)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out[-2000:]
+    assert "resumed from step" in out
+    np.testing.assert_array_equal(_final_tables(tmp_path / "run", steps), _final_tables(tmp_path / "ref", steps))
+    # the log of the resumed run continues where the killed one stopped
+    steps_logged = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps_logged[-1] == steps and sorted(set(steps_logged)) == list(range(1, steps + 1))
