@@ -1,0 +1,182 @@
+"""jpegedit's method: attention net, learnable tables and their projection, the loss, the train step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import Mesh
+
+from compat import mesh as meshlib
+from jpegedit import codec, losses, model, task
+from jpeg_helpers import photos
+
+
+def _config(attention=True, finetune=False, crop=32, lam=0.01, gamma=0.0):
+    c = task.base_config()
+    c.data.crop = crop
+    c.model.attention = attention
+    c.model.finetune_backbone = finetune
+    c.loss.lam, c.loss.gamma = lam, gamma
+    c.optim.lr = 1e-4
+    return c
+
+
+# --- model -----------------------------------------------------------------------------------
+
+
+def test_attention_net_gives_two_8x8_maps_per_block_in_0_1():
+    net = model.AttentionNet()
+    x = jnp.asarray(photos()["chelsea"][:40, :64], jnp.float32)[None]
+    params = net.init(jax.random.key(0), x)["params"]
+    assert set(params) == {"backbone", "head"}
+    assert params["head"]["Conv_0" if "Conv_0" in params["head"] else "kernel"].shape[-1] == 128
+    a_l, a_c = net.apply({"params": params}, x)
+    assert a_l.shape == a_c.shape == (1, 5, 8, 8, 8)
+    assert float(a_l.min()) > 0 and float(a_l.max()) < 1
+    # odd sizes: one map per block of the padded image (the codec's block grid)
+    a_l, _ = net.apply({"params": params}, jnp.zeros((1, 41, 65, 3)))
+    assert a_l.shape[1:3] == (6, 9)
+
+
+def test_the_backbone_is_the_pretrained_vgg16_up_to_conv3_3():
+    b = model.pretrained_backbone()
+    assert sorted(b) == [f"Conv_{i}" for i in range(7)]
+    assert b["Conv_6"]["kernel"].shape == (3, 3, 256, 256)
+    params, _ = task.init_params(_config(), jax.random.key(0))
+    np.testing.assert_array_equal(params["net"]["backbone"]["Conv_0"]["kernel"], b["Conv_0"]["kernel"])
+
+
+def test_attention_of_ones_is_the_plain_codec():
+    x = jnp.asarray(photos()["noise_37x53"][:32, :48], jnp.float32)
+    t = codec.quality_to_tables(60)
+    ones = jnp.ones((4, 6, 8, 8))
+    a = codec.encode(x, t, rounding="hard")
+    b = codec.encode(x, t, rounding="hard", scales=(ones, ones))
+    for u, v in zip(a.components, b.components):
+        np.testing.assert_array_equal(u, v)
+    zero = codec.encode(x, t, rounding="hard", scales=(jnp.zeros_like(ones), ones))
+    assert float(jnp.abs(zero.y).max()) == 0 and float(jnp.abs(zero.cb).max()) > 0
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def test_tables_start_in_1_2_and_the_projection_keeps_them_in_1_255():
+    q = model.init_tables(jax.random.key(1))
+    t = model.tables_from_params(q)
+    assert float(t.min()) >= 1.0 and float(t.max()) <= 2.0
+    tx = optax.chain(optax.sgd(1.0), model.project_tables())
+    params = {"q": q, "other": jnp.ones(3)}
+    state = tx.init(params)
+    grads = {"q": jnp.full_like(q, 1.0).at[0, 0, 0].set(-1.0), "other": jnp.ones(3)}  # push most down, one up
+    updates, _ = tx.update(grads, state, params)
+    new = optax.apply_updates(params, updates)
+    nt = model.tables_from_params(new["q"])
+    assert float(nt.min()) == pytest.approx(1.0) and float(nt.max()) == pytest.approx(255.0)
+    np.testing.assert_allclose(new["other"], 0.0)  # other parameters are not projected
+
+
+def test_export_rounds_and_clips_to_baseline_tables():
+    q = jnp.asarray(np.array([0.2, 1.4, 1.6, 37.5, 254.6, 400.0]) * model.TABLE_SCALE)
+    np.testing.assert_array_equal(model.export_tables(q), [1, 1, 2, 38, 255, 255])
+
+
+# --- loss ------------------------------------------------------------------------------------
+
+
+def test_each_loss_term():
+    tables = jnp.stack([jnp.full((8, 8), 2.0), jnp.full((8, 8), 4.0)])
+    assert float(losses.table_rate(tables)) == pytest.approx(64 / 2 + 64 / 4)
+    a = (jnp.full((2, 3, 8, 8), 0.25), jnp.full((2, 3, 8, 8), 0.5))
+    assert float(losses.attention_rate(*a)) == pytest.approx(0.75)
+    assert float(losses.attention_rate(None, None)) == 0.0
+    x = jnp.zeros((2, 32, 32, 3))
+    y = x + 3.0
+    d = losses.distortion(x, y, gamma=0.0)
+    assert float(d["mse"]) == pytest.approx(9.0) and float(d["lpips"]) == 0.0
+    d = losses.distortion(x, y + jnp.arange(32.0)[:, None, None], gamma=1.0)
+    assert float(d["lpips"]) > 0
+    total, terms = losses.objective(x, y, tables, a, lam=0.1, alpha=10.0, beta=2.0, gamma=0.0)
+    assert float(terms["distortion_term"]) == pytest.approx(0.9)
+    assert float(terms["rate_term"]) == pytest.approx(10 * 48 + 2 * 0.75)
+    assert float(total) == pytest.approx(0.9 + 480 + 1.5)
+
+
+# --- the train step --------------------------------------------------------------------------
+
+
+def _batch(n=8, s=32):
+    img = photos()["astronaut"]
+    return {"image": np.stack([img[17 * i : 17 * i + s, 23 * i : 23 * i + s] for i in range(n)])}
+
+
+def _step_on(devices, config, state0, batch):
+    mesh = Mesh(np.asarray(devices), (meshlib.DATA_AXIS,))
+    t = task.make_task(config)
+    repl = meshlib.replicated_sharding(mesh)
+    step = jax.jit(t.train_step, in_shardings=(repl, meshlib.data_sharding(mesh), repl), out_shardings=(repl, repl))
+    state = jax.device_put(state0, repl)
+    gb = jax.device_put(batch, meshlib.data_sharding(mesh))
+    new, metrics = step(state, gb, jax.random.key(0))
+    return jax.device_get(new), jax.device_get(metrics)
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_one_step_on_8_devices_equals_one_step_on_1_device(attention):
+    config = _config(attention=attention, finetune=attention)
+    state0 = task.make_task(config).init(jax.random.key(0))
+    batch = _batch()
+    one, m1 = _step_on(jax.devices()[:1], config, state0, batch)
+    eight, m8 = _step_on(jax.devices(), config, state0, batch)
+    assert float(m1["loss"]) == pytest.approx(float(m8["loss"]), rel=1e-5)
+    # Adam's first step is lr * g / (|g| + eps): where a gradient is ~0, summation-order noise in g
+    # can change that step by up to lr. So: every parameter within 0.1 lr, nearly all within 1e-7.
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params)):
+        diff = np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+        assert diff.max() <= 0.1 * config.optim.lr
+        assert np.mean(diff > 1e-7) < 1e-4
+    # and the step did something
+    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(state0.params))]
+    assert any(moved)
+    for name in ("loss", "grad_norm", "psnr", "mse", "table_rate", "attention_rate", "mean_q_luma", "mean_q_chroma"):
+        assert np.isfinite(float(m8[name])), name
+
+
+def test_a_frozen_backbone_stays_put_and_the_head_and_tables_move():
+    config = _config(attention=True, finetune=False)
+    t = task.make_task(config)
+    state0 = t.init(jax.random.key(0))
+    state, _ = jax.jit(t.train_step)(state0, _batch(), jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(state.params["net"]["backbone"]), jax.tree.leaves(state0.params["net"]["backbone"])):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(state.params["net"]["head"]["kernel"], state0.params["net"]["head"]["kernel"])
+    assert not np.allclose(state.params["q"], state0.params["q"])
+
+
+def test_a_non_finite_batch_leaves_the_state_unchanged_and_reports_it():
+    config = _config(attention=False)
+    t = task.make_task(config)
+    state0 = t.init(jax.random.key(0))
+    batch = {"image": _batch()["image"].astype(np.float32)}
+    batch["image"][0, 0, 0, 0] = np.nan
+    state, m = jax.jit(t.train_step)(state0, batch, jax.random.key(0))
+    assert not np.isfinite(float(m["loss"]))
+    np.testing.assert_array_equal(state.params["q"], state0.params["q"])
+    assert int(state.step) == 0
+
+
+def test_config_arguments_override_the_loss_weights_and_paths():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "jpegedit" / "qtables_attention.py"
+    spec = importlib.util.spec_from_file_location("cfg", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config("lam=0.005,gamma=50,data.roots=/a;/b,model.finetune_backbone=false")
+    assert (c.loss.lam, c.loss.gamma, c.loss.alpha, c.loss.beta) == (0.005, 50.0, 10.0, 1.0)
+    assert list(c.data.roots) == ["/a", "/b"] and c.model.finetune_backbone is False
+    assert (c.optim.lr, c.batch_size, c.data.crop, c.steps) == (1e-6, 8, 256, 20000)  # the paper's settings
+    with pytest.raises(ValueError, match="key=value"):
+        mod.get_config("lam")
