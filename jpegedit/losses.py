@@ -49,13 +49,16 @@ def objective(
     beta: float = 1.0,
     gamma: float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``(L, terms)``: ``terms`` holds mse, lpips, table_rate, attention_rate and the weighted parts."""
+    """``(L, terms)``: ``terms`` holds mse, lpips, table_rate, attention_rate, the mean attention per
+    map (1 without attention) and the weighted parts."""
     d = distortion(original, decoded, gamma)
     a_l, a_c = attention if attention is not None else (None, None)
     terms = {
         **d,
         "table_rate": table_rate(tables),
         "attention_rate": attention_rate(a_l, a_c),
+        "mean_attention_luma": jnp.mean(a_l) if a_l is not None else jnp.float32(1.0),
+        "mean_attention_chroma": jnp.mean(a_c) if a_c is not None else jnp.float32(1.0),
     }
     terms["distortion_term"] = lam * (d["mse"] + gamma * d["lpips"])
     terms["rate_term"] = alpha * terms["table_rate"] + beta * terms["attention_rate"]

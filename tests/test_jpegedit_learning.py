@@ -180,3 +180,44 @@ def test_config_arguments_override_the_loss_weights_and_paths():
     assert (c.optim.lr, c.batch_size, c.data.crop, c.steps) == (1e-6, 8, 256, 20000)  # the paper's settings
     with pytest.raises(ValueError, match="key=value"):
         mod.get_config("lam")
+
+
+# --- a run, end to end: train -> checkpoint -> real JPEG files -> libjpeg at equal bytes ---------
+
+
+def test_a_trained_run_is_evaluated_as_real_jpeg_files_against_libjpeg_at_equal_bytes(tmp_path):
+    from PIL import Image
+
+    from compat.trainer import train
+    from jpegedit import evaluate
+
+    photos_dir = tmp_path / "photos"
+    photos_dir.mkdir()
+    img = photos()["astronaut"]
+    for i in range(4):
+        Image.fromarray(img[40 * i : 40 * i + 200, 50 * i : 50 * i + 200]).save(photos_dir / f"{i}.png")
+    config = _config(attention=False, crop=64)
+    config.update({"steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2, "async_checkpoints": False})
+    config.data.roots = [str(photos_dir)]
+    config.optim.lr = 3e-5  # 3 units of Q per step: the tables leave their [1, 2] start
+    train(config, tmp_path / "run", task.make_task(config), progress=False)
+
+    result = evaluate.evaluate_run(tmp_path / "run", [photos_dir / "0.png"])
+    assert result["step"] == 4
+    tables = np.asarray(result["tables"])
+    assert tables.shape == (2, 8, 8) and tables.min() >= 1 and tables.max() <= 255 and tables.max() > 2
+    row = result["images"][0]
+    assert row["bytes"] > 0 and 20 < row["psnr"] < 60 and "libjpeg_psnr" in row
+    params, _, _ = evaluate.load_run(tmp_path / "run")
+    data, exported = evaluate.encode_file(np.asarray(Image.open(photos_dir / "0.png")), params)
+    assert Image.open(__import__("io").BytesIO(data)).size == (200, 200)
+    np.testing.assert_array_equal(exported, tables)
+
+
+def test_libjpeg_at_equal_bytes_interpolates_in_log_bytes():
+    from jpegedit.evaluate import at_equal_bytes
+
+    curve = [{"bytes": 1000, "psnr": 30.0, "ms_ssim": 0.9}, {"bytes": 4000, "psnr": 40.0, "ms_ssim": 0.98}]
+    mid = at_equal_bytes(curve, 2000)
+    assert mid["psnr"] == pytest.approx(35.0) and mid["ms_ssim"] == pytest.approx(0.94)
+    assert at_equal_bytes(curve, 500) is None and at_equal_bytes(curve, 5000) is None

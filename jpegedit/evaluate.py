@@ -1,0 +1,129 @@
+"""Evaluate a trained jpegedit run as real JPEG files against libjpeg at the same bytes.
+
+For each image: the run's exported integer tables (and, with attention, the maps the trained network
+computes for that image) give quantised coefficients ``round(F * A / Q)``; :mod:`jpegedit.jpegfile`
+writes the baseline file (standard Huffman tables, the paper's setting) and Pillow (libjpeg-turbo)
+decodes it. libjpeg's curve is Pillow's JPEG at every quality 1..100 (4:4:4, standard Huffman
+tables); its PSNR and MS-SSIM at our file's exact size are interpolated linearly in log-bytes
+between the two neighbouring qualities.
+
+    python -m jpegedit.evaluate RUN_DIR [--images ../shared/data/kodak] [--count 4] [-o RUN_DIR/eval.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from compat import metrics
+from compat.checkpoint import Checkpointer
+from compat.images import list_images, load_image
+from jpegedit import jpegfile
+from jpegedit.model import AttentionNet, encode_for_file, export_tables
+
+__all__ = ["load_run", "encode_file", "libjpeg_curve", "at_equal_bytes", "evaluate_run"]
+
+
+def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, int]:
+    """``(params, config dict, step)`` of a run directory (its newest checkpoint by default)."""
+    workdir = Path(workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    ck = Checkpointer(workdir / "checkpoints", async_save=False)
+    try:
+        step = ck.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{workdir} holds no checkpoint")
+        params = ck.read(step)["params"]
+    finally:
+        ck.close()
+    return jax.tree.map(np.asarray, params), config, step
+
+
+def encode_file(image: np.ndarray, params: dict) -> tuple[bytes, np.ndarray]:
+    """The run's JPEG file for ``image`` (bytes) and its exported tables."""
+    tables = export_tables(params["q"])
+    attention = None
+    if "net" in params:
+        attention = jax.jit(AttentionNet().apply)({"params": params["net"]}, jnp.asarray(image, jnp.float32))
+    co = encode_for_file(image, tables, attention)
+    return jpegfile.write(co, tables), tables
+
+
+def _scores(x: np.ndarray, data: bytes) -> dict:
+    y = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return {"bytes": len(data), "psnr": float(metrics.psnr(x, y)), "ms_ssim": float(metrics.ms_ssim(x, y))}
+
+
+def libjpeg_curve(image: np.ndarray, qualities=range(1, 101)) -> list[dict]:
+    out = []
+    for q in qualities:
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, "JPEG", quality=q, subsampling=0)
+        out.append({"quality": q, **_scores(image, buf.getvalue())})
+    return out
+
+
+def at_equal_bytes(curve: list[dict], num_bytes: int) -> dict | None:
+    """libjpeg's PSNR / MS-SSIM at ``num_bytes``, interpolated in log-bytes; None outside its range."""
+    pts = sorted(curve, key=lambda r: r["bytes"])
+    b = np.log([p["bytes"] for p in pts])
+    t = np.log(num_bytes)
+    if t < b[0] or t > b[-1]:
+        return None
+    return {k: float(np.interp(t, b, [p[k] for p in pts])) for k in ("psnr", "ms_ssim")}
+
+
+def evaluate_run(workdir: str | Path, images: list[Path], step: int | None = None) -> dict:
+    params, config, step = load_run(workdir, step)
+    rows = []
+    for path in images:
+        x = load_image(path)
+        data, tables = encode_file(x, params)
+        ours = _scores(x, data)
+        ref = at_equal_bytes(libjpeg_curve(x), ours["bytes"])
+        row = {"image": Path(path).name, **ours, "bpp": 8 * ours["bytes"] / (x.shape[0] * x.shape[1])}
+        if ref is not None:
+            row.update(libjpeg_psnr=ref["psnr"], libjpeg_ms_ssim=ref["ms_ssim"],
+                       delta_psnr=ours["psnr"] - ref["psnr"], delta_ms_ssim=ours["ms_ssim"] - ref["ms_ssim"])
+        rows.append(row)
+        print(f"  {row['image']}: {row['bpp']:.3f} bpp  PSNR {row['psnr']:.2f} dB (libjpeg at same bytes "
+              f"{row.get('libjpeg_psnr', float('nan')):.2f})  MS-SSIM {row['ms_ssim']:.4f} "
+              f"({row.get('libjpeg_ms_ssim', float('nan')):.4f})", flush=True)
+    deltas = [r for r in rows if "delta_psnr" in r]
+    return {
+        "run": str(workdir), "step": int(step), "config": config.get("name"), "lam": config["loss"]["lam"],
+        "tables": export_tables(params["q"]).tolist(),
+        "mean_bpp": float(np.mean([r["bpp"] for r in rows])),
+        "mean_delta_psnr": float(np.mean([r["delta_psnr"] for r in deltas])) if deltas else None,
+        "mean_delta_ms_ssim": float(np.mean([r["delta_ms_ssim"] for r in deltas])) if deltas else None,
+        "images": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="a run directory of launch/train.py")
+    ap.add_argument("--images", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"))
+    ap.add_argument("--count", type=int, default=4, help="how many images (sorted), default 4")
+    ap.add_argument("--step", type=int, default=None)
+    ap.add_argument("-o", "--out", default=None)
+    args = ap.parse_args(argv)
+    images = list_images(args.images)[: args.count]
+    result = evaluate_run(args.run, images, args.step)
+    out = Path(args.out) if args.out else Path(args.run) / "eval.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(f"mean over {len(images)} images: {result['mean_bpp']:.3f} bpp, delta PSNR vs libjpeg at equal bytes "
+          f"{result['mean_delta_psnr']:+.3f} dB, delta MS-SSIM {result['mean_delta_ms_ssim']:+.5f}; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
