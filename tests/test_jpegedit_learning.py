@@ -221,3 +221,33 @@ def test_libjpeg_at_equal_bytes_interpolates_in_log_bytes():
     mid = at_equal_bytes(curve, 2000)
     assert mid["psnr"] == pytest.approx(35.0) and mid["ms_ssim"] == pytest.approx(0.94)
     assert at_equal_bytes(curve, 500) is None and at_equal_bytes(curve, 5000) is None
+
+
+def test_the_vgg19_backbone_reads_its_weights_from_a_file_the_user_gives(tmp_path):
+    h5py = pytest.importorskip("h5py", reason="h5py (the test extra) writes the Keras-layout file")
+    from compat.weights import VGG19_KERAS_LAYERS
+
+    rng = np.random.default_rng(0)
+    chans = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
+    path = tmp_path / "vgg19_notop.h5"
+    kernels, c_in = [], 3
+    with h5py.File(path, "w") as f:
+        for name, c in zip(VGG19_KERAS_LAYERS, chans):
+            k = (rng.normal(size=(3, 3, c_in, c)) * 0.05).astype(np.float32)
+            g = f.create_group(name)
+            g.attrs["weight_names"] = [f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()]
+            g.create_group(name)
+            g[name]["kernel:0"] = k
+            g[name]["bias:0"] = np.zeros(c, np.float32)
+            kernels.append(k)
+            c_in = c
+    config = _config(attention=True)
+    config.model.backbone, config.model.backbone_weights = "vgg19", str(path)
+    params, net = task.init_params(config, jax.random.key(0))
+    assert sorted(params["net"]["backbone"]) == [f"Conv_{i}" for i in range(8)]  # conv1_1 .. conv3_4
+    np.testing.assert_array_equal(params["net"]["backbone"]["Conv_7"]["kernel"], kernels[7])
+    a_l, a_c = net.apply({"params": params["net"]}, jnp.zeros((1, 32, 32, 3)))
+    assert a_l.shape == (1, 4, 4, 8, 8)
+    config.model.backbone_weights = ""
+    with pytest.raises(ValueError, match="backbone_weights"):
+        task.init_params(config, jax.random.key(0))

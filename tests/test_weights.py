@@ -182,3 +182,112 @@ def test_efficientnet_tree_fits_the_flax_module():
     del bad["params"]["fc"]
     with pytest.raises(W.WeightsError, match="missing"):
         nets.check_variables(nets.EfficientNetLite0(), bad, (1, 224, 224, 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# torch's zip format, and VGG-19 files of the real layouts (torchvision .pth, Keras .h5)
+
+
+def _zip_file(fake_torch, tensors: dict, storages: dict) -> bytes:
+    """A zip-format torch file: archive/data.pkl + archive/data/<key>, as torch.save writes it."""
+    import zipfile
+
+    legacy = _legacy_file(fake_torch, tensors, storages)
+    # The legacy file's fourth pickle is the state dict with the same persistent ids the zip format uses.
+    f = io.BytesIO(legacy)
+    for _ in range(3):
+        pickle.load(f)
+    start = f.tell()
+
+    class Loader(pickle.Unpickler):  # only to find where the state pickle ends
+        def persistent_load(self, pid):
+            return pid
+
+        def find_class(self, module, name):
+            if (module, name) == ("collections", "OrderedDict"):
+                return collections.OrderedDict
+            return lambda *args: None
+
+    Loader(f).load()
+    state_pickle = legacy[start : f.tell()]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", state_pickle)
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/version", "3\n")
+        for k, a in storages.items():
+            z.writestr(f"archive/data/{k}", a.astype("<" + a.dtype.str[1:]).tobytes())
+    return buf.getvalue()
+
+
+def test_zip_torch_reader_honours_offsets_and_strides(tmp_path, fake_torch):
+    s = np.arange(12, dtype=np.float32)
+    data = _zip_file(fake_torch, {"a": ("s0", 0, (2, 3), (3, 1)), "t": ("s0", 1, (3, 2), (1, 3))}, {"s0": s})
+    (tmp_path / "m.pth").write_bytes(data)
+    sd = W.load_torch(tmp_path / "m.pth")
+    np.testing.assert_array_equal(sd["a"], s[:6].reshape(2, 3))
+    np.testing.assert_array_equal(sd["t"], s[1:7].reshape(2, 3).T)
+    with pytest.raises(W.WeightsError, match="only the legacy format"):
+        W.load_legacy_torch(tmp_path / "m.pth")
+    (tmp_path / "bad.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(W.WeightsError):
+        W.load_torch(tmp_path / "bad.pth")
+
+
+def _vgg19_convs(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    chans = (64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512)
+    out, c_in = [], 3
+    for c in chans:
+        out.append((rng.normal(size=(3, 3, c_in, c)).astype(np.float32) * 0.01, rng.normal(size=c).astype(np.float32)))
+        c_in = c
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["legacy", "zip"])
+def test_vgg19_from_a_torchvision_file(tmp_path, fake_torch, fmt):
+    convs = _vgg19_convs()
+    tensors, storages = {}, {}
+    for (k, b), idx in zip(convs, W.VGG19_TORCH_CONV_INDICES):
+        oihw = np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+        storages[f"w{idx}"], storages[f"b{idx}"] = oihw.ravel(), b
+        tensors[f"features.{idx}.weight"] = (f"w{idx}", 0, oihw.shape, tuple(s // 4 for s in oihw.strides))
+        tensors[f"features.{idx}.bias"] = (f"b{idx}", 0, b.shape, (1,))
+    tensors["classifier.0.weight"] = ("c", 0, (4, 5), (5, 1))  # the rest of the model is ignored
+    storages["c"] = np.zeros(20, np.float32)
+    maker = _legacy_file if fmt == "legacy" else _zip_file
+    (tmp_path / "vgg19-dcbb9e9d.pth").write_bytes(maker(fake_torch, tensors, storages))
+    got = W.vgg19_weights(tmp_path / "vgg19-dcbb9e9d.pth")
+    assert len(got) == 16
+    for (k, b), (k2, b2) in zip(convs, got):
+        np.testing.assert_array_equal(k2, k)
+        np.testing.assert_array_equal(b2, b)
+
+
+def test_vgg19_from_a_keras_h5_file(tmp_path):
+    h5py = pytest.importorskip("h5py", reason="h5py (the test extra) reads Keras files")
+    convs = _vgg19_convs(1)
+    path = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [n.encode() for n in ("input_1", *W.VGG19_KERAS_LAYERS)]
+        f.create_group("input_1").attrs["weight_names"] = []
+        for name, (k, b) in zip(W.VGG19_KERAS_LAYERS, convs):
+            g = f.create_group(name)
+            g.attrs["weight_names"] = [f"{name}_W_1:0".encode(), f"{name}_b_1:0".encode()]
+            g[f"{name}_W_1:0"] = k
+            g[f"{name}_b_1:0"] = b
+    got = W.vgg19_weights(path)
+    for (k, b), (k2, b2) in zip(convs, got):
+        np.testing.assert_array_equal(k2, k)
+        np.testing.assert_array_equal(b2, b)
+    # a file with the wrong shapes is refused by name
+    with h5py.File(path, "r+") as f:
+        del f["block3_conv4"]["block3_conv4_W_1:0"]
+        f["block3_conv4"]["block3_conv4_W_1:0"] = np.zeros((3, 3, 256, 128), np.float32)
+    with pytest.raises(W.WeightsError, match="convolution 7"):
+        W.vgg19_weights(path)
+
+
+def test_vgg19_needs_a_file():
+    with pytest.raises(W.WeightsNotInstalledError, match="vgg19"):
+        W.vgg19_weights("/nonexistent/vgg19.pth")
