@@ -21,6 +21,7 @@ from compat.cli import OneLineParser
 EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
   jpegedit encode photo.png -o photo.jpg --quality 75 --chroma 420 --optimize
+  jpegedit encode photo.png -o photo.jpg --model attention_lam0.01   # a shipped learned model
 """
 
 
@@ -56,7 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("input", nargs="?", help="image to encode (any format compat.images reads); default: an embedded photo")
     e.add_argument("-o", "--out", required=True, help="output JPEG file")
-    e.add_argument("-q", "--quality", type=_quality, default=75, help="IJG quality 1..100 (default 75)")
+    e.add_argument("-q", "--quality", type=_quality, default=None, help="IJG quality 1..100 (default 75)")
+    e.add_argument(
+        "--model",
+        default=None,
+        help="a learned jpegedit model instead of a quality: a shipped name (see jpegedit.models.list_models) or a .npz path",
+    )
     e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
     e.add_argument("--grayscale", action="store_true", help="write a one-component (grayscale) JPEG")
@@ -104,6 +110,19 @@ def encode_command(args: argparse.Namespace) -> str:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
+    if args.model is not None and args.quality is not None:
+        raise UsageError("give --quality or --model, not both")
+    if args.model is not None and (args.chroma != "444" or args.grayscale):
+        raise UsageError("learned models encode colour images with 4:4:4 chroma (the paper's setting)")
+    model = None
+    if args.model is not None:
+        from jpegedit.models import load_model
+
+        try:
+            model = load_model(args.model)
+        except (FileNotFoundError, ValueError) as e:
+            raise UsageError(str(e)) from None
+    quality = 75 if args.quality is None else args.quality
     if args.input is None:
         from skimage import data
 
@@ -116,8 +135,11 @@ def encode_command(args: argparse.Namespace) -> str:
         what = args.input
     if args.grayscale:
         image = np.asarray(Image.fromarray(image).convert("L"))[..., None]
-    tables = codec.quality_to_tables(args.quality)
-    co = libjpeg.encode(image, tables, chroma=args.chroma)
+    if model is None:
+        tables = codec.quality_to_tables(quality)
+        co = libjpeg.encode(image, tables, chroma=args.chroma)
+    else:
+        co, tables = _encode_with_model(image, model)
     data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
     _write_atomic(out, data, args.force)
 
@@ -126,12 +148,29 @@ def encode_command(args: argparse.Namespace) -> str:
     h, w = image.shape[:2]
     err = np.mean((image.astype(np.float64) - decoded) ** 2)
     psnr = 10 * np.log10(255.0**2 / err) if err > 0 else float("inf")
-    same = "yes" if _libjpeg_agrees(image, args.quality, args.chroma, co) else "NO"
+    head = f"{what} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, PSNR {psnr:.2f} dB"
+    if model is not None:
+        kind = "Q-tables + attention" if model.attention else "Q-tables"
+        return f"{head} (learned model {model.name}: {kind}; any JPEG decoder reads it)"
+    same = "yes" if _libjpeg_agrees(image, quality, args.chroma, co) else "NO"
     return (
-        f"{what} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, "
-        f"PSNR {psnr:.2f} dB (quality {args.quality}, {args.chroma}"
-        f"{', gray' if args.grayscale else ''}); libjpeg-turbo writes the same coefficients: {same}"
+        f"{head} (quality {quality}, {args.chroma}{', gray' if args.grayscale else ''}); "
+        f"libjpeg-turbo writes the same coefficients: {same}"
     )
+
+
+def _encode_with_model(image: np.ndarray, model):
+    """Coefficients round(F * A / Q) with the model's integer tables (and attention maps)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jpegedit.model import AttentionNet, encode_for_file
+    from jpegedit.models import attention_params
+
+    attention = None
+    if model.attention:
+        attention = jax.jit(AttentionNet().apply)({"params": attention_params(model)}, jnp.asarray(image, jnp.float32))
+    return encode_for_file(image, model.tables, attention), model.tables
 
 
 def main(argv: list[str] | None = None) -> int:

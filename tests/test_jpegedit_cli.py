@@ -96,3 +96,34 @@ def test_quality_table_of_the_file_is_the_ijg_table(png, tmp_path):
     assert cli.main(["encode", str(png), "-o", str(out), "-q", "88"]) == 0
     _, qt = jpegfile.read_coefficients(out.read_bytes())
     np.testing.assert_array_equal(qt, codec.quality_to_tables(88))
+
+
+@pytest.mark.parametrize("name", ["qtables_lam0.01", "attention_lam0.01"])
+def test_encode_with_a_shipped_learned_model_writes_a_standard_jpeg(png, tmp_path, capsys, name):
+    from jpegedit.models import load_model
+
+    model = load_model(name)
+    out = tmp_path / "m.jpg"
+    assert cli.main(["encode", str(png), "-o", str(out), "--model", name]) == 0
+    co, qt = jpegfile.read_coefficients(out.read_bytes())
+    np.testing.assert_array_equal(qt, model.tables)  # the learned tables are in the file
+    assert np.asarray(Image.open(out)).shape == photos()["chelsea"].shape  # any decoder reads it
+    assert f"learned model {name}" in capsys.readouterr().out
+    assert model.meta["command"].startswith("python launch/train.py") and model.meta["evaluation"]["mean_delta_psnr"] > 0
+
+
+def test_a_learned_model_refuses_quality_chroma_and_altered_files(png, tmp_path):
+    import shutil
+
+    from jpegedit.models import MODELS_DIR, load_model
+
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "a.jpg"), "--model", "qtables_lam0.01", "-q", "50"]) == 2
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "a.jpg"), "--model", "qtables_lam0.01", "--chroma", "420"]) == 2
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "a.jpg"), "--model", "no_such_model"]) == 2
+    bad = tmp_path / "qtables_lam0.01.npz"
+    shutil.copy(MODELS_DIR / "qtables_lam0.01.json", tmp_path / "qtables_lam0.01.json")
+    data = bytearray((MODELS_DIR / "qtables_lam0.01.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        load_model(str(bad))
