@@ -99,7 +99,8 @@ class Checkpointer:
                 return self.restore(step, template, iterator), step
             except Exception as e:  # orbax/tensorstore/json raise many kinds on damaged files
                 aside = self.directory / f"corrupt-{step}-{time.strftime('%Y%m%d-%H%M%S')}"
-                (self.directory / str(step)).rename(aside)
+                if jax.process_index() == 0:  # one process moves it; every process skips it
+                    (self.directory / str(step)).rename(aside)
                 msg = (f"checkpoint at step {step} in {self.directory} cannot be restored "
                        f"({type(e).__name__}: {str(e)[:200]}); moved it to {aside.name} and trying the previous one")
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)

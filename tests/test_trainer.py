@@ -214,7 +214,7 @@ def _final_tables(workdir: Path, step: int) -> np.ndarray:
 
 
 def test_a_run_killed_mid_training_and_restarted_reaches_the_same_parameters(tmp_path, photo_dir):
-    steps = 10
+    steps = 24  # enough steps after checkpoint 4 that the kill always lands mid-run
     ref = _launch(tmp_path / "ref", photo_dir, steps)
     out, _ = ref.communicate(timeout=600)
     assert ref.returncode == 0, out[-2000:]
