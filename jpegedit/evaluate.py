@@ -47,12 +47,11 @@ def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, 
     return jax.tree.map(np.asarray, params), config, step
 
 
-def encode_file(image: np.ndarray, params: dict) -> tuple[bytes, np.ndarray]:
+def encode_file(image: np.ndarray, params: dict, backbone: str = "vgg16") -> tuple[bytes, np.ndarray]:
     """The run's JPEG file for ``image`` (bytes) and its exported tables."""
     tables = export_tables(params["q"])
     attention = None
     if "net" in params:
-        backbone = "vgg19" if len(params["net"]["backbone"]) == 8 else "vgg16"
         attention = jax.jit(AttentionNet(backbone=backbone).apply)({"params": params["net"]}, jnp.asarray(image, jnp.float32))
     co = encode_for_file(image, tables, attention)
     return jpegfile.write(co, tables), tables
@@ -87,7 +86,7 @@ def evaluate_run(workdir: str | Path, images: list[Path], step: int | None = Non
     rows = []
     for path in images:
         x = load_image(path)
-        data, tables = encode_file(x, params)
+        data, tables = encode_file(x, params, config["model"].get("backbone", "vgg16"))
         ours = _scores(x, data)
         ref = at_equal_bytes(libjpeg_curve(x), ours["bytes"])
         row = {"image": Path(path).name, **ours, "bpp": 8 * ours["bytes"] / (x.shape[0] * x.shape[1])}

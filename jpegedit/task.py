@@ -184,7 +184,7 @@ def make_task(config) -> Task:
         )
 
     def describe(state: TrainState) -> dict:
-        q = np.asarray(jax.device_get(state.params["q"]))
-        return {"q_min": float(q.min() / 1e-5), "q_max": float(q.max() / 1e-5)}
+        tables = np.asarray(tables_from_params(jax.device_get(state.params["q"])))
+        return {"q_min": float(tables.min()), "q_max": float(tables.max())}
 
     return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "jpegedit"), describe=describe)
