@@ -29,7 +29,6 @@ import os
 import platform
 import resource
 import sys
-import time
 from pathlib import Path
 
 import jax

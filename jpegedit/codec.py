@@ -53,6 +53,7 @@ __all__ = [
     "downsample_420",
     "upsample_420",
     "block_grid",
+    "table_stack",
     "component_blocks",
     "encode",
     "encode_ycbcr",
@@ -247,8 +248,6 @@ def _block_matmul(blocks: jax.Array, matrix: np.ndarray, row_scale=None, col_sca
     scales (traced, differentiable) fold quantisation tables into the transform.
     """
     blocks = _float(blocks)
-    if not jnp.issubdtype(blocks.dtype, jnp.floating):
-        blocks = blocks.astype(jnp.float32)
     m = jnp.asarray(matrix, blocks.dtype)
     if row_scale is not None:
         m = m * jnp.reshape(row_scale, (64, 1)).astype(blocks.dtype)
@@ -356,13 +355,18 @@ def _split_image(image: jax.Array) -> tuple[jax.Array, bool]:
     return image, image.shape[-1] == 1
 
 
-def _tables(qtables: jax.Array) -> jax.Array:
-    q = _float(qtables)
+def table_stack(q):
+    """Quantisation tables as a ``(n, 8, 8)`` stack, n = 1 or 2 (luma[, chroma]); a single ``(8, 8)``
+    table becomes a stack of one. Works on NumPy and JAX arrays alike; checks the shape only."""
     if q.shape == (8, 8):
         q = q[None]
     if q.ndim != 3 or q.shape[-2:] != (8, 8) or q.shape[0] not in (1, 2):
         raise ValueError(f"qtables must be (2, 8, 8) (luma, chroma) or (8, 8), got shape {q.shape}")
     return q
+
+
+def _tables(qtables: jax.Array) -> jax.Array:
+    return table_stack(_float(qtables))
 
 
 def _component_tables(q: jax.Array, n: int) -> list[jax.Array]:

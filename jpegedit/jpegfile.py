@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-from jpegedit.codec import Coefficients, block_grid
+from jpegedit.codec import Coefficients, block_grid, table_stack
 
 __all__ = ["JPEGFileError", "CorruptJPEGError", "UnsupportedJPEGError", "write", "read_coefficients"]
 
@@ -54,11 +54,7 @@ def _jpeglib():
 
 
 def _baseline_tables(qtables, n_components: int) -> np.ndarray:
-    q = np.asarray(qtables)
-    if q.shape == (8, 8):
-        q = q[None]
-    if q.ndim != 3 or q.shape[-2:] != (8, 8) or q.shape[0] not in (1, 2):
-        raise ValueError(f"qtables must be (2, 8, 8) (luma, chroma) or (8, 8), got shape {q.shape}")
+    q = table_stack(np.asarray(qtables))
     if not np.all(np.isfinite(q)) or not np.all(np.round(q) == q):
         raise ValueError("quantisation tables must hold integers (round learned tables before writing a file)")
     if q.min() < 1 or q.max() > 255:

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jpegedit.codec import Chroma, Coefficients, _component_tables, component_blocks, unblockify
+from jpegedit.codec import Chroma, Coefficients, _component_tables, component_blocks, table_stack, unblockify
 
 __all__ = [
     "rgb_to_ycbcr",
@@ -153,11 +153,7 @@ def quantize(fdct: jax.Array, table: jax.Array) -> jax.Array:
 
 
 def _int_tables(qtables) -> np.ndarray:
-    q = qtables if isinstance(qtables, jax.core.Tracer) else np.asarray(qtables)
-    if q.shape == (8, 8):
-        q = q[None]
-    if q.ndim != 3 or q.shape[-2:] != (8, 8) or q.shape[0] not in (1, 2):
-        raise ValueError(f"qtables must be (2, 8, 8) (luma, chroma) or (8, 8), got shape {q.shape}")
+    q = table_stack(qtables if isinstance(qtables, jax.core.Tracer) else np.asarray(qtables))
     if isinstance(q, jax.core.Tracer):
         return q.astype(jnp.int32)
     if not np.all(np.round(q) == q) or q.min() < 1 or q.max() > 32767:
