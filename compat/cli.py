@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,29 @@ EXAMPLE = """examples:
   compat-measure                                   # astronaut vs its JPEG at quality 20
   compat-measure original.png decoded.png --lpips vgg -o scores.json
 """
+
+
+class UsageError(Exception):
+    """Bad input to a command-line tool: reported as one line, exit status 2."""
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, so an interrupted
+    write never leaves a partial file; refuses to replace an existing file unless ``force``."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise UsageError(f"output directory {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 class OneLineParser(argparse.ArgumentParser):

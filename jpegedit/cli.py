@@ -9,24 +9,18 @@ the same quality, which the command checks and reports. Without IN it encodes an
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from compat.cli import OneLineParser
+from compat.cli import OneLineParser, UsageError, write_atomic
 
 EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
   jpegedit encode photo.png -o photo.jpg --quality 75 --chroma 420 --optimize
   jpegedit encode photo.png -o photo.jpg --model attention_lam0.01   # a shipped learned model
 """
-
-
-class UsageError(Exception):
-    """Bad input: reported as one line, exit status 2."""
 
 
 def _quality(text: str) -> int:
@@ -68,22 +62,6 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--grayscale", action="store_true", help="write a one-component (grayscale) JPEG")
     e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     return p
-
-
-def _write_atomic(path: Path, data: bytes, force: bool) -> None:
-    if path.exists() and not force:
-        raise UsageError(f"{path} exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise UsageError(f"output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _libjpeg_agrees(image: np.ndarray, quality: int, chroma: str, ours) -> bool:
@@ -141,7 +119,7 @@ def encode_command(args: argparse.Namespace) -> str:
     else:
         co, tables = _encode_with_model(image, model)
     data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
-    _write_atomic(out, data, args.force)
+    write_atomic(out, data, args.force)
 
     # Pillow (libjpeg-turbo) shows what our exact decoder computes, bit for bit, in far less memory.
     decoded = np.asarray(Image.open(out)).reshape(image.shape)

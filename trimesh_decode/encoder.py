@@ -30,7 +30,7 @@ import math
 import multiprocessing
 import os
 import time
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numba
 import numpy as np
@@ -38,7 +38,7 @@ from PIL import Image
 from scipy import ndimage
 
 from trimesh_decode import bitstream
-from trimesh_decode.bitstream import MAX_COLOURS, MAX_VERTICES, Preview, estimate_bits, rgb_to_ycocg6, ycocg6_to_rgb
+from trimesh_decode.bitstream import MAX_COLOURS, MAX_VERTICES, Preview, estimate_bits, ycocg6_to_rgb
 from trimesh_decode.triangulate import triangulate_into
 
 __all__ = ["EncoderConfig", "EncodeResult", "encode_image", "encode_images", "grid_for", "work_image"]
@@ -142,10 +142,6 @@ def _target_at(tgt, gx, gy, sx, sy, out):
             cnt += 1
     for c in range(3):
         out[c] /= cnt
-
-
-class _Buffers:
-    pass
 
 
 @jit
@@ -595,9 +591,7 @@ def _initial_state(tgt, wts, gw, gh, cfg: EncoderConfig, seed: int) -> _State:
 
 
 def _error_bits(tgt, wts, s: _State) -> tuple[float, float]:
-    errmap = np.zeros((1, 1))
     e, b = _error_map(tgt, wts, s.gw, s.gh, s.occ, s.ci, s.pal, s.npal, s.nv, np.zeros(tgt.shape[:2]))
-    del errmap
     return float(e), float(b)
 
 

@@ -1,0 +1,168 @@
+"""``trimesh-decode``: encode images as ~200-byte triangle previews, decode them, build datasets.
+
+``encode`` runs the hill-climbing encoder; ``decode`` renders a preview by barycentric
+interpolation (the neural decoder comes with its trained model); ``dataset`` encodes random crops
+of a folder of photos for training, resumably and in parallel, with a manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compat.cli import OneLineParser, UsageError, write_atomic
+
+EXAMPLE = """examples:
+  trimesh-decode encode photo.jpg -o photo.tri --bytes 200 --seed 0
+  trimesh-decode decode photo.tri -o preview.png --size 256
+  trimesh-decode dataset --images ../shared/data/photos --out data/previews --crops 1000 --size 256
+"""
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = OneLineParser(prog="trimesh-decode", description="~200-byte triangle previews of images.", epilog=EXAMPLE, formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    e = sub.add_parser("encode", help="encode an image as a preview", description="Encode an image as a triangle preview (stochastic hill climbing to a byte target).", epilog=EXAMPLE, formatter_class=fmt)
+    e.add_argument("input", help="image to encode (any format compat.images reads)")
+    e.add_argument("-o", "--out", required=True, help="output preview file (.tri)")
+    e.add_argument("--bytes", type=_positive, default=200, help="byte target (default 200); the size lands within 6 bytes below it")
+    e.add_argument("--seed", type=int, default=0, help="random seed (the encoding is deterministic for a seed)")
+    e.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
+    e.add_argument("--grid", type=int, default=64, help="grid points on the longer side (default 64)")
+    e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    d = sub.add_parser("decode", help="render a preview as an image", description="Render a preview file as a PNG.", epilog=EXAMPLE, formatter_class=fmt)
+    d.add_argument("input", help="preview file (.tri)")
+    d.add_argument("-o", "--out", required=True, help="output PNG")
+    d.add_argument("--size", type=_positive, default=256, help="longer side of the output in pixels (default 256)")
+    d.add_argument("--decoder", choices=("interp", "neural"), default="interp", help="interp: barycentric interpolation (default)")
+    d.add_argument("--model", default=None, help="neural decoder weights (with --decoder neural)")
+    d.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    s = sub.add_parser("dataset", help="encode random crops of a photo folder", description="Encode random crops of every image in a folder as previews (training data for the neural decoder). Resumable: rerun the same command to continue.", epilog=EXAMPLE, formatter_class=fmt)
+    s.add_argument("--images", required=True, help="folder of photos (searched recursively)")
+    s.add_argument("--out", "-o", required=True, help="output folder: crops/*.png, previews/*.tri, manifest.jsonl")
+    s.add_argument("--crops", type=_positive, required=True, help="number of crops to encode")
+    s.add_argument("--size", type=_positive, default=256, help="crop side in pixels (default 256)")
+    s.add_argument("--bytes", type=_positive, default=200, help="byte target (default 200)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the crop choice and of the encoder")
+    s.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
+    s.add_argument("--processes", type=_positive, default=None, help="worker processes (default: all cores)")
+    return p
+
+
+def output_size(grid_w: int, grid_h: int, size: int) -> tuple[int, int]:
+    """(H, W) of a decoding whose longer side is ``size``, with the grid's aspect ratio."""
+    if grid_w >= grid_h:
+        return max(2, round(size * (grid_h - 1) / (grid_w - 1))), size
+    return size, max(2, round(size * (grid_w - 1) / (grid_h - 1)))
+
+
+def _load(path: str) -> np.ndarray:
+    from compat.images import ImageError, load_image
+
+    try:
+        return load_image(path)
+    except ImageError as e:
+        raise UsageError(str(e)) from None
+
+
+def encode_command(args) -> str:
+    from PIL import Image
+
+    from trimesh_decode import raster
+    from trimesh_decode.encoder import EncoderConfig, encode_image
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    if not 24 <= args.bytes <= 4096:
+        raise UsageError(f"--bytes {args.bytes} out of range (24..4096)")
+    if not 2 <= args.grid <= 256:
+        raise UsageError(f"--grid {args.grid} out of range (2..256)")
+    image = _load(args.input)
+    if min(image.shape[:2]) < 2:
+        raise UsageError(f"{args.input}: {image.shape[1]}x{image.shape[0]} is too small for a preview")
+    res = encode_image(image, args.bytes, args.seed, EncoderConfig(grid=args.grid, iterations=args.iterations))
+    write_atomic(out, res.data, args.force)
+    p = res.preview
+    h, w = output_size(p.grid_w, p.grid_h, 256)
+    ref = np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.LANCZOS), np.float64)
+    dec = raster.interpolate(p, (h, w)).astype(np.float64)
+    psnr = 10 * np.log10(255.0**2 / max(np.mean((dec - ref) ** 2), 1e-12))
+    return (
+        f"{args.input} -> {out}: {res.num_bytes} bytes ({p.grid_w}x{p.grid_h} grid, {len(p.vertices)}+4 vertices, "
+        f"{p.num_colours} colours), PSNR {psnr:.2f} dB at {w}x{h}, {res.seconds:.2f} s"
+    )
+
+
+def decode_command(args) -> str:
+    from compat.images import save_png
+    from trimesh_decode import raster
+    from trimesh_decode.bitstream import PreviewFormatError, from_bytes
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    if args.decoder == "neural":
+        raise UsageError("no neural decoder model is available yet in this install; use --decoder interp (it reads every preview)")
+    try:
+        data = Path(args.input).read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {args.input}: {e.strerror or e}") from None
+    try:
+        p = from_bytes(data)
+    except PreviewFormatError as e:
+        raise UsageError(f"{args.input}: {e}") from None
+    if args.size > 8192:
+        raise UsageError(f"--size {args.size} is larger than 8192")
+    h, w = output_size(p.grid_w, p.grid_h, args.size)
+    t = time.perf_counter()
+    img = raster.interpolate(p, (h, w))
+    secs = time.perf_counter() - t
+    if not out.parent.is_dir():
+        raise UsageError(f"output directory {out.parent} does not exist")
+    save_png(out, img, overwrite=args.force)
+    return f"{args.input} ({len(data)} bytes, {p!r}) -> {out}: {w}x{h}, interpolation, {secs:.2f} s"
+
+
+def dataset_command(args) -> str:
+    from trimesh_decode.dataset import build_dataset
+
+    return build_dataset(
+        args.images, args.out, crops=args.crops, size=args.size, target_bytes=args.bytes,
+        seed=args.seed, iterations=args.iterations, processes=args.processes,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    run = {"encode": encode_command, "decode": decode_command, "dataset": dataset_command}[args.command]
+    try:
+        print(run(args))
+    except UsageError as e:
+        print(f"trimesh-decode {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
