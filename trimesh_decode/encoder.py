@@ -78,12 +78,14 @@ class EncodeResult:
 
 
 def grid_for(height: int, width: int, grid: int) -> tuple[int, int]:
-    """(GW, GH): ``grid`` points on the longer side, proportionally fewer (>= 2) on the other."""
+    """(GW, GH): ``grid`` points on the longer side (no more than its pixels), proportionally
+    fewer (>= 2) on the other."""
     if not bitstream.MIN_GRID <= grid <= bitstream.MAX_GRID:
         raise ValueError(f"grid {grid} out of range ({bitstream.MIN_GRID}..{bitstream.MAX_GRID})")
+    long_side = max(2, min(grid, max(height, width)))
     if width >= height:
-        return grid, max(2, min(grid, round(grid * height / width)))
-    return max(2, min(grid, round(grid * width / height))), grid
+        return long_side, max(2, min(long_side, round(long_side * height / width)))
+    return max(2, min(long_side, round(long_side * width / height))), long_side
 
 
 def work_image(image: np.ndarray, gw: int, gh: int, cfg: EncoderConfig) -> np.ndarray:
@@ -596,28 +598,42 @@ def _error_bits(tgt, wts, s: _State) -> tuple[float, float]:
 
 
 def _fit_size(tgt, wts, s: _State, target: int, tol: int) -> tuple[_State, bytes]:
-    """Greedy single-vertex removals / additions until the real size is in [target - tol, target]."""
+    """Greedy vertex removals / additions until the real size is in [target - tol, target].
+
+    Far from the window several vertices move per round (about one per 2 bytes of distance);
+    removals take the vertices whose loss raises the error least.
+    """
     data = bitstream.to_bytes(s.preview())
-    for _ in range(200):
+    cap = 1 << 30  # largest batch of additions still allowed (halves on every overshoot)
+    for _ in range(400):
         if len(data) > target and s.nv > 0:
-            best, best_e = None, math.inf
+            costs = np.empty(s.nv)
             for j in range(s.nv):
                 c = s.copy()
                 c.occ[c.vy[j], c.vx[j]] = -1
                 c.vx[j], c.vy[j] = c.vx[c.nv - 1], c.vy[c.nv - 1]
                 c.nv -= 1
-                e, _ = _error_bits(tgt, wts, c)
-                if e < best_e:
-                    best, best_e = c, e
-            s = best
+                costs[j], _ = _error_bits(tgt, wts, c)
+            drop = set(np.argsort(costs)[: max(1, (len(data) - target) // 3)].tolist())
+            keep = [j for j in range(s.nv) if j not in drop]
+            c = s.copy()
+            for j in drop:
+                c.occ[s.vy[j], s.vx[j]] = -1
+            c.vx[: len(keep)], c.vy[: len(keep)] = s.vx[keep], s.vy[keep]
+            c.nv = len(keep)
+            s = c
         elif len(data) < target - tol:
             c = s.copy()
-            c.nv = _greedy_add(tgt, wts, c.gw, c.gh, c.occ, c.vx, c.vy, c.nv, c.ci, c.pal, c.npal, 1, np.zeros(tgt.shape[:2]))
+            want = max(1, min(cap, (target - tol // 2 - len(data)) // 3))
+            c.nv = _greedy_add(tgt, wts, c.gw, c.gh, c.occ, c.vx, c.vy, c.nv, c.ci, c.pal, c.npal, want, np.zeros(tgt.shape[:2]))
             if c.nv == s.nv:
                 break
             d = bitstream.to_bytes(c.preview())
-            if len(d) > target:
+            if len(d) > target and want == 1:
                 break
+            if len(d) > target:
+                cap = max(1, want // 2)  # too many at once: the next round adds fewer
+                continue
             s = c
         else:
             break

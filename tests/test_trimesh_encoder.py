@@ -1,0 +1,173 @@
+"""The hill-climbing encoder, the byte-target baselines, and the trimesh-decode command line."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trimesh_decode import baselines, raster
+from trimesh_decode.bitstream import from_bytes
+from trimesh_decode.cli import main
+from trimesh_decode.encoder import EncoderConfig, encode_image, encode_images, grid_for
+
+FAST = EncoderConfig(iterations=400)
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()).resize((256, 256), Image.Resampling.LANCZOS))
+
+
+def _psnr(a, b):
+    return 10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2))
+
+
+def test_encoder_hits_the_byte_window_and_beats_flat_colour(photo):
+    res = encode_image(photo, 200, seed=0, config=FAST)
+    assert 194 <= res.num_bytes <= 200
+    assert from_bytes(res.data) == res.preview
+    dec = raster.interpolate(res.preview, 256)
+    flat = np.broadcast_to(photo.reshape(-1, 3).mean(0), photo.shape)
+    assert _psnr(dec, photo) > _psnr(flat, photo) + 4
+    assert _psnr(dec, photo) > 14  # astronaut is detailed: 15 dB at 200 bytes
+
+
+def test_more_bytes_buy_quality(photo):
+    small = encode_image(photo, 100, seed=0, config=FAST)
+    large = encode_image(photo, 400, seed=0, config=FAST)
+    assert 94 <= small.num_bytes <= 100 and 394 <= large.num_bytes <= 400
+    assert _psnr(raster.interpolate(large.preview, 256), photo) > _psnr(raster.interpolate(small.preview, 256), photo) + 0.5
+
+
+def test_encoder_is_deterministic_for_a_seed(photo):
+    a = encode_image(photo, 200, seed=3, config=FAST)
+    b = encode_image(photo, 200, seed=3, config=FAST)
+    c = encode_image(photo, 200, seed=4, config=FAST)
+    assert a.data == b.data
+    assert c.data != a.data
+
+
+def test_odd_images():
+    rng = np.random.default_rng(0)
+    flat = np.full((40, 90, 3), 128, np.uint8)
+    r = encode_image(flat, 200, config=FAST)  # nothing to spend the bytes on: small and exact
+    assert r.num_bytes <= 200 and np.abs(raster.interpolate(r.preview, (40, 90)).astype(int) - 128).max() <= 8
+    tall = rng.integers(0, 256, (300, 20, 3), dtype=np.uint8)
+    r = encode_image(tall, 150, config=FAST)
+    assert (r.preview.grid_w, r.preview.grid_h) == grid_for(300, 20, 64) == (4, 64)
+    assert r.num_bytes <= 150
+    tiny = rng.integers(0, 256, (2, 2, 3), dtype=np.uint8)
+    assert encode_image(tiny, 60, config=FAST).preview.grid_w == 2
+    with pytest.raises(ValueError, match="RGB uint8"):
+        encode_image(np.zeros((8, 8)), 200)
+    with pytest.raises(ValueError, match="too small"):
+        encode_image(np.zeros((1, 8, 3), np.uint8), 200)
+
+
+def test_parallel_encoding_equals_serial(photo):
+    imgs = [photo, photo[::-1].copy()]
+    cfg = EncoderConfig(iterations=200)
+    par = encode_images(imgs, 150, seed=5, config=cfg, processes=2)
+    ser = encode_images(imgs, 150, seed=5, config=cfg, processes=1)
+    assert [r.data for r in par] == [r.data for r in ser]
+
+
+def test_baselines_fit_the_budget(photo):
+    w = baselines.at_bytes(photo, 200, "webp")
+    assert w is not None and w.num_bytes <= 200 and w.file_bytes == w.num_bytes
+    assert w.decoded.shape == photo.shape and 12 < w.psnr < 40
+    j = baselines.at_bytes(photo, 200, "jpeg")
+    assert j is not None and j.num_bytes <= 200 < j.file_bytes  # the scan fits, the headers do not
+    assert baselines.at_bytes(photo, 200, "jpeg", count="file") is None
+    with pytest.raises(ValueError):
+        baselines.at_bytes(photo, 200, "gif")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_cli_encode_decode_round_trip(tmp_path, photo, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(photo[:200]).save(src)
+    tri, png = tmp_path / "a.tri", tmp_path / "a.png"
+    assert main(["encode", str(src), "-o", str(tri), "--bytes", "180", "--iterations", "300"]) == 0
+    assert "bytes" in capsys.readouterr().out
+    assert 174 <= tri.stat().st_size <= 180
+    assert main(["decode", str(tri), "-o", str(png), "--size", "128"]) == 0
+    out = np.asarray(Image.open(png))
+    assert out.shape == (100, 128, 3)  # the 64x50 grid's aspect ratio, longer side 128
+    # refuses to overwrite; --force does
+    assert main(["decode", str(tri), "-o", str(png)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["decode", str(tri), "-o", str(png), "--force"]) == 0
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["decode", "{bad}", "-o", "{out}"], "check byte"),
+        (["decode", "{missing}", "-o", "{out}"], "cannot read"),
+        (["decode", "{good}", "-o", "{out}", "--decoder", "neural"], "neural"),
+        (["encode", "{txt}", "-o", "{out}"], "txt"),
+        (["encode", "{png}", "-o", "{out}", "--bytes", "10"], "--bytes"),
+        (["encode", "{png}", "-o", "{out}", "--bytes", "-5"], "positive"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, message):
+    from trimesh_decode.bitstream import to_bytes
+    from trimesh_decode.encoder import encode_image as enc
+
+    png = tmp_path / "p.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(png)
+    good = tmp_path / "g.tri"
+    good.write_bytes(to_bytes(enc(np.zeros((16, 16, 3), np.uint8), 60, config=EncoderConfig(iterations=10)).preview))
+    bad = tmp_path / "b.tri"
+    bad.write_bytes(good.read_bytes()[:-1] + b"\x00")
+    txt = tmp_path / "t.txt"
+    txt.write_text("not an image")
+    paths = dict(bad=bad, missing=tmp_path / "none.tri", good=good, txt=txt, png=png, out=tmp_path / "o.x")
+    with pytest.raises(SystemExit) if "-5" in argv else _nothing():
+        code = main([a.format(**paths) for a in argv])
+        assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_cli_help_shows_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["encode", "--help"])
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_dataset_is_resumable(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i, shape in enumerate([(300, 280), (120, 500)]):  # the second is enlarged to hold a crop
+        Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    out = tmp_path / "ds"
+    args = ["dataset", "--images", str(photos), "--out", str(out), "--size", "128", "--iterations", "50", "--processes", "1"]
+    assert main(args + ["--crops", "2"]) == 0
+    first = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(first) == 2
+    assert main(args + ["--crops", "4"]) == 0  # continues: 2 more, the first two untouched
+    recs = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert sorted(r["index"] for r in recs) == [0, 1, 2, 3]
+    assert (out / "manifest.jsonl").read_text().splitlines()[:2] == first
+    for r in recs:
+        crop = np.asarray(Image.open(out / r["crop"]))
+        assert crop.shape == (128, 128, 3)
+        assert from_bytes((out / r["preview"]).read_bytes()).grid_w == 64
+    assert "4 of 4" in capsys.readouterr().out
+    assert main(args[:-4] + ["--size", "64", "--crops", "4"]) == 2  # other settings: refused
