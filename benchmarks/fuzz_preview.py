@@ -1,0 +1,107 @@
+"""Fuzz the preview parser: >= 10^6 inputs, zero crashes, zero hangs.
+
+Three kinds of input, a third each: random bytes after the format byte (with a valid check byte,
+so the parser goes past it), real previews with 1-4 random byte edits (then the check byte fixed,
+so mutations reach the layout), and real previews cut short or extended. Every input must either
+raise PreviewFormatError or parse to a preview whose canonical bytes are the input. Any other
+exception, or an input taking over 1 s, is a failure (printed with its bytes, hex). Runs in
+parallel processes; writes results/benchmarks/fuzz_preview.json.
+
+    python benchmarks/fuzz_preview.py [--count 1000000] [--processes 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def _chunk(args):
+    from preview_helpers import random_preview
+
+    from trimesh_decode.bitstream import MAGIC, PreviewFormatError, _crc8, from_bytes, to_bytes
+
+    start, count, seed = args
+    rng = np.random.default_rng([seed, start])
+    pool = [to_bytes(random_preview(rng)) for _ in range(64)]
+    stats = {"inputs": 0, "refused": 0, "accepted": 0, "crashes": [], "slow": [], "max_seconds": 0.0}
+    for i in range(count):
+        kind = i % 3
+        if kind == 0:
+            body = rng.integers(0, 256, int(rng.integers(0, 400)), dtype=np.uint8).tobytes()
+            head = bytes([MAGIC]) + body
+            data = head + bytes([_crc8(head)])
+        elif kind == 1:
+            d = bytearray(pool[int(rng.integers(len(pool)))])
+            for _ in range(int(rng.integers(1, 5))):
+                d[int(rng.integers(1, len(d) - 1))] = int(rng.integers(256))
+            d[-1] = _crc8(bytes(d[:-1]))
+            data = bytes(d)
+        else:
+            d = pool[int(rng.integers(len(pool)))]
+            cut = int(rng.integers(-20, 20))
+            data = d[:cut] if cut < 0 else d + rng.integers(0, 256, cut, dtype=np.uint8).tobytes()
+        t = time.perf_counter()
+        try:
+            p = from_bytes(data)
+            if to_bytes(p) != data:
+                stats["crashes"].append(("accepted non-canonical", data.hex()))
+            stats["accepted"] += 1
+        except PreviewFormatError:
+            stats["refused"] += 1
+        except Exception as e:  # noqa: BLE001 - the point of a fuzzer
+            stats["crashes"].append((repr(e), data.hex()))
+        dt = time.perf_counter() - t
+        stats["max_seconds"] = max(stats["max_seconds"], dt)
+        if dt > 1.0:
+            stats["slow"].append((dt, data.hex()))
+        stats["inputs"] += 1
+    return stats
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    step = 20_000
+    jobs = [(s, min(step, args.count - s), args.seed) for s in range(0, args.count, step)]
+    t0 = time.perf_counter()
+    total = {"inputs": 0, "refused": 0, "accepted": 0, "crashes": [], "slow": [], "max_seconds": 0.0}
+    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
+        for st in pool.imap_unordered(_chunk, jobs):
+            for k in ("inputs", "refused", "accepted"):
+                total[k] += st[k]
+            total["crashes"] += st["crashes"]
+            total["slow"] += st["slow"]
+            total["max_seconds"] = max(total["max_seconds"], st["max_seconds"])
+            print(f"\r{total['inputs']:,} inputs, {len(total['crashes'])} crashes, {len(total['slow'])} slow", end="", flush=True)
+    secs = time.perf_counter() - t0
+    print()
+    result = {
+        "inputs": total["inputs"], "refused": total["refused"], "accepted": total["accepted"],
+        "crashes": len(total["crashes"]), "slow_over_1s": len(total["slow"]),
+        "max_seconds_per_input": round(total["max_seconds"], 4), "seconds": round(secs, 1),
+        "inputs_per_second": round(total["inputs"] / secs), "processes": args.processes,
+        "machine": platform.machine(), "first_crashes": total["crashes"][:5], "first_slow": total["slow"][:5],
+    }
+    print(json.dumps({k: v for k, v in result.items() if not k.startswith("first")}, indent=1))
+    out = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_preview.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return 1 if (total["crashes"] or total["slow"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

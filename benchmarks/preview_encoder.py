@@ -1,0 +1,92 @@
+"""Quality, size and speed of the preview encoder on Kodak at 200 bytes (issue goal: >= 18.75 dB).
+
+The 24 Kodak images, centre-cropped to a square and resized to 256x256 (Lanczos), are encoded at
+200 bytes, one image at a time on one core, then decoded by interpolation at 256x256; PSNR is RGB,
+0..255. The peer is the reference point of ../shared/specs/triangle_preview.md (the WebP 2 C++
+encoder on this kind of machine: 18.75 dB at 206.5 bytes, median 8.3 s per image), which cannot be
+run here, and WebP / JPEG (scan bytes) at the same budget via Pillow, measured in the same run.
+Then images/s with every core (``encode_images``). Writes results/benchmarks/preview_encoder.json.
+
+    python benchmarks/preview_encoder.py [--count 24] [--iterations 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from trimesh_decode import baselines, raster
+from trimesh_decode.encoder import EncoderConfig, encode_image, encode_images
+
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = Path(os.environ.get("COMPAT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "kodak"
+REFERENCE = {"psnr": 18.75, "bytes_mean": 206.5, "seconds_median": 8.3}
+
+
+def kodak_256(i: int) -> np.ndarray:
+    im = Image.open(KODAK / f"kodim{i:02d}.png").convert("RGB")
+    w, h = im.size
+    s = min(w, h)
+    box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
+    return np.asarray(im.crop(box).resize((256, 256), Image.Resampling.LANCZOS))
+
+
+def psnr(a, b) -> float:
+    return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=24)
+    ap.add_argument("--iterations", type=int, default=3000)
+    ap.add_argument("--bytes", type=int, default=200)
+    args = ap.parse_args()
+    if not KODAK.exists():
+        raise SystemExit(f"needs the Kodak images in {KODAK}")
+    cfg = EncoderConfig(iterations=args.iterations)
+    images = [kodak_256(i) for i in range(1, args.count + 1)]
+    encode_image(images[0], args.bytes, 0, EncoderConfig(iterations=20))  # compile (numba cache)
+    rows = []
+    for i, img in enumerate(images, 1):
+        r = encode_image(img, args.bytes, seed=0, config=cfg)
+        dec = raster.interpolate(r.preview, 256)
+        webp = baselines.at_bytes(img, args.bytes, "webp")
+        jpeg = baselines.at_bytes(img, args.bytes, "jpeg")
+        rows.append({
+            "image": f"kodim{i:02d}", "bytes": r.num_bytes, "psnr": round(psnr(dec, img), 3),
+            "seconds": round(r.seconds, 3), "vertices": len(r.preview.vertices) + 4, "colours": r.preview.num_colours,
+            "webp_psnr": round(webp.psnr, 3) if webp else None, "webp_bytes": webp.num_bytes if webp else None,
+            "jpeg_scan_psnr": round(jpeg.psnr, 3) if jpeg else None, "jpeg_scan_bytes": jpeg.num_bytes if jpeg else None,
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    t = time.perf_counter()
+    encode_images(images, args.bytes, seed=0, config=cfg, processes=os.cpu_count())
+    par = len(images) / (time.perf_counter() - t)
+    col = lambda k: np.array([r[k] for r in rows if r[k] is not None], float)  # noqa: E731
+    summary = {
+        "images": len(rows), "target_bytes": args.bytes, "iterations": args.iterations,
+        "psnr_mean": round(col("psnr").mean(), 3), "psnr_min": round(col("psnr").min(), 3), "psnr_max": round(col("psnr").max(), 3),
+        "bytes_mean": round(col("bytes").mean(), 2), "bytes_min": int(col("bytes").min()), "bytes_max": int(col("bytes").max()),
+        "seconds_median_one_core": round(float(np.median(col("seconds"))), 3),
+        "seconds_max_one_core": round(float(col("seconds").max()), 3),
+        "images_per_second_all_cores": round(par, 2), "cores": os.cpu_count(),
+        "webp_psnr_mean": round(col("webp_psnr").mean(), 3), "jpeg_scan_psnr_mean": round(col("jpeg_scan_psnr").mean(), 3),
+        "reference_webp2": REFERENCE,
+        "speedup_vs_reference_median": round(REFERENCE["seconds_median"] / float(np.median(col("seconds"))), 1),
+        "machine": platform.processor() or platform.machine(),
+    }
+    print(json.dumps(summary, indent=1))
+    out = ROOT / "results" / "benchmarks" / "preview_encoder.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "images": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Rasteriser speed: megapixels/s of trimesh_decode.raster for a batch of 256x256 previews,
+against scipy.interpolate.LinearNDInterpolator on the same triangulations, same run.
+
+Previews: 64x64 grids with 170 vertices and 8 colours (what the encoder writes at 200 bytes).
+Ours: ``render`` (jit, vmap over the batch; compile excluded, best of 3) and ``decoder_channels``
+(all 8 channels). Peer: for each preview, scipy's interpolator evaluated at every pixel centre -
+once building it from a prebuilt ``scipy.spatial.Delaunay`` (interpolation only) and once from
+the points (triangulation included). Writes results/benchmarks/raster.json.
+
+    python benchmarks/raster.py [--batch 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from scipy.interpolate import LinearNDInterpolator
+from scipy.spatial import Delaunay
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from preview_helpers import random_preview  # noqa: E402
+
+from trimesh_decode import raster  # noqa: E402
+
+
+def best(f, repeats=3):
+    jax.block_until_ready(f())
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f())
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    previews = [random_preview(rng, 64, 64, 170, 8) for _ in range(args.batch)]
+    mesh = raster.pack(previews)
+    h = w = 256
+    mp = args.batch * h * w / 1e6
+    t_render = best(lambda: raster.render(mesh, h, w))
+    t_chan = best(lambda: raster.decoder_channels(mesh, h, w))
+    yy, xx = np.mgrid[0:h, 0:w]
+    q = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float64)
+    pts = [p.all_points() * (255 / 63) for p in previews]
+    cols = [p.vertex_rgb() / 255.0 for p in previews]
+    tris = [Delaunay(x) for x in pts]
+    t = time.perf_counter()
+    for tri, c in zip(tris, cols):
+        LinearNDInterpolator(tri, c)(q)
+    t_scipy = time.perf_counter() - t
+    t = time.perf_counter()
+    for x, c in zip(pts, cols):
+        LinearNDInterpolator(x, c)(q)
+    t_scipy_tri = time.perf_counter() - t
+    res = {
+        "batch": args.batch, "size": [h, w], "device": str(jax.devices()[0]),
+        "render_mp_per_s": round(mp / t_render, 1), "channels_mp_per_s": round(mp / t_chan, 1),
+        "scipy_interp_mp_per_s": round(mp / t_scipy, 1), "scipy_with_triangulation_mp_per_s": round(mp / t_scipy_tri, 1),
+        "ratio_render_vs_scipy_interp": round(t_scipy / t_render, 2),
+        "ratio_render_vs_scipy_with_triangulation": round(t_scipy_tri / t_render, 2),
+        "machine": platform.processor() or platform.machine(),
+    }
+    print(json.dumps(res, indent=1))
+    out = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / f"raster_{jax.default_backend()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
