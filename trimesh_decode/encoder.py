@@ -378,21 +378,29 @@ def _propose(kind, tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, pal_rgb, re
 
 
 @jit
+def _scratch(pixels):
+    """Buffers of one evaluation: points, indices, colours, triangulation scratch, pixel owners."""
+    cap_pts = MAX_VERTICES + 4
+    cap = 5 * cap_pts + 80
+    return (
+        np.zeros(cap_pts, np.int64),
+        np.zeros(cap_pts, np.int64),
+        np.zeros(cap_pts, np.int64),
+        np.zeros((cap_pts, 3)),
+        np.zeros((MAX_COLOURS + 1, 3)),
+        np.zeros((cap, 3), np.int64),
+        np.zeros((cap, 3), np.int64),
+        np.zeros(4 * cap + 2 * cap_pts, np.int64),
+        np.zeros(pixels, np.int64),
+    )
+
+
+@jit
 def _climb(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, iterations, seed, lam, target_bits, tol0, move_cdf):
     """The hill climb. Arrays are updated in place to the best state; returns (nv, npal, lam, err, bits)."""
     np.random.seed(seed)
     h, w = tgt.shape[0], tgt.shape[1]
-    cap_pts = MAX_VERTICES + 4
-    px = np.zeros(cap_pts, np.int64)
-    py = np.zeros(cap_pts, np.int64)
-    pidx = np.zeros(cap_pts, np.int64)
-    cols = np.zeros((cap_pts, 3))
-    pal_rgb = np.zeros((MAX_COLOURS + 1, 3))
-    cap = 5 * cap_pts + 80
-    tv = np.zeros((cap, 3), np.int64)
-    tn = np.zeros((cap, 3), np.int64)
-    work = np.zeros(4 * cap + 2 * cap_pts, np.int64)
-    owner = np.zeros(h * w, np.int64)
+    px, py, pidx, cols, pal_rgb, tv, tn, work, owner = _scratch(h * w)
     errmap = np.zeros((1, 1))
     out = np.zeros(2)
     remap = np.zeros(MAX_COLOURS + 1, np.int64)
@@ -460,17 +468,7 @@ def _climb(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, iterations, seed, l
 
 @jit
 def _error_map(tgt, wts, gw, gh, occ, ci, pal, npal, nv, errmap):
-    cap_pts = MAX_VERTICES + 4
-    px = np.zeros(cap_pts, np.int64)
-    py = np.zeros(cap_pts, np.int64)
-    pidx = np.zeros(cap_pts, np.int64)
-    cols = np.zeros((cap_pts, 3))
-    pal_rgb = np.zeros((MAX_COLOURS + 1, 3))
-    cap = 5 * cap_pts + 80
-    tv = np.zeros((cap, 3), np.int64)
-    tn = np.zeros((cap, 3), np.int64)
-    work = np.zeros(4 * cap + 2 * cap_pts, np.int64)
-    owner = np.zeros(tgt.shape[0] * tgt.shape[1], np.int64)
+    px, py, pidx, cols, pal_rgb, tv, tn, work, owner = _scratch(tgt.shape[0] * tgt.shape[1])
     out = np.zeros(2)
     errmap[:, :] = 0.0
     _evaluate(tgt, wts, gw, gh, occ, ci, pal, npal, nv, px, py, pidx, cols, pal_rgb, tv, tn, work, owner, 1, errmap, True, out)
