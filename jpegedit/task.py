@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from compat import data as datalib
+from compat.config import parse_overrides as _parse_overrides
 from compat import metrics
 from compat.trainer import Task, global_norm, guard_update
 from jpegedit import codec, losses
@@ -57,30 +58,14 @@ def base_config():
     return c
 
 
+_LOSS_ALIASES = {"lam": "loss.lam", "lambda": "loss.lam", "alpha": "loss.alpha", "beta": "loss.beta", "gamma": "loss.gamma"}
+
+
 def parse_overrides(config, arg: str | None):
     """Apply ``"lam=0.005,gamma=50,steps=100"`` (the ``:arg`` of a config path) to ``config``.
     Loss weights may be named bare (lam, alpha, beta, gamma); anything else by its dotted path
     (``data.crop=128``; lists separated by ``;``: ``data.roots=/a;/b``)."""
-    if not arg:
-        return config
-    for item in arg.split(","):
-        if "=" not in item:
-            raise ValueError(f"config argument {item!r} is not key=value")
-        key, value = (t.strip() for t in item.split("=", 1))
-        if key in ("lam", "lambda", "alpha", "beta", "gamma"):
-            key = "loss." + ("lam" if key == "lambda" else key)
-        node = config
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        old = node[leaf]
-        if isinstance(old, bool):
-            node[leaf] = value.lower() in ("1", "true", "yes")
-        elif isinstance(old, (list, tuple)):
-            node[leaf] = [v for v in value.split(";") if v]
-        else:
-            node[leaf] = type(old)(value)
-    return config
+    return _parse_overrides(config, arg, _LOSS_ALIASES)
 
 
 @flax.struct.dataclass

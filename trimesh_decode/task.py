@@ -1,0 +1,263 @@
+"""The neural decoder's training task: ``init`` / ``train_step`` / ``dataset`` for
+:func:`compat.trainer.train`.
+
+A batch travels: preview meshes (triangulated on the host by the Grain workers, padded to fixed
+sizes) -> :func:`trimesh_decode.raster.decoder_channels` on the device (the 8 channels at 256x256)
+-> a random horizontal flip and an optional aligned random crop (the same for input and target) ->
+the stacked hourglass -> MSE at every loss module (intermediate supervision) -> Adam.
+
+BatchNorm across devices: the batch is one global array sharded over the ``data`` mesh axis and the
+step is one ``jax.jit`` program, so the batch mean and variance a BatchNorm layer takes are over the
+whole global batch (XLA inserts the cross-device reductions), and the running statistics are one
+replicated copy - the same numbers as on a single device (tests/test_trimesh_neural.py pins this).
+
+The dataset is a folder written by ``trimesh-decode dataset`` (crops/, previews/, manifest.jsonl).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import flax.struct
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from compat import metrics
+from compat.config import parse_overrides
+from compat.images import load_image
+from compat.trainer import Task, global_norm, guard_update
+from trimesh_decode import raster
+from trimesh_decode.bitstream import from_bytes
+from trimesh_decode.model import INTERP, StackedHourglass, select_channels
+from trimesh_decode.triangulate import preview_triangles
+
+__all__ = [
+    "TrainState", "base_config", "parse_overrides", "make_model", "make_task", "loss_fn", "predict",
+    "preview_arrays", "DEFAULT_DATASET", "SIZE",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATASET = str(REPO / "data" / "trimesh_previews")
+SIZE = 256  # the network's input and output side, as the paper's
+MESH_KEYS = ("points", "colours", "triangles", "num_triangles", "grid", "num_points")
+
+
+def base_config():
+    """The paper's settings: 256-filter hourglasses, 2 stacks, all 8 channels, MSE at every loss
+    module, Adam, batch 32 of 256x256 crops."""
+    import ml_collections
+
+    c = ml_collections.ConfigDict()
+    c.package = "trimesh_decode"
+    c.name = "paper"
+    c.steps = 100_000
+    c.batch_size = 32
+    c.seed = 0
+    c.log_every = 50
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+    c.async_checkpoints = True
+    # dataset: a folder of `trimesh-decode dataset`; meshes padded to fixed sizes (static shapes);
+    # crop: train on aligned random crops of this side (multiple of 64; 256 = whole images)
+    c.data = ml_collections.ConfigDict(
+        {"dataset": DEFAULT_DATASET, "pad_points": 320, "pad_triangles": 640, "flip": True, "crop": SIZE}
+    )
+    c.model = ml_collections.ConfigDict({"width": 256, "stacks": 2, "depth": 4, "channels": "all", "output": "image"})
+    # the paper states Adam at learning rate 0.1; see configs/trimesh_decode/paper.py for what trained
+    c.optim = ml_collections.ConfigDict({"lr": 1e-3, "b1": 0.9, "b2": 0.999, "warmup": 100, "decay_steps": 0})
+    return c
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: dict
+    batch_stats: dict
+    opt_state: optax.OptState
+
+
+def make_model(config) -> StackedHourglass:
+    m = config.model
+    if m.output == "residual" and m.channels == "no_interp":
+        raise ValueError("output='residual' adds the interpolated image, which channels='no_interp' withholds")
+    return StackedHourglass(width=m.width, stacks=m.stacks, depth=m.get("depth", 4), output=m.output)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    if o.get("decay_steps", 0):
+        lr = optax.warmup_cosine_decay_schedule(0.0, o.lr, max(1, o.warmup), o.decay_steps, end_value=o.lr * 0.01)
+    elif o.get("warmup", 0):
+        lr = optax.linear_schedule(0.0, o.lr, o.warmup)
+    else:
+        lr = o.lr
+    return optax.adam(lr, b1=o.b1, b2=o.b2)
+
+
+def network_inputs(channels: jax.Array, config) -> tuple[jax.Array, jax.Array]:
+    """(the channels the model reads, the interpolated RGB) from (B, H, W, 8) channels."""
+    return select_channels(channels, config.model.channels), channels[..., INTERP]
+
+
+def loss_fn(params, batch_stats, channels, targets, config, model):
+    """Sum over loss modules of the MSE (images in [0, 1]); returns ``(loss, (images, new stats))``."""
+    x, interp = network_inputs(channels, config)
+    images, updates = model.apply(
+        {"params": params, "batch_stats": batch_stats}, x, train=True, interp=interp, mutable=["batch_stats"]
+    )
+    losses = [jnp.mean(jnp.square(im - targets)) for im in images]
+    return sum(losses), (images, updates["batch_stats"], losses)
+
+
+def _augment(channels, targets, rng, config):
+    """The same random flip and aligned crop for input channels and targets."""
+    b, h, w, _ = channels.shape
+    flip_rng, crop_rng = jax.random.split(rng)
+    if config.data.get("flip", True):
+        flip = jax.random.bernoulli(flip_rng, 0.5, (b,))[:, None, None, None]
+        channels = jnp.where(flip, channels[:, :, ::-1], channels)
+        targets = jnp.where(flip, targets[:, :, ::-1], targets)
+    crop = config.data.get("crop", SIZE)
+    if crop < h:
+        # one offset per batch (static shapes), a multiple of 64 so the SpaceToDepth phases match
+        # those of whole-image inference
+        cells = (h - crop) // 64 + 1
+        oy, ox = (64 * jax.random.randint(k, (), 0, cells) for k in jax.random.split(crop_rng))
+        channels = jax.lax.dynamic_slice(channels, (0, oy, ox, 0), (b, crop, crop, channels.shape[-1]))
+        targets = jax.lax.dynamic_slice(targets, (0, oy, ox, 0), (b, crop, crop, 3))
+    return channels, targets
+
+
+def render_batch(batch: dict) -> jax.Array:
+    mesh = raster.Mesh(*(batch[k] for k in MESH_KEYS))
+    return raster.decoder_channels(mesh, SIZE, SIZE)
+
+
+def make_task(config) -> Task:
+    model = make_model(config)
+    crop = config.data.get("crop", SIZE)
+    if crop % 64 or not 64 <= crop <= SIZE:
+        raise ValueError(f"data.crop {crop} must be a multiple of 64 in 64..{SIZE}")
+
+    def init(rng):
+        x = jnp.zeros((1, SIZE, SIZE, len(select_channels(jnp.zeros((1, 1, 1, 8)), config.model.channels)[0, 0, 0])))
+        v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
+        tx = make_optimizer(config)
+        return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
+                          opt_state=tx.init(v["params"]))
+
+    def train_step(state: TrainState, batch: dict, rng: jax.Array):
+        tx = make_optimizer(config)
+        channels = render_batch(batch)
+        targets = batch["image"].astype(jnp.float32) / 255.0
+        channels, targets = _augment(channels, targets, rng, config)
+        (loss, (images, stats, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.batch_stats, channels, targets, config, model
+        )
+        gnorm = global_norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        new = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates), batch_stats=stats,
+                         opt_state=opt_state)
+        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        interp = channels[..., INTERP]
+        out = {
+            "loss": loss,
+            "grad_norm": gnorm,
+            "psnr": jnp.mean(metrics.psnr(targets * 255.0, jnp.clip(images[-1], 0.0, 1.0) * 255.0)),
+            "psnr_interp": jnp.mean(metrics.psnr(targets * 255.0, interp * 255.0)),
+            **{f"mse_{i}": v for i, v in enumerate(losses)},
+        }
+        return guard_update(ok, new, state), out
+
+    def dataset(process_index: int, process_count: int, local_batch: int):
+        return preview_batches(
+            config.data.dataset, batch_size=local_batch, seed=config.seed, pad_points=config.data.pad_points,
+            pad_triangles=config.data.pad_triangles, shard_index=process_index, shard_count=process_count,
+        )
+
+    return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "trimesh_decode"))
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def preview_arrays(preview, pad_points: int, pad_triangles: int) -> dict[str, np.ndarray]:
+    """One preview as the padded mesh arrays of :class:`trimesh_decode.raster.Mesh` (no batch axis)."""
+    m = raster.pack_meshes(
+        [(preview.all_points(), preview.vertex_rgb().astype(np.float32) / 255.0, preview_triangles(preview),
+          (preview.grid_w, preview.grid_h))],
+        pad_points=pad_points, pad_triangles=pad_triangles,
+    )
+    return {k: getattr(m, k)[0] for k in MESH_KEYS}
+
+
+class _LoadPair(grain.transforms.Map):
+    def __init__(self, root: str, pad_points: int, pad_triangles: int):
+        self.root, self.pad_points, self.pad_triangles = root, pad_points, pad_triangles
+
+    def map(self, rec):
+        crop_path, preview_path = rec
+        image = load_image(Path(self.root) / crop_path)
+        if image.shape != (SIZE, SIZE, 3):
+            raise ValueError(f"{crop_path}: training crops must be {SIZE}x{SIZE} RGB, got {image.shape}")
+        preview = from_bytes((Path(self.root) / preview_path).read_bytes())
+        try:
+            arrays = preview_arrays(preview, self.pad_points, self.pad_triangles)
+        except ValueError as e:
+            raise ValueError(f"{preview_path}: {e}; raise data.pad_points / data.pad_triangles") from None
+        return {"image": image, **arrays}
+
+
+def dataset_records(root: str) -> list[tuple[str, str]]:
+    """(crop, preview) paths of a ``trimesh-decode dataset`` folder, by index."""
+    from trimesh_decode.dataset import read_manifest
+
+    if not Path(root).is_dir():
+        raise FileNotFoundError(
+            f"preview dataset {root} does not exist; build it with "
+            f"`trimesh-decode dataset --images ../shared/data/photos --out {root} --crops 2000`"
+        )
+    recs = read_manifest(root)
+    if not recs:
+        raise ValueError(f"preview dataset {root} has no finished crops (manifest.jsonl is empty or missing)")
+    return [(recs[i]["crop"], recs[i]["preview"]) for i in sorted(recs)]
+
+
+def preview_batches(root: str, *, batch_size: int, seed: int, pad_points: int, pad_triangles: int,
+                    shard_index: int = 0, shard_count: int = 1, threads: int = 2) -> grain.IterDataset:
+    """An infinite, reshuffled-every-epoch stream of this process's batches: ``image`` uint8
+    (B, 256, 256, 3) and the padded mesh arrays. Records are split over processes by index."""
+    mine = dataset_records(root)[shard_index::shard_count]
+    if len(mine) < batch_size:
+        raise ValueError(f"process {shard_index} of {shard_count} has {len(mine)} crops, fewer than its batch {batch_size}")
+    ds = (
+        grain.MapDataset.source(mine)
+        .seed(seed * 1_000_003 + shard_index)
+        .shuffle()
+        .repeat(None)
+        .map(_LoadPair(str(root), pad_points, pad_triangles))
+        .batch(batch_size, drop_remainder=True)
+    )
+    return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+
+
+# -- inference ------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("model", "channels"))
+def _predict(variables, mesh: raster.Mesh, model: StackedHourglass, channels: str):
+    ch = raster.decoder_channels(mesh, SIZE, SIZE)
+    x = select_channels(ch, channels)
+    images = model.apply(variables, x, train=False, interp=ch[..., INTERP])
+    return jnp.clip(images[-1], 0.0, 1.0)
+
+
+def predict(variables: dict, previews, model: StackedHourglass, channels: str = "all") -> np.ndarray:
+    """Neural decoding of previews: uint8 (B, 256, 256, 3). ``variables``: ``{"params", "batch_stats"}``."""
+    mesh = raster.pack(list(previews))
+    out = _predict(variables, mesh, model, channels)
+    return np.clip(np.round(np.asarray(out) * 255.0), 0, 255).astype(np.uint8)
