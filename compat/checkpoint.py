@@ -50,6 +50,10 @@ class Checkpointer:
             item_handlers={"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()},
         )
 
+    @property
+    def manager(self) -> ocp.CheckpointManager:
+        return self._manager
+
     # -- saving -------------------------------------------------------------------------------
 
     def save(self, step: int, state, iterator=None, *, force: bool = False) -> bool:
@@ -86,8 +90,12 @@ class Checkpointer:
         return restored["state"]
 
     def read(self, step: int):
-        """The state saved at ``step`` as stored (no template: for inspection, export, evaluation)."""
-        return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+        """The state saved at ``step`` on this process's first device (no template: for inspection,
+        export, evaluation) - whatever the device topology that saved it (e.g. 2 hosts x 4 GPUs)."""
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        meta = self._manager.item_metadata(step)["state"]
+        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+        return self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
 
     def restore_latest(self, template, iterator=None):
         """``(state, step)`` from the newest checkpoint that can be read, or ``(None, None)`` when there

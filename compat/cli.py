@@ -53,6 +53,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def run_subcommand(prog: str, parser: argparse.ArgumentParser, commands: dict, argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run ``commands[args.command](args)`` and print what it returns. A
+    :class:`UsageError` becomes one line on stderr and exit status 2; no command prints the help."""
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        print(commands[args.command](args))
+    except UsageError as e:
+        print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="compat-measure",

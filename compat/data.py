@@ -2,9 +2,9 @@
 
 ``crop_batches(paths, ...)`` is an infinite ``grain.IterDataset`` of ``{"image": uint8 (B, S, S, 3)}``
 batches of random ``S x S`` crops (optionally flipped). The order and every crop position are fixed
-by ``seed``; each process reads its own share of the files (``shard_index`` of ``shard_count``); the
-iterator's ``get_state()`` / ``set_state()`` (and orbax, through :mod:`compat.checkpoint`) resume it
-exactly where it stopped.
+by ``seed``, and the global batches do not depend on the number of processes: each process takes
+its slice of every global batch (:func:`process_batches`). The iterator's ``get_state()`` /
+``set_state()`` (and orbax, through :mod:`compat.checkpoint`) resume it exactly where it stopped.
 
 Decoded images are cached in memory per process (photos are decoded once, not once per crop).
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from compat.images import list_images, load_image
 
-__all__ = ["training_images", "crop_batches", "CropTransform"]
+__all__ = ["training_images", "crop_batches", "process_batches", "CropTransform"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,29 @@ class CropTransform(grain.transforms.RandomMap):
         return {"image": np.ascontiguousarray(crop)}
 
 
+def process_batches(
+    elements: grain.MapDataset,
+    *,
+    batch_size: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
+    threads: int = 2,
+) -> grain.IterDataset:
+    """This process's share of the global batches of an (infinite) element stream.
+
+    Global batch ``k`` is elements ``k G .. k G + G - 1`` of ``elements`` (``G = batch_size *
+    shard_count``); process ``p`` takes its ``p``-th slice of ``batch_size`` of them. Every element -
+    and the random draws of a ``random_map`` before this, which Grain derives from the element's
+    index - is the same whatever the number of processes, so a run on 2 processes sees exactly the
+    global batches of a run on 1 (``jax.make_array_from_process_local_data`` puts process 0's slice
+    first).
+    """
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index {shard_index} not in 0..{shard_count - 1}")
+    ds = elements.batch(batch_size, drop_remainder=True)[shard_index::shard_count]
+    return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+
+
 def crop_batches(
     paths: Sequence[str],
     *,
@@ -95,20 +118,16 @@ def crop_batches(
 ) -> grain.IterDataset:
     """An infinite, reshuffled-every-epoch stream of batches of random crops for one process.
 
-    ``batch_size`` is this process's share of the global batch. The files are split over processes
-    by index (``paths[shard_index::shard_count]``), so each process needs at least one file.
+    ``batch_size`` is this process's share of the global batch; see :func:`process_batches` for
+    how the global batches are split (independent of the number of processes).
     """
-    if not 0 <= shard_index < shard_count:
-        raise ValueError(f"shard_index {shard_index} not in 0..{shard_count - 1}")
-    mine = list(paths)[shard_index::shard_count]
-    if not mine:
-        raise ValueError(f"process {shard_index} of {shard_count} has no training images ({len(paths)} in all)")
-    ds = (
-        grain.MapDataset.source(mine)
-        .seed(seed * 1_000_003 + shard_index)
+    if not paths:
+        raise ValueError("no training images")
+    elements = (
+        grain.MapDataset.source(list(paths))
+        .seed(seed)
         .shuffle()
         .repeat(None)
         .random_map(CropTransform(crop, flip))
-        .batch(batch_size, drop_remainder=True)
     )
-    return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+    return process_batches(elements, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, threads=threads)

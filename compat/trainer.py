@@ -17,6 +17,13 @@ per-process shares, ``jax.jit(train_step, donate_argnums=0)``, an orbax checkpoi
 iterator every ``checkpoint_every`` steps (async, kept by policy) and resumption from the newest
 readable one, a JSONL log and TensorBoard events every ``log_every`` steps, a progress bar with ETA,
 and the resolved config in the work directory.
+
+Preemption: SIGTERM (what SLURM, Kubernetes and Cloud TPU send before taking the machine) makes the
+loop finish the step in flight, save a checkpoint of that step (state + data iterator, synchronously)
+and return with ``metrics["preempted"] = step``; the same command started again continues
+identically. With several processes JAX's preemption service (started by
+``jax.distributed.initialize``) hears the signal on any process and orbax's ``reached_preemption``
+makes all of them stop at the same step.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -79,6 +88,31 @@ class JsonlWriter:
 
     def close(self) -> None:
         self._f.close()
+
+
+class _PreemptionWatch:
+    """Has a SIGTERM arrived? One process: our own handler (the previous one is put back on close).
+    Several: orbax's ``reached_preemption``, the step all processes agree to stop at."""
+
+    def __init__(self, manager):
+        self.manager = manager
+        self.multi = jax.process_count() > 1
+        self.signalled = False
+        self._old = None
+        if not self.multi and threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handler)
+
+    def _handler(self, signum, frame):
+        self.signalled = True
+        log.warning("SIGTERM: finishing the current step, then saving a checkpoint and stopping")
+
+    def reached(self, step: int) -> bool:
+        return self.manager.reached_preemption(step) if self.multi else self.signalled
+
+    def close(self) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+            self._old = None
 
 
 def _to_dict(config) -> dict:
@@ -145,6 +179,8 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> 
             bar = tqdm(total=config.steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True)
 
     metrics: dict = {}
+    preempted = None
+    watch = _PreemptionWatch(ckpt.manager)
     last_good = start if restored is not None else None
     t_last, steps_since = time.perf_counter(), 0
     try:
@@ -179,12 +215,22 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> 
                 if bar is not None:
                     bar.set_postfix(loss=f"{metrics['loss']:.4g}")
                 t_last, steps_since = time.perf_counter(), 0
+            if watch.reached(done):
+                ckpt.save(done, state, iterator, force=True)
+                ckpt.wait()
+                preempted = done
+                log.warning("preempted: saved a checkpoint at step %d in %s; rerun the same command to continue",
+                            done, workdir / "checkpoints")
+                break
             if done % config.checkpoint_every == 0 or done == config.steps:
                 ckpt.save(done, state, iterator, force=True)
                 last_good = done
     finally:
+        watch.close()
         ckpt.close()
         for closer in (writer, tb, bar):
             if closer is not None:
                 closer.close()
+    if preempted is not None:
+        metrics = {**metrics, "preempted": preempted}
     return state, metrics

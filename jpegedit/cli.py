@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compat.cli import OneLineParser, UsageError, write_atomic
+from compat.cli import OneLineParser, UsageError, run_subcommand, write_atomic
 
 EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
@@ -152,17 +152,7 @@ def _encode_with_model(image: np.ndarray, model):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    try:
-        print(encode_command(args))
-    except UsageError as e:
-        print(f"jpegedit {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_subcommand("jpegedit", _parser(), {"encode": encode_command}, argv)
 
 
 if __name__ == "__main__":

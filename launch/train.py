@@ -8,6 +8,9 @@ overridden as flags: ``--config.steps=100 --config.loss.gamma=50``. A run resume
 ``WORKDIR/checkpoints`` when it holds one. Launched as one of several processes (SLURM with several
 tasks, a multi-host TPU slice, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set),
 it calls ``jax.distributed.initialize`` first.
+
+Exit status: 0 finished; 2 bad configuration; 3 stopped on a non-finite loss; 75 stopped by SIGTERM
+after saving a checkpoint (rerun the same command to continue: the cluster scripts in launch/ do).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ if str(REPO) not in sys.path:  # so that config files can import the packages wh
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+PREEMPTED = 75  # EX_TEMPFAIL: stopped on SIGTERM with a checkpoint; rerun to continue
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file (with an optional :arg)", lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics.jsonl, tensorboard/, config.json")
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "yes", "no"], "call jax.distributed.initialize")
@@ -49,6 +53,10 @@ def main(argv) -> int:
     except TrainingDiverged as e:
         print(f"train: stopped: {e}", file=sys.stderr)
         return 3
+    if "preempted" in metrics:
+        print(f"train: preempted (SIGTERM): checkpoint saved at step {metrics['preempted']} in {_WORKDIR.value}/checkpoints; "
+              f"run the same command again to continue", file=sys.stderr)
+        return PREEMPTED
     logging.info("done: %s", {k: round(v, 5) for k, v in metrics.items()})
     return 0
 

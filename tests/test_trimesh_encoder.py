@@ -110,7 +110,8 @@ def test_cli_encode_decode_round_trip(tmp_path, photo, capsys):
     [
         (["decode", "{bad}", "-o", "{out}"], "check byte"),
         (["decode", "{missing}", "-o", "{out}"], "cannot read"),
-        (["decode", "{good}", "-o", "{out}", "--decoder", "neural"], "neural"),
+        (["decode", "{good}", "-o", "{out}", "--decoder", "neural", "--model", "{missing}"], "no neural decoder model"),
+        (["decode", "{good}", "-o", "{out}", "--model", "{missing}"], "--model is for --decoder neural"),
         (["encode", "{txt}", "-o", "{out}"], "txt"),
         (["encode", "{png}", "-o", "{out}", "--bytes", "10"], "--bytes"),
         (["encode", "{png}", "-o", "{out}", "--bytes", "-5"], "positive"),

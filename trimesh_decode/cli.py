@@ -1,8 +1,9 @@
 """``trimesh-decode``: encode images as ~200-byte triangle previews, decode them, build datasets.
 
 ``encode`` runs the hill-climbing encoder; ``decode`` renders a preview by barycentric
-interpolation (the neural decoder comes with its trained model); ``dataset`` encodes random crops
-of a folder of photos for training, resumably and in parallel, with a manifest.
+interpolation or with the trained neural decoder (the same file either way); ``dataset`` encodes
+random crops of a folder of photos for training, resumably and in parallel, with a manifest;
+``evaluate`` compares the decoders on held-out images.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from compat.cli import OneLineParser, UsageError, write_atomic
+from compat.cli import OneLineParser, UsageError, run_subcommand, write_atomic
 
+KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 EXAMPLE = """examples:
   trimesh-decode encode photo.jpg -o photo.tri --bytes 200 --seed 0
   trimesh-decode decode photo.tri -o preview.png --size 256
+  trimesh-decode decode photo.tri -o better.png --decoder neural
+  trimesh-decode evaluate --images ../shared/data/kodak --out results/previews
   trimesh-decode dataset --images ../shared/data/photos --out data/previews --crops 1000 --size 256
 """
 
@@ -50,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--out", required=True, help="output PNG")
     d.add_argument("--size", type=_positive, default=256, help="longer side of the output in pixels (default 256)")
     d.add_argument("--decoder", choices=("interp", "neural"), default="interp", help="interp: barycentric interpolation (default)")
-    d.add_argument("--model", default=None, help="neural decoder weights (with --decoder neural)")
+    d.add_argument("--model", default=None, help="neural decoder: a shipped name, a .npz, or a training run folder (default: the shipped 'mobile')")
     d.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     s = sub.add_parser("dataset", help="encode random crops of a photo folder", description="Encode random crops of every image in a folder as previews (training data for the neural decoder). Resumable: rerun the same command to continue.", epilog=EXAMPLE, formatter_class=fmt)
     s.add_argument("--images", required=True, help="folder of photos (searched recursively)")
@@ -61,7 +65,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the crop choice and of the encoder")
     s.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
     s.add_argument("--processes", type=_positive, default=None, help="worker processes (default: all cores)")
+    v = sub.add_parser("evaluate", help="interpolation vs neural decoding on held-out images", description="Encode each image's 256x256 centre square as a preview (cached in OUT), decode it by interpolation, by each neural model, by blurred interpolation and by WebP/JPEG at the same bytes; write evaluation.json, evaluation.md and figures/.", epilog=EXAMPLE, formatter_class=fmt)
+    v.add_argument("--images", default=str(KODAK), help=f"folder of held-out images (default {KODAK})")
+    v.add_argument("--out", "-o", default="results/previews", help="output folder (default results/previews)")
+    v.add_argument("--model", action="append", default=None, help="neural decoder (repeat for ablations; the first is 'neural'; default: the shipped 'mobile')")
+    v.add_argument("--bytes", type=_positive, default=200, help="preview byte target (default 200)")
+    v.add_argument("--seed", type=int, default=0, help="encoder seed")
+    v.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
+    v.add_argument("--processes", type=_positive, default=None, help="encoder processes (default: all cores)")
+    v.add_argument("--limit", type=_positive, default=None, help="only the first N images")
+    v.add_argument("--figures", type=int, default=6, help="comparison figures to draw (default 6)")
+    v.add_argument("--no-baselines", action="store_true", help="skip WebP/JPEG at equal bytes")
     return p
+
+
+def evaluate_command(args) -> str:
+    from trimesh_decode.evaluate import evaluate
+
+    if not Path(args.images).is_dir():
+        raise UsageError(f"--images {args.images} is not a folder")
+    s = evaluate(args.images, args.out, models=args.model or ["mobile"], target_bytes=args.bytes, seed=args.seed,
+                 iterations=args.iterations, processes=args.processes, figures=args.figures,
+                 baselines=not args.no_baselines, limit=args.limit)
+    m = s["mean"]
+    line = f"{s['images']} images, {s['preview_bytes_mean']:.1f} bytes: interp {m['interp']['psnr']:.2f} dB / SSIM {m['interp']['ssim']:.3f}"
+    if "neural" in m:
+        line += (f", neural {m['neural']['psnr']:.2f} dB / SSIM {m['neural']['ssim']:.3f} "
+                 f"({100 * s['improved_psnr']:.0f}% of images improved)")
+    return line + f"; {Path(args.out) / 'evaluation.md'}"
 
 
 def output_size(grid_w: int, grid_h: int, size: int) -> tuple[int, int]:
@@ -117,8 +148,9 @@ def decode_command(args) -> str:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
-    if args.decoder == "neural":
-        raise UsageError("no neural decoder model is available yet in this install; use --decoder interp (it reads every preview)")
+    if args.model and args.decoder != "neural":
+        raise UsageError("--model is for --decoder neural")
+    decoder = _neural_decoder(args.model) if args.decoder == "neural" else None
     try:
         data = Path(args.input).read_bytes()
     except OSError as e:
@@ -130,13 +162,35 @@ def decode_command(args) -> str:
     if args.size > 8192:
         raise UsageError(f"--size {args.size} is larger than 8192")
     h, w = output_size(p.grid_w, p.grid_h, args.size)
-    t = time.perf_counter()
-    img = raster.interpolate(p, (h, w))
-    secs = time.perf_counter() - t
     if not out.parent.is_dir():
         raise UsageError(f"output directory {out.parent} does not exist")
+    t = time.perf_counter()
+    if decoder is None:
+        img = raster.interpolate(p, (h, w))
+        how = "interpolation"
+    else:
+        img = decoder.decode([p])[0]
+        if img.shape[:2] != (h, w):
+            from PIL import Image
+
+            img = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.LANCZOS))
+        how = f"neural decoder {decoder.name}"
+    secs = time.perf_counter() - t
     save_png(out, img, overwrite=args.force)
-    return f"{args.input} ({len(data)} bytes, {p!r}) -> {out}: {w}x{h}, interpolation, {secs:.2f} s"
+    return f"{args.input} ({len(data)} bytes, {p!r}) -> {out}: {w}x{h}, {how}, {secs:.2f} s"
+
+
+def _neural_decoder(model: str | None):
+    from trimesh_decode.models import DEFAULT_MODEL, list_models, load_model
+
+    name = model or DEFAULT_MODEL
+    if model is None and DEFAULT_MODEL not in list_models():
+        raise UsageError("this install ships no neural decoder model; pass --model PATH (a .npz or a training run folder), "
+                         "or use --decoder interp (it reads every preview)")
+    try:
+        return load_model(name)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
 
 
 def dataset_command(args) -> str:
@@ -149,18 +203,8 @@ def dataset_command(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    run = {"encode": encode_command, "decode": decode_command, "dataset": dataset_command}[args.command]
-    try:
-        print(run(args))
-    except UsageError as e:
-        print(f"trimesh-decode {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    commands = {"encode": encode_command, "decode": decode_command, "dataset": dataset_command, "evaluate": evaluate_command}
+    return run_subcommand("trimesh-decode", _parser(), commands, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ multiple of ``4 * 2**depth`` (64 for the default depth 4).
 
 ``output="image"`` is the paper's: the tanh output, mapped to [0, 1], is the image.
 ``output="residual"`` (an option of ours, off in ``paper``) adds the tanh output to the interpolated
-RGB channels instead, so an untrained network starts at the interpolation decoder.
+RGB channels instead, and its heads start at zero, so an untrained network is the interpolation
+decoder.
 """
 
 from __future__ import annotations
@@ -120,7 +121,9 @@ class StackedHourglass(nn.Module):
         images = []
         for s in range(self.stacks):
             h = h + Hourglass(self.width, self.depth, name=f"hourglass{s}")(h, train)
-            y = nn.Conv(3, (1, 1), name=f"head{s}")(depth_to_space(h, 4))
+            # residual heads start at zero, so the untrained network returns the interpolation
+            init = nn.initializers.zeros if self.output == "residual" else nn.initializers.lecun_normal()
+            y = nn.Conv(3, (1, 1), kernel_init=init, name=f"head{s}")(depth_to_space(h, 4))
             y = jnp.tanh(y)
             images.append(interp + y if self.output == "residual" else (y + 1.0) / 2.0)
         return images

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from compat import data as datalib
 from compat import metrics
 from compat.config import parse_overrides
 from compat.images import load_image
@@ -230,19 +231,19 @@ def dataset_records(root: str) -> list[tuple[str, str]]:
 def preview_batches(root: str, *, batch_size: int, seed: int, pad_points: int, pad_triangles: int,
                     shard_index: int = 0, shard_count: int = 1, threads: int = 2) -> grain.IterDataset:
     """An infinite, reshuffled-every-epoch stream of this process's batches: ``image`` uint8
-    (B, 256, 256, 3) and the padded mesh arrays. Records are split over processes by index."""
-    mine = dataset_records(root)[shard_index::shard_count]
-    if len(mine) < batch_size:
-        raise ValueError(f"process {shard_index} of {shard_count} has {len(mine)} crops, fewer than its batch {batch_size}")
-    ds = (
-        grain.MapDataset.source(mine)
-        .seed(seed * 1_000_003 + shard_index)
+    (B, 256, 256, 3) and the padded mesh arrays; the same global batches on any number of processes
+    (:func:`compat.data.process_batches`)."""
+    records = dataset_records(root)
+    if len(records) < batch_size * shard_count:
+        raise ValueError(f"preview dataset {root} has {len(records)} crops, fewer than one global batch ({batch_size * shard_count})")
+    elements = (
+        grain.MapDataset.source(records)
+        .seed(seed)
         .shuffle()
         .repeat(None)
         .map(_LoadPair(str(root), pad_points, pad_triangles))
-        .batch(batch_size, drop_remainder=True)
     )
-    return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+    return datalib.process_batches(elements, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, threads=threads)
 
 
 # -- inference ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Neural decoder smoke test: seconds on a CPU. A 16-filter, 1-stack, depth-2 hourglass, batch 4,
+"""Neural decoder smoke test: seconds on a CPU. A 16-filter, 1-stack, depth-2 hourglass, batch 8,
 6 steps, a checkpoint every 3, 64x64 crops of the rendered inputs.
 
     python launch/train.py --config configs/trimesh_decode/smoke.py:data.dataset=DIR --workdir /tmp/trimesh_smoke
@@ -14,7 +14,7 @@ def get_config(arg: str | None = None):
     c = base_config()
     c.name = "smoke"
     c.steps = 6
-    c.batch_size = 4
+    c.batch_size = 8
     c.log_every = 2
     c.checkpoint_every = 3
     c.data.crop = 64

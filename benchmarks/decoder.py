@@ -1,0 +1,125 @@
+"""Neural decoder speed: ms per 256x256 preview on one CPU core (goal for ``mobile``: <= 50 ms), and
+training images/s, against interpolation decoding of the same previews measured in the same run.
+
+Decoding: batch 1, channels rendered from the preview plus the network, jit-compiled (compile
+excluded), median of ``--repeats``; one core means the process is pinned to one CPU and XLA runs
+single-threaded. Training: one step of the config's batch (``mobile``: 128x128 crops; ``paper``: 256)
+with every core, images/s. The models' weights are random (speed does not depend on them).
+Writes results/benchmarks/decoder_<backend>.json.
+
+    python benchmarks/decoder.py [--repeats 20] [--train-steps 5]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if "--all-cores" not in sys.argv:
+    # one core for the decoding figures: set before JAX starts its thread pools
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+
+def _median_ms(f, repeats):
+    jax.block_until_ready(f())
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f())
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def decoding(repeats: int) -> dict:
+    from preview_helpers import random_preview
+
+    from trimesh_decode import raster
+    from trimesh_decode.model import StackedHourglass
+    from trimesh_decode.task import _predict
+
+    rng = np.random.default_rng(0)
+    preview = random_preview(rng, 64, 64, 170, 8)
+    mesh = raster.pack([preview])
+    out = {"interp_ms": round(_median_ms(lambda: raster.render(mesh, 256, 256), repeats), 2)}
+    for name, width in (("mobile", 64), ("paper", 256)):
+        model = StackedHourglass(width=width, stacks=2, output="residual" if name == "mobile" else "image")
+        v = model.init(jax.random.key(0), jnp.zeros((1, 256, 256, 8)), interp=jnp.zeros((1, 256, 256, 3)))
+        params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v["params"]))
+        ms = _median_ms(lambda: _predict(v, mesh, model, "all"), max(3, repeats // (4 if name == "paper" else 1)))
+        out[name] = {"ms_per_preview": round(ms, 1), "parameters": params, "ratio_to_interp": round(ms / out["interp_ms"], 1)}
+    return out
+
+
+def training(steps: int) -> dict:
+    import importlib.util
+
+    from preview_helpers import random_preview
+
+    from trimesh_decode.task import make_task, preview_arrays
+
+    res = {}
+    rng = np.random.default_rng(1)
+    for name in ("mobile", "paper"):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / "trimesh_decode" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        config = mod.get_config()
+        b = config.batch_size if name == "mobile" else 8  # paper: a smaller batch, so a CPU finishes
+        arrays = [preview_arrays(random_preview(rng, 64, 64, 170, 8), config.data.pad_points, config.data.pad_triangles) for _ in range(b)]
+        batch = {k: np.stack([a[k] for a in arrays]) for k in arrays[0]}
+        batch["image"] = rng.integers(0, 256, (b, 256, 256, 3), dtype=np.uint8)
+        task = make_task(config)
+        state = task.init(jax.random.key(0))
+        step = jax.jit(task.train_step, donate_argnums=0)
+        state, m = step(state, batch, jax.random.key(0))
+        jax.block_until_ready(m["loss"])
+        t = time.perf_counter()
+        for i in range(steps):
+            state, m = step(state, batch, jax.random.key(i))
+        jax.block_until_ready(m["loss"])
+        dt = (time.perf_counter() - t) / steps
+        res[name] = {"batch": b, "crop": config.data.crop, "step_s": round(dt, 2), "images_per_s": round(b / dt, 1)}
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--train-steps", type=int, default=5)
+    ap.add_argument("--all-cores", action="store_true", help="(internal) the training half, with every core")
+    args = ap.parse_args()
+    if args.all_cores:
+        print(json.dumps(training(args.train_steps)))
+        return
+    res = {"device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(),
+           "decode_one_core": decoding(args.repeats)}
+    # training uses every core: a fresh process, not pinned
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, __file__, "--all-cores", "--train-steps", str(args.train_steps)],
+                          capture_output=True, text=True, env=env, check=True)
+    res["train_all_cores"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["train_all_cores"]["cores"] = os.cpu_count()
+    print(json.dumps(res, indent=1))
+    out = ROOT / "results" / "benchmarks" / f"decoder_{jax.default_backend()}.json"
+    out.write_text(json.dumps(res, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

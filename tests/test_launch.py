@@ -1,0 +1,128 @@
+"""launch/: the real multi-process path (2 processes on localhost, CPU collectives), preemption by
+SIGTERM, and the cluster scripts' commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from compat.checkpoint import Checkpointer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("launch_photos")
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        yy, xx = np.mgrid[0 : 48 + 5 * i, 0 : 60]
+        im = np.stack([(yy * (i + 2)) % 256, (xx * 3) % 256, (yy + xx) % 256], -1) + rng.integers(-9, 10, (48 + 5 * i, 60, 3))
+        Image.fromarray(np.clip(im, 0, 255).astype(np.uint8)).save(d / f"p{i}.png")
+    return d
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(devices: int, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_"))}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **extra)
+    return env
+
+
+def _train(workdir: Path, photos: Path, env: dict, steps: int = 6, **over) -> subprocess.Popen:
+    # the jpegedit smoke config (Q-tables + attention on the frozen VGG16), on tiny crops
+    arg = f"data.roots={photos},data.crop=32,steps={steps},log_every=1,checkpoint_every=3,async_checkpoints=false"
+    arg += "".join(f",{k}={v}" for k, v in over.items())
+    cmd = [sys.executable, str(REPO / "launch" / "train.py"), f"--config={REPO}/configs/jpegedit/smoke.py:{arg}", f"--workdir={workdir}"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+
+
+def _params(workdir: Path, step: int):
+    ck = Checkpointer(workdir / "checkpoints", async_save=False)
+    try:
+        return ck.read(step)["params"]
+    finally:
+        ck.close()
+
+
+def _leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_two_processes_on_localhost_train_like_one_process(tmp_path, photos):
+    """jax.distributed on 2 local processes x 4 CPU devices (gloo collectives) vs 1 process x 8
+    devices, the same global batch of 8: same parameters after 6 steps; the checkpoints are written
+    once and a single process restores them."""
+    port = _free_port()
+    runs = []
+    for pid in range(2):
+        env = _env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid),
+                   JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+        runs.append(_train(tmp_path / "multi", photos, env))
+    single = _train(tmp_path / "single", photos, _env(8))
+    outs = [r.communicate(timeout=600)[0] for r in runs + [single]]
+    for r, out in zip(runs + [single], outs):
+        assert r.returncode == 0, out[-3000:]
+    assert "process 0 of 2" in outs[0] and "process 1 of 2" in outs[1]
+    steps = sorted(int(p.name) for p in (tmp_path / "multi" / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps == [3, 6]
+    multi, one = _params(tmp_path / "multi", 6), _params(tmp_path / "single", 6)
+    for a, b in zip(_leaves(multi), _leaves(one)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # one metrics log, written by process 0 only
+    lines = (tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def test_sigterm_saves_a_checkpoint_exits_75_and_the_rerun_continues_identically(tmp_path, photos):
+    steps = 16
+    ref = _train(tmp_path / "ref", photos, _env(8), steps=steps, checkpoint_every=100)
+    out, _ = ref.communicate(timeout=600)
+    assert ref.returncode == 0, out[-3000:]
+
+    run = _train(tmp_path / "run", photos, _env(8), steps=steps, checkpoint_every=100)
+    log = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert run.poll() is None and time.time() < deadline, "the run ended before it could be preempted"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    out, _ = run.communicate(timeout=300)
+    assert run.returncode == 75, out[-3000:]
+    assert "preempted" in out and "Traceback" not in out
+    saved = [int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(saved) == 1 and 3 <= saved[0] < steps  # the preemption checkpoint; checkpoint_every is 100
+
+    again = _train(tmp_path / "run", photos, _env(8), steps=steps, checkpoint_every=100)
+    out, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, out[-3000:]
+    assert f"resumed from step {saved[0]}" in out
+    for a, b in zip(_leaves(_params(tmp_path / "run", steps)), _leaves(_params(tmp_path / "ref", steps))):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("script", ["launch/slurm.sbatch", "launch/tpu_vm.sh", "launch/local_gpus.sh"])
+def test_cluster_scripts_are_documented_and_parse(script):
+    path = REPO / script
+    text = path.read_text()
+    assert "launch/train.py" in text
+    subprocess.run(["bash", "-n", str(path)], check=True)  # syntax
+    readme = (REPO / "README.md").read_text()
+    assert script in readme, f"README does not show how to run {script}"

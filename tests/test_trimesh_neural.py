@@ -1,0 +1,230 @@
+"""The neural decoder: model shapes, BatchNorm over the device mesh, training through the shared
+harness, export / load of shipped weights, the CLI and the evaluation on a tiny dataset."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from trimesh_decode.model import CHANNEL_SETS, StackedHourglass, depth_to_space, select_channels, space_to_depth
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_space_to_depth_and_back_are_inverse_and_move_blocks():
+    x = jnp.arange(2 * 8 * 8 * 3, dtype=jnp.float32).reshape(2, 8, 8, 3)
+    y = space_to_depth(x, 2)
+    assert y.shape == (2, 4, 4, 12)
+    # the first output pixel holds the top-left 2x2 block, row by row
+    np.testing.assert_array_equal(y[0, 0, 0].reshape(2, 2, 3), x[0, :2, :2])
+    np.testing.assert_array_equal(depth_to_space(y, 2), x)
+    np.testing.assert_array_equal(space_to_depth(depth_to_space(y, 2), 2), y)
+
+
+@pytest.mark.parametrize("stacks", [1, 3])
+def test_stacked_hourglass_gives_one_256_image_per_stack(stacks):
+    m = StackedHourglass(width=16, stacks=stacks, depth=4)
+    x = jnp.zeros((1, 256, 256, 8))
+    v = jax.eval_shape(lambda: m.init(jax.random.key(0), x))
+    out = jax.eval_shape(lambda v: m.apply(v, x), v)
+    assert [o.shape for o in out] == [(1, 256, 256, 3)] * stacks
+    names = set(v["params"])
+    assert {"stem1", "stem2", *(f"hourglass{s}" for s in range(stacks)), *(f"head{s}" for s in range(stacks))} == names
+
+
+def test_mobile_model_is_phone_sized_and_paper_model_is_wider():
+    def count(width):
+        m = StackedHourglass(width=width, stacks=2)
+        v = jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 64, 64, 8))))
+        return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v["params"]))
+
+    mobile, paper = count(64), count(256)
+    assert 4 * mobile * 4 > paper > 8 * mobile  # convs scale with width squared
+    assert mobile * 2 < 10e6  # float16 weights under 10 MB
+
+
+def test_input_side_must_fit_the_hourglass():
+    m = StackedHourglass(width=16, stacks=1, depth=4)
+    with pytest.raises(ValueError, match="multiple of 64"):
+        m.init(jax.random.key(0), jnp.zeros((1, 96, 96, 8)))
+
+
+def test_residual_output_starts_near_the_interpolation_and_channel_sets():
+    interp = jax.random.uniform(jax.random.key(1), (1, 64, 64, 3))
+    m = StackedHourglass(width=16, stacks=1, depth=2, output="residual")
+    v = m.init(jax.random.key(0), jnp.zeros((1, 64, 64, 8)), interp=interp)
+    v = {"params": jax.tree.map(jnp.zeros_like, v["params"]), "batch_stats": v["batch_stats"]}
+    out = m.apply(v, jnp.ones((1, 64, 64, 8)), interp=interp)[-1]
+    np.testing.assert_allclose(out, interp, atol=1e-6)  # a zero network adds nothing
+    ch = jnp.arange(8.0).reshape(1, 1, 1, 8)
+    assert select_channels(ch, "interp_only").ravel().tolist() == [2, 3, 4]
+    assert select_channels(ch, "no_interp").ravel().tolist() == list(CHANNEL_SETS["no_interp"])
+    with pytest.raises(ValueError, match="unknown channel set"):
+        select_channels(ch, "rgb")
+
+
+# -- training -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """8 crops of 2 synthetic photos, encoded quickly (50 iterations)."""
+    from trimesh_decode.dataset import build_dataset
+
+    root = tmp_path_factory.mktemp("neural")
+    photos = root / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:300, 0:320]
+    for k in range(2):
+        img = np.stack([(xx * (k + 1)) % 256, (yy * 2) % 256, ((xx + yy) // 2) % 256], -1).astype(np.float64)
+        img += rng.normal(0, 8, img.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(photos / f"p{k}.png")
+    out = root / "ds"
+    build_dataset(photos, out, crops=8, size=256, iterations=50, processes=1, progress=False)
+    return out
+
+
+def _config(dataset, **over):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("smoke", REPO / "configs" / "trimesh_decode" / "smoke.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config(f"data.dataset={dataset}")
+    for k, v in over.items():
+        node = c
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    return c
+
+
+def _first_batch(config):
+    from trimesh_decode.task import make_task
+
+    task = make_task(config)
+    return task, next(iter(task.dataset(0, 1, config.batch_size)))
+
+
+def test_batchnorm_statistics_over_the_mesh_equal_one_device(tiny_dataset):
+    """One global batch split over 8 devices gives the same step - loss, parameters and BatchNorm
+    running statistics - as the whole batch on one device: BatchNorm sees the global batch."""
+    from compat import mesh as meshlib
+
+    config = _config(tiny_dataset, batch_size=8, **{"data.flip": False})
+    task, batch = _first_batch(config)
+    state = task.init(jax.random.key(0))
+    rng = jax.random.key(1)
+    one_state, one_m = jax.jit(task.train_step)(state, batch, rng)
+
+    mesh = meshlib.data_mesh()
+    assert mesh.size == 8
+    repl = meshlib.replicated_sharding(mesh)
+    step = jax.jit(task.train_step, in_shardings=(repl, meshlib.data_sharding(mesh), repl), out_shardings=(repl, repl))
+    many_state, many_m = step(meshlib.replicate(task.init(jax.random.key(0)), mesh), meshlib.global_batch(batch, mesh), rng)
+
+    np.testing.assert_allclose(many_m["loss"], one_m["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(many_state.batch_stats), jax.tree.leaves(one_state.batch_stats)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(many_state.params), jax.tree.leaves(one_state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=2e-5)  # Adam amplifies float noise
+    # and the statistics moved: the step really updated them
+    moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max())
+             for a, b in zip(jax.tree.leaves(one_state.batch_stats), jax.tree.leaves(state.batch_stats))]
+    assert max(moved) > 1e-4
+
+
+def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, capsys):
+    from compat.trainer import train
+    from trimesh_decode.cli import main
+    from trimesh_decode.models import export_run, load_model
+    from trimesh_decode.task import make_task
+
+    # the same 8 whole crops every step (no flip, no crop): the loss must fall
+    config = _config(tiny_dataset, steps=30, log_every=5, checkpoint_every=15,
+                     **{"optim.lr": 3e-3, "model.output": "residual", "data.crop": 256, "data.flip": False})
+    work = tmp_path / "run"
+    _, last = train(config, work, make_task(config), progress=False)
+    log = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    assert len(log) == 6 and np.isfinite(last["loss"])
+    assert log[-1]["loss"] < 0.9 * log[0]["loss"]
+    assert sorted(int(p.name) for p in (work / "checkpoints").iterdir() if p.name.isdigit())[-1] == 30
+
+    assert log[-1]["psnr"] > log[-1]["psnr_interp"] + 0.5  # the residual network beats interpolation
+
+    npz = export_run(work, "tiny", command="pytest", directory=tmp_path)
+    meta = json.loads(npz.with_suffix(".json").read_text())
+    assert meta["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest() and meta["step"] == 30
+    dec = load_model(npz)
+    from_run = load_model(work)
+    from trimesh_decode.bitstream import from_bytes
+
+    preview = from_bytes(next((tiny_dataset / "previews").iterdir()).read_bytes())
+    a, b = dec.decode([preview]), from_run.decode([preview])
+    assert a.shape == (1, 256, 256, 3) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2  # float16 export vs float32 run
+
+    # the CLI decodes the same file both ways
+    tri = tmp_path / "p.tri"
+    tri.write_bytes(next((tiny_dataset / "previews").iterdir()).read_bytes())
+    assert main(["decode", str(tri), "-o", str(tmp_path / "n.png"), "--decoder", "neural", "--model", str(npz)]) == 0
+    assert "neural decoder tiny" in capsys.readouterr().out
+    assert main(["decode", str(tri), "-o", str(tmp_path / "i.png")]) == 0
+    assert np.asarray(Image.open(tmp_path / "n.png")).shape == np.asarray(Image.open(tmp_path / "i.png")).shape
+
+    # a damaged model file is refused with a clear message
+    data = bytearray(npz.read_bytes())
+    data[100] ^= 0xFF
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(bytes(data))
+    bad.with_suffix(".json").write_text(npz.with_suffix(".json").read_text())
+    assert main(["decode", str(tri), "-o", str(tmp_path / "x.png"), "--decoder", "neural", "--model", str(bad)]) == 2
+    assert "sha256" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_training_without_applying_the_update(tiny_dataset, tmp_path):
+    from compat.trainer import TrainingDiverged, train
+    from trimesh_decode.task import make_task
+
+    config = _config(tiny_dataset, steps=4, **{"optim.lr": float("nan"), "optim.warmup": 0})
+    with pytest.raises(TrainingDiverged, match="step"):
+        train(config, tmp_path / "nan", make_task(config), progress=False)
+
+
+def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
+    from compat.trainer import train
+    from trimesh_decode.evaluate import evaluate
+    from trimesh_decode.models import export_run
+    from trimesh_decode.task import make_task
+
+    config = _config(tiny_dataset, steps=2, log_every=1, checkpoint_every=2)
+    train(config, tmp_path / "run", make_task(config), progress=False)
+    npz = export_run(tmp_path / "run", "tiny", command="pytest", directory=tmp_path)
+    images = tmp_path / "held_out"
+    images.mkdir()
+    for p in sorted((tiny_dataset / "crops").iterdir())[:3]:
+        (images / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "eval"
+    s = evaluate(images, out, models=[str(npz), str(tmp_path / "run")], target_bytes=120, iterations=40, processes=1,
+                 figures=2)
+    assert s["images"] == 3 and set(s["mean"]) >= {"interp", "neural", "neural_run", "blur1", "blur5", "webp", "jpeg"}
+    assert 0.0 <= s["improved_psnr"] <= 1.0
+    res = json.loads((out / "evaluation.json").read_text())
+    assert len(res["images"]) == 3 and res["images"][0]["webp"]["bytes"] <= res["images"][0]["preview_bytes"]
+    assert "paper PSNR" in (out / "evaluation.md").read_text()
+    assert len(list((out / "figures").glob("*.png"))) == 2
+    # blur is blur: five passes are smoother than one, which is smoother than none
+    assert s["mean"]["blur5"]["ssim"] != s["mean"]["blur1"]["ssim"]
+    # a rerun reuses the cached previews (same bytes)
+    before = {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}
+    evaluate(images, out, models=[str(npz)], target_bytes=120, iterations=40, processes=1, figures=0, baselines=False)
+    assert before == {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}

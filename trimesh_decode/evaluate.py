@@ -1,0 +1,251 @@
+"""The second paper's evaluation: interpolation vs neural decoding of the same ~200-byte previews.
+
+For every held-out image (centre-cropped to a square, resized to 256x256 with Lanczos; Kodak by
+default) the preview is encoded once (cached under ``OUT/previews``, so a rerun reuses it) and
+decoded by
+
+* ``interp`` - barycentric interpolation (the standard decoder);
+* ``neural`` - each given model (the first one is "the" neural decoder; more are ablations);
+* ``blur1`` / ``blur5`` - interpolation then a Gaussian blur of radius 2, once / five times;
+* ``webp`` / ``jpeg`` - Pillow at the preview's own byte count (downscale, encode, upscale; JPEG
+  counts scan bytes, see :mod:`trimesh_decode.baselines`).
+
+Scores per image: PSNR (RGB, 0..255), SSIM, and the semantic measures of the paper's Table 1 with
+compat's EfficientNet-Lite0 (standing in for Inception-ResNet-v2): L2 between logit vectors, and
+whether the original's top-1 class is in the reconstruction's top 1 / 5 / 10. Summary: means, the
+fraction of images the neural decoder improves, paired t-tests against interpolation.
+
+Writes ``OUT/evaluation.json`` (every number), ``OUT/evaluation.md`` (a table with the paper's
+numbers beside ours) and ``OUT/figures/*.png`` (original | interpolation | neural, with PSNR/SSIM,
+as the paper's Fig. 1 and 6).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from compat.cli import UsageError, write_atomic
+from compat.images import ImageError, center_crop, list_images, load_image
+
+__all__ = ["square_256", "evaluate", "PAPER"]
+
+log = logging.getLogger(__name__)
+SIZE = 256
+# Baluja et al. 2019, on their held-out previews (Sec. 4, Table 1).
+PAPER = {
+    "interp": {"psnr": 20.7, "ssim": 0.51, "top1_in_top1": 0.05},
+    "neural": {"psnr": 21.7, "ssim": 0.54, "top1_in_top1": 0.17},
+    "improved_psnr": 0.985,
+    "improved_ssim": 0.942,
+}
+SEMANTIC = ("logit_l2", "top1_in_top1", "top1_in_top5", "top1_in_top10")
+
+
+def square_256(image: np.ndarray) -> np.ndarray:
+    """The central square, resized to 256x256 (Lanczos): the evaluation's view of an image."""
+    s = min(image.shape[:2])
+    sq = center_crop(image, s)
+    if s == SIZE:
+        return np.ascontiguousarray(sq)
+    return np.asarray(Image.fromarray(sq).resize((SIZE, SIZE), Image.Resampling.LANCZOS))
+
+
+def blur(image: np.ndarray, times: int, radius: float = 2.0) -> np.ndarray:
+    im = Image.fromarray(image)
+    for _ in range(times):
+        im = im.filter(ImageFilter.GaussianBlur(radius))
+    return np.asarray(im)
+
+
+def _previews(names, images, out: Path, target: int, seed: int, iterations: int, processes: int | None):
+    """Encode (or reuse) each image's preview; returns the parsed previews and their byte counts."""
+    from trimesh_decode.bitstream import PreviewFormatError, from_bytes
+    from trimesh_decode.encoder import EncoderConfig, encode_images
+
+    folder = out / "previews"
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = {"bytes": target, "seed": seed, "iterations": iterations}
+    meta = folder / "settings.json"
+    if meta.exists() and json.loads(meta.read_text()) != settings:
+        raise UsageError(f"{folder} holds previews made with {meta.read_text().strip()}; use another --out")
+    write_atomic(meta, json.dumps(settings).encode(), force=True)
+    paths = [folder / f"{n}.tri" for n in names]
+    todo = [i for i, p in enumerate(paths) if not p.exists()]
+    if todo:
+        log.info("encoding %d previews at %d bytes", len(todo), target)
+        results = encode_images([images[i] for i in todo], target, seed, EncoderConfig(iterations=iterations), processes)
+        for i, r in zip(todo, results):
+            write_atomic(paths[i], r.data, force=True)
+    previews = []
+    for p in paths:
+        try:
+            previews.append(from_bytes(p.read_bytes()))
+        except PreviewFormatError as e:
+            raise UsageError(f"{p}: {e}; delete it to re-encode") from None
+    return previews, [p.stat().st_size for p in paths]
+
+
+def _scores(originals: np.ndarray, recons: np.ndarray) -> dict[str, np.ndarray]:
+    from compat import metrics
+
+    x = np.asarray(originals, np.float32)
+    y = np.asarray(recons, np.float32)
+    out = {"psnr": np.asarray(metrics.psnr(x, y)), "ssim": np.asarray(metrics.ssim(x, y))}
+    sem = metrics.semantic_similarity(x, y)
+    out.update({k: np.asarray(sem[k], np.float64) for k in SEMANTIC})
+    return out
+
+
+def _ttest(a: np.ndarray, b: np.ndarray) -> dict:
+    from scipy import stats
+
+    if len(a) < 2 or np.allclose(a, b):
+        return {"t": None, "p": None}
+    t = stats.ttest_rel(a, b)
+    return {"t": float(t.statistic), "p": float(t.pvalue)}
+
+
+def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("mobile",), target_bytes: int = 200,
+             seed: int = 0, iterations: int = 3000, processes: int | None = None, figures: int = 6,
+             baselines: bool = True, limit: int | None = None) -> dict:
+    """Run the evaluation (see the module docstring); returns the summary."""
+    from trimesh_decode import baselines as bl
+    from trimesh_decode import raster
+    from trimesh_decode.models import load_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = list_images(images)[:limit] if limit else list_images(images)
+    if not paths:
+        raise UsageError(f"no images under {images}")
+    names, originals = [], []
+    for p in paths:
+        try:
+            im = load_image(p)
+        except ImageError as e:
+            raise UsageError(str(e)) from None
+        if min(im.shape[:2]) < 16:
+            raise UsageError(f"{p}: {im.shape[1]}x{im.shape[0]} is too small to evaluate")
+        names.append(Path(p).stem)
+        originals.append(square_256(im))
+    originals = np.stack(originals)
+    decoders = []
+    for m in models:
+        try:
+            decoders.append(load_model(m))
+        except (FileNotFoundError, ValueError) as e:
+            raise UsageError(str(e)) from None
+    t0 = time.perf_counter()
+    previews, sizes = _previews(names, list(originals), out, target_bytes, seed, iterations, processes)
+    t_enc = time.perf_counter() - t0
+
+    recons: dict[str, np.ndarray] = {}
+    recons["interp"] = np.stack([raster.interpolate(p, SIZE) for p in previews])
+    timing = {}
+    for k, d in enumerate(decoders):
+        key = "neural" if k == 0 else f"neural_{d.name}"
+        d.decode(previews[:1])  # compile
+        t = time.perf_counter()
+        recons[key] = np.concatenate([d.decode(previews[i : i + 8]) for i in range(0, len(previews), 8)])
+        timing[key] = (time.perf_counter() - t) / len(previews)
+    recons["blur1"] = np.stack([blur(x, 1) for x in recons["interp"]])
+    recons["blur5"] = np.stack([blur(x, 5) for x in recons["interp"]])
+    baseline_bytes: dict[str, list] = {}
+    if baselines:
+        for codec in ("webp", "jpeg"):
+            rs = [bl.at_bytes(x, n, codec) for x, n in zip(originals, sizes)]
+            if all(r is not None for r in rs):
+                recons[codec] = np.stack([r.decoded for r in rs])
+                baseline_bytes[codec] = [r.num_bytes for r in rs]
+
+    scores = {k: _scores(originals, v) for k, v in recons.items()}
+    per_image = []
+    for i, n in enumerate(names):
+        row = {"image": n, "preview_bytes": sizes[i]}
+        for k, s in scores.items():
+            row[k] = {m: float(v[i]) for m, v in s.items()}
+        for codec, b in baseline_bytes.items():
+            row[codec]["bytes"] = b[i]
+        per_image.append(row)
+
+    summary: dict = {
+        "images": len(names), "source": str(images), "preview_bytes_mean": float(np.mean(sizes)),
+        "models": [d.name for d in decoders], "encode_seconds": round(t_enc, 1),
+        "neural_seconds_per_image": {k: round(v, 4) for k, v in timing.items()},
+        "mean": {k: {m: float(np.mean(v)) for m, v in s.items()} for k, s in scores.items()},
+    }
+    if decoders:
+        n, i = scores["neural"], scores["interp"]
+        summary["improved_psnr"] = float(np.mean(n["psnr"] > i["psnr"]))
+        summary["improved_ssim"] = float(np.mean(n["ssim"] > i["ssim"]))
+        summary["delta_psnr"] = float(np.mean(n["psnr"] - i["psnr"]))
+        summary["delta_ssim"] = float(np.mean(n["ssim"] - i["ssim"]))
+        summary["ttest_psnr"] = _ttest(n["psnr"], i["psnr"])
+        summary["ttest_ssim"] = _ttest(n["ssim"], i["ssim"])
+        summary["model_meta"] = {d.name: {k: d.meta.get(k) for k in ("step", "command", "parameters", "run")} for d in decoders}
+    result = {"summary": summary, "paper": PAPER, "images": per_image}
+    write_atomic(out / "evaluation.json", json.dumps(result, indent=1).encode(), force=True)
+    write_atomic(out / "evaluation.md", _markdown(summary).encode(), force=True)
+    if decoders and figures:
+        _figures(out / "figures", names, originals, recons, scores, figures)
+    return summary
+
+
+def _markdown(s: dict) -> str:
+    rows = [
+        f"# Interpolation vs neural decoding of {s['images']} previews ({s['preview_bytes_mean']:.1f} bytes mean)",
+        "",
+        f"Images: {s['source']}; models: {', '.join(s['models']) or 'none'}.",
+        "",
+        "| decoder | PSNR (dB) | SSIM | logit L2 | top-1 in top-1 | in top-5 | in top-10 | paper PSNR | paper SSIM | paper top-1 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k, m in s["mean"].items():
+        p = PAPER.get(k, {})
+        rows.append(
+            f"| {k} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['logit_l2']:.2f} | {m['top1_in_top1']:.2f} | "
+            f"{m['top1_in_top5']:.2f} | {m['top1_in_top10']:.2f} | {p.get('psnr', '')} | {p.get('ssim', '')} | "
+            f"{p.get('top1_in_top1', '')} |"
+        )
+    if "delta_psnr" in s:
+        tp, ts = s["ttest_psnr"], s["ttest_ssim"]
+        rows += [
+            "",
+            f"Neural minus interpolation: {s['delta_psnr']:+.2f} dB PSNR, {s['delta_ssim']:+.4f} SSIM; "
+            f"images improved: {100 * s['improved_psnr']:.1f}% (PSNR), {100 * s['improved_ssim']:.1f}% (SSIM) "
+            f"(paper: {100 * PAPER['improved_psnr']:.1f}%, {100 * PAPER['improved_ssim']:.1f}%).",
+            f"Paired t-test: PSNR t = {tp['t']}, p = {tp['p']}; SSIM t = {ts['t']}, p = {ts['p']}.",
+        ]
+    return "\n".join(rows) + "\n"
+
+
+def _figures(folder: Path, names, originals, recons, scores, count: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    gain = scores["neural"]["psnr"] - scores["interp"]["psnr"]
+    order = list(np.argsort(-gain))
+    picks = order[: max(1, count // 2)] + order[::-1][: count - max(1, count // 2)]  # best and worst gains
+    cols = ["interp", "neural"]
+    for i in dict.fromkeys(picks):
+        fig, ax = plt.subplots(1, 3, figsize=(9.6, 3.6))
+        ax[0].imshow(originals[i])
+        ax[0].set_title(f"original ({names[i]})", fontsize=9)
+        for a, k in zip(ax[1:], cols):
+            a.imshow(recons[k][i])
+            a.set_title(f"{k}: {scores[k]['psnr'][i]:.2f} dB, SSIM {scores[k]['ssim'][i]:.3f}", fontsize=9)
+        for a in ax:
+            a.axis("off")
+        fig.tight_layout()
+        fig.savefig(folder / f"{names[i]}.png", dpi=100)
+        plt.close(fig)
