@@ -117,7 +117,9 @@ def encode_command(args: argparse.Namespace) -> str:
         tables = codec.quality_to_tables(quality)
         co = libjpeg.encode(image, tables, chroma=args.chroma)
     else:
-        co, tables = _encode_with_model(image, model)
+        from jpegedit.models import coefficients
+
+        co, tables = coefficients(model, image)
     data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
     write_atomic(out, data, args.force)
 
@@ -135,20 +137,6 @@ def encode_command(args: argparse.Namespace) -> str:
         f"{head} (quality {quality}, {args.chroma}{', gray' if args.grayscale else ''}); "
         f"libjpeg-turbo writes the same coefficients: {same}"
     )
-
-
-def _encode_with_model(image: np.ndarray, model):
-    """Coefficients round(F * A / Q) with the model's integer tables (and attention maps)."""
-    import jax
-    import jax.numpy as jnp
-
-    from jpegedit.model import AttentionNet, encode_for_file
-    from jpegedit.models import attention_params
-
-    attention = None
-    if model.attention:
-        attention = jax.jit(AttentionNet().apply)({"params": attention_params(model)}, jnp.asarray(image, jnp.float32))
-    return encode_for_file(image, model.tables, attention), model.tables
 
 
 def main(argv: list[str] | None = None) -> int:

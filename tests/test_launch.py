@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,3 +127,31 @@ def test_cluster_scripts_are_documented_and_parse(script):
     subprocess.run(["bash", "-n", str(path)], check=True)  # syntax
     readme = (REPO / "README.md").read_text()
     assert script in readme, f"README does not show how to run {script}"
+
+
+def test_demo_writes_a_report_that_chromium_shows_and_refuses_to_overwrite(tmp_path, capsys):
+    from launch import check_report, demo
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    yy, xx = np.mgrid[0:96, 0:128]
+    im = np.stack([(xx * 2) % 256, (yy * 3) % 256, ((xx + yy) * 2) % 256], -1).astype(np.uint8)
+    Image.fromarray(im).save(photos / "ramp.png")
+    out = tmp_path / "report"
+    assert demo.main(["--images", str(photos), "--out", str(out)]) == 0
+    assert "report:" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    (row,) = report["images"]
+    assert row["jpeg"]["learned"]["bytes"] > 0 and row["jpeg"]["libjpeg"]["quality"] >= 1
+    assert 150 <= row["preview"]["bytes"] <= 200 and "interpolation" in row["preview"]
+    page = (out / "index.html").read_text()
+    srcs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(srcs) >= 3 and all((out / s).is_file() for s in srcs)
+    # a second run refuses to overwrite; bad input is one line, exit 2
+    assert demo.main(["--images", str(photos), "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert demo.main(["--images", str(tmp_path / "absent"), "--out", str(tmp_path / "x")]) == 2
+    if check_report.find_browser() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the page was not opened in a browser")
+    n, ok, missing = check_report.check(out / "index.html")
+    assert n == len(srcs) and ok == n, missing

@@ -23,7 +23,7 @@ import numpy as np
 
 MODELS_DIR = Path(__file__).resolve().parent
 
-__all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "export_run"]
+__all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "coefficients", "encode_jpeg", "export_run"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,28 @@ def attention_params(model: Model) -> dict:
     if model.head is None:
         raise ValueError(f"model {model.name} has no attention head")
     return {"backbone": pretrained_backbone("vgg16"), "head": {"kernel": model.head["kernel"], "bias": model.head["bias"]}}
+
+
+def coefficients(model: Model, image: np.ndarray):
+    """``(quantised coefficients round(F * A / Q), tables)`` of ``image`` (uint8 RGB) under ``model``:
+    what :func:`jpegedit.jpegfile.write` turns into a baseline JPEG any decoder reads."""
+    import jax
+    import jax.numpy as jnp
+
+    from jpegedit.model import AttentionNet, encode_for_file
+
+    attention = None
+    if model.attention:
+        attention = jax.jit(AttentionNet().apply)({"params": attention_params(model)}, jnp.asarray(image, jnp.float32))
+    return encode_for_file(image, model.tables, attention), model.tables
+
+
+def encode_jpeg(model: Model, image: np.ndarray, optimize_huffman: bool = False) -> bytes:
+    """A baseline JPEG file of ``image`` under ``model``."""
+    from jpegedit import jpegfile
+
+    co, tables = coefficients(model, image)
+    return jpegfile.write(co, tables, optimize_huffman=optimize_huffman)
 
 
 def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None = None, evaluation: dict | None = None) -> Path:

@@ -1,0 +1,73 @@
+"""Open a demo report in headless Chromium and check that every image on it was decoded.
+
+    python launch/check_report.py demo/index.html [--screenshot demo/screenshot.png]
+
+The page marks each ``<img>`` with ``data-decoded="yes"`` once the browser has decoded it
+(``naturalWidth > 0``); this script loads the page with ``chromium --headless --dump-dom``, reads the
+marks, and exits 0 when all images are there, 1 (listing the missing ones) otherwise, 2 when no
+Chromium is installed (``apt-get install chromium``) or the page is not a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
+
+
+def find_browser() -> str | None:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _run(browser: str, page: Path, *flags: str) -> str:
+    with tempfile.TemporaryDirectory() as profile:
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
+               f"--user-data-dir={profile}", "--virtual-time-budget=10000", *flags, page.resolve().as_uri()]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+
+
+def check(page: str | Path, screenshot: str | Path | None = None) -> tuple[int, int, list[str]]:
+    """``(images, decoded, missing sources)`` of the report as Chromium renders it."""
+    page = Path(page)
+    browser = find_browser()
+    if browser is None:
+        raise FileNotFoundError("no Chromium found (install the Debian package: apt-get install chromium)")
+    dom = _run(browser, page, "--dump-dom")
+    if 'data-ready="yes"' not in dom:
+        raise ValueError(f"{page}: the page did not finish loading in Chromium (no data-ready mark)")
+    imgs = re.findall(r"<img\b[^>]*>", dom)
+    missing = [re.search(r'src="([^"]*)"', t).group(1) for t in imgs if 'data-decoded="yes"' not in t]
+    if screenshot:
+        _run(browser, page, f"--screenshot={Path(screenshot).resolve()}", "--window-size=1200,2400")
+    return len(imgs), len(imgs) - len(missing), missing
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("page", help="the report's index.html")
+    ap.add_argument("--screenshot", default=None, help="also save a PNG screenshot of the page")
+    args = ap.parse_args(argv)
+    try:
+        n, ok, missing = check(args.page, args.screenshot)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"check_report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.page}: {ok} of {n} images decoded by Chromium")
+    if missing or n == 0:
+        print("missing: " + ", ".join(missing or ["(no images on the page)"]), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
