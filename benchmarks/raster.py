@@ -2,8 +2,10 @@
 against scipy.interpolate.LinearNDInterpolator on the same triangulations, same run.
 
 Previews: 64x64 grids with 170 vertices and 8 colours (what the encoder writes at 200 bytes).
-Ours: ``render`` (jit, vmap over the batch; compile excluded, best of 3) and ``decoder_channels``
-(all 8 channels). Peer: for each preview, scipy's interpolator evaluated at every pixel centre -
+Ours: the JAX rasteriser - ``render`` (jit, vmap over the batch; compile excluded, best of 3) and
+``decoder_channels`` (all 8 channels) - on whatever device JAX has; and its CPU build
+(``trimesh_decode.raster_cpu``: numba, the same triangles and float32 arithmetic, meshes in parallel
+threads over every core). Peer: for each preview, scipy's interpolator evaluated at every pixel centre -
 once building it from a prebuilt ``scipy.spatial.Delaunay`` (interpolation only) and once from
 the points (triangulation included). Writes results/benchmarks/raster.json.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -27,7 +30,7 @@ from scipy.spatial import Delaunay
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from preview_helpers import random_preview  # noqa: E402
 
-from trimesh_decode import raster  # noqa: E402
+from trimesh_decode import raster, raster_cpu  # noqa: E402
 
 
 def best(f, repeats=3):
@@ -51,6 +54,14 @@ def main() -> None:
     mp = args.batch * h * w / 1e6
     t_render = best(lambda: raster.render(mesh, h, w))
     t_chan = best(lambda: raster.decoder_channels(mesh, h, w))
+    t_cpu = best(lambda: raster_cpu.render(mesh, h, w))
+    t_cpu_chan = best(lambda: raster_cpu.decoder_channels(mesh, h, w))
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # scipy's interpolator runs on one thread: the per-thread comparison
+    t_cpu_1 = best(lambda: raster_cpu.render(mesh, h, w))
+    numba.set_num_threads(threads)
     yy, xx = np.mgrid[0:h, 0:w]
     q = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float64)
     pts = [p.all_points() * (255 / 63) for p in previews]
@@ -68,7 +79,12 @@ def main() -> None:
         "batch": args.batch, "size": [h, w], "device": str(jax.devices()[0]),
         "render_mp_per_s": round(mp / t_render, 1), "channels_mp_per_s": round(mp / t_chan, 1),
         "scipy_interp_mp_per_s": round(mp / t_scipy, 1), "scipy_with_triangulation_mp_per_s": round(mp / t_scipy_tri, 1),
+        "cpu_render_mp_per_s": round(mp / t_cpu, 1), "cpu_channels_mp_per_s": round(mp / t_cpu_chan, 1),
+        "cpu_render_one_thread_mp_per_s": round(mp / t_cpu_1, 1), "cores": os.cpu_count(),
+        "ratio_cpu_render_one_thread_vs_scipy_interp": round(t_scipy / t_cpu_1, 2),
         "ratio_render_vs_scipy_interp": round(t_scipy / t_render, 2),
+        "ratio_cpu_render_vs_scipy_interp": round(t_scipy / t_cpu, 2),
+        "ratio_cpu_render_vs_scipy_with_triangulation": round(t_scipy_tri / t_cpu, 2),
         "ratio_render_vs_scipy_with_triangulation": round(t_scipy_tri / t_render, 2),
         "machine": platform.processor() or platform.machine(),
     }

@@ -143,3 +143,36 @@ def test_interpolate_gives_uint8_and_refuses_tiny_sizes():
     assert img.dtype == np.uint8 and img.shape == (40, 20, 3)
     with pytest.raises(ValueError, match="at least 2"):
         raster.interpolate(p, 1)
+
+
+@pytest.mark.parametrize("size", [(256, 256), (37, 91), (253, 253), (2, 2)])
+def test_cpu_rasteriser_gives_the_same_triangles_and_colours_as_the_jax_one(size):
+    from trimesh_decode import raster_cpu
+
+    rng = np.random.default_rng(8)
+    previews = [random_preview(rng, 64, 64, 170, 8) for _ in range(6)] + [random_preview(rng) for _ in range(6)]
+    previews.append(random_preview(rng, 64, 64, 0, 2))  # corners only
+    mesh = raster.pack(previews)
+    h, w = size
+    np.testing.assert_array_equal(raster_cpu.triangle_index(mesh, h, w), np.asarray(raster.triangle_index(mesh, h, w)))
+    ch_cpu = raster_cpu.decoder_channels(mesh, h, w)
+    ch_jax = np.asarray(raster.decoder_channels(mesh, h, w))
+    np.testing.assert_allclose(ch_cpu[..., 2:5], ch_jax[..., 2:5], atol=2e-6)  # float32 rounding only
+    if min(h, w) > 2 * 64:  # vertices on distinct pixels: the maps are the same
+        np.testing.assert_array_equal(ch_cpu[..., [0, 1, 5, 6, 7]], ch_jax[..., [0, 1, 5, 6, 7]])
+    else:
+        np.testing.assert_array_equal(ch_cpu[..., 0], ch_jax[..., 0])
+
+
+def test_the_last_grid_line_falls_exactly_on_the_last_pixel_centre():
+    """x = p * ((W-1)/(G-1)) rounds, so the last grid line is pinned to W-1: no pixel centre ever
+    lies outside the hull (G = 58 and W = 253 would give 251.99998 otherwise)."""
+    from trimesh_decode import raster_cpu
+
+    p = random_preview(np.random.default_rng(9), 58, 66, 40, 4)
+    x, y = raster._pixel_positions(p.all_points(), np.array([58, 66]), 253, 253)
+    pts = p.all_points()
+    assert (np.asarray(x)[pts[:, 0] == 57] == 252).all() and (np.asarray(y)[pts[:, 1] == 65] == 252).all()
+    cx, cy = raster_cpu._positions(pts.astype(np.int32), len(pts), 58, 66, 253, 253)
+    np.testing.assert_array_equal(cx, np.asarray(x))
+    np.testing.assert_array_equal(cy, np.asarray(y))

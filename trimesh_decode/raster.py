@@ -108,10 +108,16 @@ def pack(previews: Sequence[Preview], **kwargs) -> Mesh:
 
 
 def _pixel_positions(points, grid, height, width):
+    """Pixel coordinates of grid points: ``p * s`` with the scalar ``s = (W - 1) / (GW - 1)`` (one
+    float32 product, the same on every backend and in :mod:`trimesh_decode.raster_cpu`; XLA would
+    turn ``p * (W - 1) / (GW - 1)`` into a product with a rounded reciprocal), and the last grid
+    line exactly on the last pixel centre, so every pixel centre lies in the mesh's hull."""
     g = grid.astype(jnp.float32)
     p = points.astype(jnp.float32)
-    x = p[:, 0] * (width - 1) / (g[0] - 1)
-    y = p[:, 1] * (height - 1) / (g[1] - 1)
+    sx = jnp.float32(width - 1) / (g[0] - 1)
+    sy = jnp.float32(height - 1) / (g[1] - 1)
+    x = jnp.where(points[:, 0] == grid[0] - 1, jnp.float32(width - 1), p[:, 0] * sx)
+    y = jnp.where(points[:, 1] == grid[1] - 1, jnp.float32(height - 1), p[:, 1] * sy)
     return x, y
 
 
@@ -215,9 +221,14 @@ def decoder_channels(mesh: Mesh, height: int, width: int) -> jax.Array:
 
 
 def interpolate(preview: Preview, size: int | tuple[int, int] = 256) -> np.ndarray:
-    """Decode one preview by interpolation: uint8 (H, W, 3). ``size`` is W = H or (H, W)."""
+    """Decode one preview by interpolation: uint8 (H, W, 3). ``size`` is W = H or (H, W).
+
+    Runs the CPU build of this rasteriser (:mod:`trimesh_decode.raster_cpu`: the same triangles,
+    the same float32 arithmetic), which needs no compilation per output size."""
+    from trimesh_decode import raster_cpu
+
     h, w = (size, size) if isinstance(size, int) else size
     if h < 2 or w < 2:
         raise ValueError(f"output size {h}x{w}: each side must be at least 2 pixels")
-    rgb = np.asarray(render(pack([preview]), h, w))[0]
+    rgb = raster_cpu.render(pack([preview]), h, w)[0]
     return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)

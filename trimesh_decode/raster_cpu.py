@@ -1,0 +1,183 @@
+"""The rasteriser of :mod:`trimesh_decode.raster`, compiled for the CPU with numba.
+
+Same pixel-to-triangle rule, same float32 arithmetic, so the triangle of every pixel is identical
+to the JAX version's and the colours agree to float32 rounding (tests pin both). The difference is
+the loop order a CPU likes: each triangle walks only the rows it covers and writes its span starts
+directly (the JAX version evaluates every (triangle, row) pair, which vectorises on an accelerator),
+then one pass per row hands every pixel its triangle and shades it; meshes of a batch run in
+parallel threads. Uses: decoding on a CPU without JAX compilation (``trimesh-decode decode
+--decoder interp``), rendering in CPU data pipelines, and the CPU figure of benchmarks/raster.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from trimesh_decode.raster import Mesh
+
+__all__ = ["triangle_index", "render", "decoder_channels"]
+
+# XLA's CPU backend lets LLVM fuse a * b + c into one fused multiply-add; allowing the same
+# contraction (and nothing else of fast-math) here gives bit-identical span ends.
+_jit = numba.njit(cache=True, nogil=True, fastmath={"contract"})
+BIG = np.float32(3.0e38)
+
+
+@_jit
+def _positions(points, n, gw, gh, height, width):
+    """As :func:`trimesh_decode.raster._pixel_positions`, to the bit."""
+    x = np.empty(n, np.float32)
+    y = np.empty(n, np.float32)
+    sx = np.float32(width - 1) / (np.float32(gw) - np.float32(1.0))
+    sy = np.float32(height - 1) / (np.float32(gh) - np.float32(1.0))
+    for i in range(n):
+        x[i] = np.float32(width - 1) if points[i, 0] == gw - 1 else np.float32(points[i, 0]) * sx
+        y[i] = np.float32(height - 1) if points[i, 1] == gh - 1 else np.float32(points[i, 1]) * sy
+    return x, y
+
+
+@_jit
+def _index_one(points, triangles, nt, npts, gw, gh, height, width, out, starts):
+    """Triangle index of every pixel of one mesh into ``out`` (H, W) int32; ``starts`` is scratch."""
+    tcount = triangles.shape[0]
+    x, y = _positions(points, max(npts, 1), gw, gh, height, width)
+    starts[:, :] = -1
+    ex0 = np.empty(3, np.float32)
+    ey0 = np.empty(3, np.float32)
+    ex1 = np.empty(3, np.float32)
+    ey1 = np.empty(3, np.float32)
+    for t in range(nt):
+        ymin = BIG
+        ymax = -BIG
+        for e in range(3):
+            a = triangles[t, e]
+            b = triangles[t, (e + 1) % 3]
+            ax, ay, bx, by = x[a], y[a], x[b], y[b]
+            if (ay > by) or (ay == by and ax > bx):  # canonical direction: lower (y, x) first
+                ex0[e], ey0[e], ex1[e], ey1[e] = bx, by, ax, ay
+            else:
+                ex0[e], ey0[e], ex1[e], ey1[e] = ax, ay, bx, by
+            ymin = min(ymin, ey0[e])
+            ymax = max(ymax, ey1[e])
+        r0 = max(0, int(math.ceil(ymin)))
+        r1 = min(height - 1, int(math.floor(ymax)))
+        for r in range(r0, r1 + 1):
+            row = np.float32(r)
+            left = BIG
+            right = -BIG
+            for e in range(3):
+                x0, y0, x1, y1 = ex0[e], ey0[e], ex1[e], ey1[e]
+                if y1 > y0:
+                    if row >= y0 and row <= y1:
+                        xc = x0 + (row - y0) * ((x1 - x0) / (y1 - y0))
+                        left = min(left, xc)
+                        right = max(right, xc)
+                elif row == y0:
+                    left = min(left, min(x0, x1))
+                    right = max(right, max(x0, x1))
+            if not left <= right:
+                continue
+            start = min(max(math.ceil(left), 0.0), width - 1.0)
+            end = min(max(math.floor(right), -1.0), width - 1.0)
+            if start > end:
+                continue
+            s = int(start)
+            key = int(end) * tcount + t
+            if key > starts[r, s]:
+                starts[r, s] = key
+    for r in range(height):
+        filled = -1
+        for c in range(width):
+            k = starts[r, c]
+            if k >= 0:
+                marker = c * tcount + k % tcount
+                if marker > filled:
+                    filled = marker
+            out[r, c] = filled % tcount if filled >= 0 else 0
+
+
+@_jit
+def _shade_one(points, colours, triangles, nt, npts, gw, gh, index, out):
+    height, width = index.shape
+    x, y = _positions(points, max(npts, 1), gw, gh, height, width)
+    planes = np.zeros((max(nt, 1), 11), np.float32)
+    for t in range(nt):
+        i0, i1, i2 = triangles[t, 0], triangles[t, 1], triangles[t, 2]
+        x0, y0 = x[i0], y[i0]
+        ux, uy = x[i1] - x0, y[i1] - y0
+        vx, vy = x[i2] - x0, y[i2] - y0
+        det = ux * vy - uy * vx
+        if det == 0:
+            det = np.float32(1.0)
+        planes[t, 0] = x0
+        planes[t, 1] = y0
+        for ch in range(3):
+            c0 = colours[i0, ch]
+            uc = colours[i1, ch] - c0
+            vc = colours[i2, ch] - c0
+            planes[t, 2 + ch] = c0
+            planes[t, 5 + ch] = (uc * vy - vc * uy) / det
+            planes[t, 8 + ch] = (vc * ux - uc * vx) / det
+    for r in range(height):
+        for c in range(width):
+            t = index[r, c]
+            xs = np.float32(c) - planes[t, 0]
+            ys = np.float32(r) - planes[t, 1]
+            for ch in range(3):
+                out[r, c, ch] = planes[t, 2 + ch] + planes[t, 5 + ch] * xs + planes[t, 8 + ch] * ys
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
+def _batch(points, colours, triangles, nts, npts, grids, height, width, shade, index, rgb):
+    for b in numba.prange(points.shape[0]):
+        starts = np.empty((height, width), np.int32)
+        _index_one(points[b], triangles[b], nts[b], npts[b], grids[b, 0], grids[b, 1], height, width, index[b], starts)
+        if shade:
+            _shade_one(points[b], colours[b], triangles[b], nts[b], npts[b], grids[b, 0], grids[b, 1], index[b], rgb[b])
+
+
+def _run(mesh: Mesh, height: int, width: int, shade: bool):
+    if height < 2 or width < 2:
+        raise ValueError(f"output size {height}x{width}: each side must be at least 2 pixels")
+    b = len(mesh.points)
+    index = np.zeros((b, height, width), np.int32)
+    rgb = np.zeros((b, height, width, 3) if shade else (b, 1, 1, 3), np.float32)
+    _batch(np.ascontiguousarray(mesh.points, np.int32), np.ascontiguousarray(mesh.colours, np.float32),
+           np.ascontiguousarray(mesh.triangles, np.int32), np.asarray(mesh.num_triangles, np.int64),
+           np.asarray(mesh.num_points, np.int64), np.asarray(mesh.grid, np.int64), height, width, shade, index, rgb)
+    return index, rgb
+
+
+def triangle_index(mesh: Mesh, height: int, width: int) -> np.ndarray:
+    """(B, H, W) int32: the triangle each pixel belongs to (as :func:`trimesh_decode.raster.triangle_index`)."""
+    return _run(mesh, height, width, False)[0]
+
+
+def render(mesh: Mesh, height: int, width: int) -> np.ndarray:
+    """(B, H, W, 3) float32: barycentric interpolation (as :func:`trimesh_decode.raster.render`)."""
+    return _run(mesh, height, width, True)[1]
+
+
+def decoder_channels(mesh: Mesh, height: int, width: int) -> np.ndarray:
+    """(B, H, W, 8) float32: the neural decoder's input (as :func:`trimesh_decode.raster.decoder_channels`)."""
+    index, rgb = _run(mesh, height, width, True)
+    b = len(index)
+    out = np.zeros((b, height, width, 8), np.float32)
+    edge = np.zeros((b, height, width), bool)
+    edge[:, :, :-1] = index[:, :, :-1] != index[:, :, 1:]
+    edge[:, :-1, :] |= index[:, :-1, :] != index[:, 1:, :]
+    out[..., 0] = edge
+    out[..., 2:5] = rgb
+    for i in range(b):
+        n = int(mesh.num_points[i])
+        x, y = _positions(np.ascontiguousarray(mesh.points[i], np.int32), max(n, 1), int(mesh.grid[i, 0]),
+                          int(mesh.grid[i, 1]), height, width)
+        x, y = x[:n], y[:n]
+        xi = np.clip(np.round(x), 0, width - 1).astype(np.int64)
+        yi = np.clip(np.round(y), 0, height - 1).astype(np.int64)
+        out[i, yi, xi, 1] = 1.0
+        out[i, yi, xi, 5:8] = mesh.colours[i, :n]  # a later vertex on the same pixel wins, as in JAX's scatter
+    return out
