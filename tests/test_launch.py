@@ -155,3 +155,29 @@ def test_demo_writes_a_report_that_chromium_shows_and_refuses_to_overwrite(tmp_p
         pytest.skip("Chromium is not installed (apt-get install chromium): the page was not opened in a browser")
     n, ok, missing = check_report.check(out / "index.html")
     assert n == len(srcs) and ok == n, missing
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, photos):
+    """JAX's preemption service carries the notice to every process; orbax's reached_preemption
+    makes them all save at one step and exit 75; the same 2-process command then finishes."""
+    def launch(port):
+        return [_train(tmp_path / "mp", photos, _env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                                                      JAX_PROCESS_ID=str(pid), JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo"),
+                       steps=40, checkpoint_every=100)
+                for pid in range(2)]
+
+    runs = launch(_free_port())
+    log = tmp_path / "mp" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (log.exists() and len(log.read_text().splitlines()) >= 2):
+        assert all(r.poll() is None for r in runs) and time.time() < deadline, "the runs ended before the signal"
+        time.sleep(0.05)
+    runs[1].send_signal(signal.SIGTERM)  # only the second process hears it
+    outs = [r.communicate(timeout=300)[0] for r in runs]
+    assert [r.returncode for r in runs] == [75, 75], outs[0][-2000:] + outs[1][-2000:]
+    saved = [int(p.name) for p in (tmp_path / "mp" / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(saved) == 1 and 2 <= saved[0] < 40
+    again = launch(_free_port())
+    outs = [r.communicate(timeout=600)[0] for r in again]
+    assert [r.returncode for r in again] == [0, 0], outs[0][-2000:]
+    assert f"resumed from step {saved[0]}" in outs[0]
