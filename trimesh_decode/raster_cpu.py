@@ -40,8 +40,9 @@ def _positions(points, n, gw, gh, height, width):
 
 
 @_jit
-def _index_one(points, triangles, nt, npts, gw, gh, height, width, out, starts):
-    """Triangle index of every pixel of one mesh into ``out`` (H, W) int32; ``starts`` is scratch."""
+def _spans(points, triangles, nt, npts, gw, gh, height, width, starts):
+    """Write each (triangle, row) span's key ``end * T + t`` at its first pixel of ``starts``
+    (H, W) int32, keeping the largest on a tie - the JAX rasteriser's scatter-max."""
     tcount = triangles.shape[0]
     x, y = _positions(points, max(npts, 1), gw, gh, height, width)
     starts[:, :] = -1
@@ -88,21 +89,12 @@ def _index_one(points, triangles, nt, npts, gw, gh, height, width, out, starts):
             key = int(end) * tcount + t
             if key > starts[r, s]:
                 starts[r, s] = key
-    for r in range(height):
-        filled = -1
-        for c in range(width):
-            k = starts[r, c]
-            if k >= 0:
-                marker = c * tcount + k % tcount
-                if marker > filled:
-                    filled = marker
-            out[r, c] = filled % tcount if filled >= 0 else 0
+    return x, y
 
 
 @_jit
-def _shade_one(points, colours, triangles, nt, npts, gw, gh, index, out):
-    height, width = index.shape
-    x, y = _positions(points, max(npts, 1), gw, gh, height, width)
+def _planes(x, y, colours, triangles, nt):
+    """Per triangle: reference vertex (x0, y0), its colour, d colour/dx, d colour/dy (as JAX's)."""
     planes = np.zeros((max(nt, 1), 11), np.float32)
     for t in range(nt):
         i0, i1, i2 = triangles[t, 0], triangles[t, 1], triangles[t, 2]
@@ -121,49 +113,80 @@ def _shade_one(points, colours, triangles, nt, npts, gw, gh, index, out):
             planes[t, 2 + ch] = c0
             planes[t, 5 + ch] = (uc * vy - vc * uy) / det
             planes[t, 8 + ch] = (vc * ux - uc * vx) / det
+    return planes
+
+
+@_jit
+def _one(points, colours, triangles, nt, npts, gw, gh, starts, want_index, index, shade, rgb):
+    """One mesh: spans, then one pass per row that hands each pixel the triangle of the last span
+    starting at or before it (the JAX version's running maximum: a later column always wins) and
+    shades it from that triangle's plane."""
+    height, width = starts.shape
+    tcount = triangles.shape[0]
+    x, y = _spans(points, triangles, nt, npts, gw, gh, height, width, starts)
+    planes = _planes(x, y, colours, triangles, nt) if shade else np.zeros((1, 11), np.float32)
     for r in range(height):
+        t = 0
+        row = np.float32(r)
+        px, ys, c0, c1, c2, dx0, dx1, dx2, dy0, dy1, dy2 = _load(planes, 0, row)
         for c in range(width):
-            t = index[r, c]
-            xs = np.float32(c) - planes[t, 0]
-            ys = np.float32(r) - planes[t, 1]
-            for ch in range(3):
-                out[r, c, ch] = planes[t, 2 + ch] + planes[t, 5 + ch] * xs + planes[t, 8 + ch] * ys
+            k = starts[r, c]
+            if k >= 0:
+                t = k % tcount
+                if shade:  # the plane of the new triangle, into registers
+                    px, ys, c0, c1, c2, dx0, dx1, dx2, dy0, dy1, dy2 = _load(planes, t, row)
+            if want_index:
+                index[r, c] = t
+            if shade:
+                xs = np.float32(c) - px
+                rgb[r, c, 0] = c0 + dx0 * xs + dy0 * ys
+                rgb[r, c, 1] = c1 + dx1 * xs + dy1 * ys
+                rgb[r, c, 2] = c2 + dx2 * xs + dy2 * ys
+
+
+@_jit
+def _load(planes, t, row):
+    return (planes[t, 0], row - planes[t, 1], planes[t, 2], planes[t, 3], planes[t, 4], planes[t, 5], planes[t, 6],
+            planes[t, 7], planes[t, 8], planes[t, 9], planes[t, 10])
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
-def _batch(points, colours, triangles, nts, npts, grids, height, width, shade, index, rgb):
+def _batch(points, colours, triangles, nts, npts, grids, height, width, want_index, index, shade, rgb):
     for b in numba.prange(points.shape[0]):
         starts = np.empty((height, width), np.int32)
-        _index_one(points[b], triangles[b], nts[b], npts[b], grids[b, 0], grids[b, 1], height, width, index[b], starts)
-        if shade:
-            _shade_one(points[b], colours[b], triangles[b], nts[b], npts[b], grids[b, 0], grids[b, 1], index[b], rgb[b])
+        i = np.int64(b)  # prange's index is unsigned; mixed with 0 it would become a float
+        ib = i if want_index else np.int64(0)
+        cb = i if shade else np.int64(0)
+        _one(points[b], colours[b], triangles[b], nts[b], npts[b], grids[b, 0], grids[b, 1], starts,
+             want_index, index[ib], shade, rgb[cb])
 
 
-def _run(mesh: Mesh, height: int, width: int, shade: bool):
+def _run(mesh: Mesh, height: int, width: int, want_index: bool, shade: bool):
     if height < 2 or width < 2:
         raise ValueError(f"output size {height}x{width}: each side must be at least 2 pixels")
     b = len(mesh.points)
-    index = np.zeros((b, height, width), np.int32)
-    rgb = np.zeros((b, height, width, 3) if shade else (b, 1, 1, 3), np.float32)
+    index = np.empty((b, height, width) if want_index else (1, 1, 1), np.int32)
+    rgb = np.empty((b, height, width, 3) if shade else (1, 1, 1, 3), np.float32)
     _batch(np.ascontiguousarray(mesh.points, np.int32), np.ascontiguousarray(mesh.colours, np.float32),
            np.ascontiguousarray(mesh.triangles, np.int32), np.asarray(mesh.num_triangles, np.int64),
-           np.asarray(mesh.num_points, np.int64), np.asarray(mesh.grid, np.int64), height, width, shade, index, rgb)
+           np.asarray(mesh.num_points, np.int64), np.asarray(mesh.grid, np.int64), height, width,
+           want_index, index, shade, rgb)
     return index, rgb
 
 
 def triangle_index(mesh: Mesh, height: int, width: int) -> np.ndarray:
     """(B, H, W) int32: the triangle each pixel belongs to (as :func:`trimesh_decode.raster.triangle_index`)."""
-    return _run(mesh, height, width, False)[0]
+    return _run(mesh, height, width, True, False)[0]
 
 
 def render(mesh: Mesh, height: int, width: int) -> np.ndarray:
     """(B, H, W, 3) float32: barycentric interpolation (as :func:`trimesh_decode.raster.render`)."""
-    return _run(mesh, height, width, True)[1]
+    return _run(mesh, height, width, False, True)[1]
 
 
 def decoder_channels(mesh: Mesh, height: int, width: int) -> np.ndarray:
     """(B, H, W, 8) float32: the neural decoder's input (as :func:`trimesh_decode.raster.decoder_channels`)."""
-    index, rgb = _run(mesh, height, width, True)
+    index, rgb = _run(mesh, height, width, True, True)
     b = len(index)
     out = np.zeros((b, height, width, 8), np.float32)
     edge = np.zeros((b, height, width), bool)
