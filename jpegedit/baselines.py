@@ -1,0 +1,262 @@
+"""Rate-distortion curves of the JPEG encoders a user would pick instead of ours.
+
+Every codec encodes each image at every quality of its grid; the file's bytes give the bpp, Pillow
+(libjpeg-turbo) decodes it - the standard decoder - and PSNR / MS-SSIM / LPIPS (AlexNet) compare it
+with the original. Codecs:
+
+``libjpeg-444``      Pillow, 4:4:4, standard Huffman tables (the paper's baseline)
+``libjpeg-444-opt``  Pillow, 4:4:4, optimised Huffman tables
+``libjpeg-420``      Pillow, 4:2:0, standard Huffman tables (for reference)
+``mozjpeg-444``      jpeglib's mozjpeg 4.0.3, 4:4:4, its defaults: trellis quantisation (AC and DC),
+                     its tables, progressive, optimised Huffman
+``jpegli-420``       pyjpegli; its Python binding encodes 4:2:0 only
+
+Results per codec, ``OUT/<codec>.json``: every (quality, image) point and the mean curve (means
+over images at each quality, as the paper plots them). A rerun skips images already measured
+with the same settings. ``summary(OUT)`` adds the BD-rates against ``libjpeg-444`` (and any pair)
+and the lowest bpp each codec reaches; ``plot(OUT)`` draws PSNR, MS-SSIM and LPIPS against bpp.
+
+    python -m jpegedit.baselines --data ../shared/data/kodak --out results/kodak [--no-lpips]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["CODECS", "LABELS", "QUALITIES", "encode", "decode", "measure", "rd_curves", "mean_curve", "summary", "plot"]
+
+# 1..10 in steps of 1 (the low rates the paper is about), then coarser up to 90.
+QUALITIES = tuple(range(1, 11)) + tuple(range(12, 31, 2)) + tuple(range(35, 91, 5))
+
+
+def _pillow(image: np.ndarray, quality: int, subsampling: int, optimize: bool) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=int(quality), subsampling=subsampling, optimize=optimize)
+    return buf.getvalue()
+
+
+def _mozjpeg(image: np.ndarray, quality: int) -> bytes:
+    import jpeglib
+
+    from jpegedit.jpegfile import _LOCK
+
+    with _LOCK, jpeglib.version("mozjpeg403"), tempfile.TemporaryDirectory() as d:
+        im = jpeglib.from_spatial(np.ascontiguousarray(image))
+        im.samp_factor = "4:4:4"
+        path = os.path.join(d, "m.jpg")
+        im.write_spatial(path, qt=int(quality))
+        return Path(path).read_bytes()
+
+
+def _jpegli(image: np.ndarray, quality: int) -> bytes:
+    import pyjpegli
+
+    h, w = image.shape[:2]
+    return pyjpegli.encode(np.ascontiguousarray(image).tobytes(), w, h, int(quality))
+
+
+CODECS: dict[str, Callable[[np.ndarray, int], bytes]] = {
+    "libjpeg-444": lambda x, q: _pillow(x, q, 0, False),
+    "libjpeg-444-opt": lambda x, q: _pillow(x, q, 0, True),
+    "libjpeg-420": lambda x, q: _pillow(x, q, 2, False),
+    "mozjpeg-444": _mozjpeg,
+    "jpegli-420": _jpegli,
+}
+LABELS = {
+    "libjpeg-444": "libjpeg 4:4:4, standard Huffman",
+    "libjpeg-444-opt": "libjpeg 4:4:4, optimised Huffman",
+    "libjpeg-420": "libjpeg 4:2:0, standard Huffman",
+    "mozjpeg-444": "mozjpeg 4:4:4 (trellis, progressive, optimised Huffman)",
+    "jpegli-420": "jpegli 4:2:0 (its binding's only sampling)",
+}
+
+
+def encode(codec: str, image: np.ndarray, quality: int) -> bytes:
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+    return CODECS[codec](np.asarray(image, np.uint8), quality)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """The standard decoder: Pillow's libjpeg-turbo."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def measure(original: np.ndarray, data: bytes, lpips: bool = True) -> dict:
+    """bytes, bpp, PSNR, MS-SSIM (None below 161 px) and LPIPS (AlexNet; None when not asked)."""
+    from compat import metrics
+
+    y = decode(data)
+    h, w = original.shape[:2]
+    x32, y32 = original.astype(np.float32), y.astype(np.float32)
+    return {
+        "bytes": len(data),
+        "bpp": metrics.bpp(len(data), h, w),
+        "psnr": float(metrics.psnr(x32, y32)),
+        "ms_ssim": float(metrics.ms_ssim(x32, y32)) if min(h, w) >= 161 else None,
+        "lpips": float(metrics.lpips(x32, y32, net="alex")) if lpips else None,
+    }
+
+
+def mean_curve(points: Sequence[dict]) -> list[dict]:
+    """Means over images at each quality: ``[{quality, bpp, psnr, ms_ssim, lpips, images}]``."""
+    by_q: dict[int, list[dict]] = {}
+    for p in points:
+        by_q.setdefault(int(p["quality"]), []).append(p)
+    out = []
+    for q in sorted(by_q):
+        rows = by_q[q]
+        rec = {"quality": q, "images": len(rows)}
+        for k in ("bpp", "psnr", "ms_ssim", "lpips"):
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            rec[k] = float(np.mean(vals)) if len(vals) == len(rows) else None
+        out.append(rec)
+    return out
+
+
+def rd_curves(images: Sequence[tuple[str, np.ndarray]], out: str | Path, codecs: Sequence[str] = tuple(CODECS),
+              qualities: Sequence[int] = QUALITIES, lpips: bool = True, progress: bool = True) -> dict[str, Path]:
+    """Measure every codec on every image at every quality; resumable per (codec, image)."""
+    from tqdm import tqdm
+
+    from compat.cli import write_atomic
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"qualities": list(qualities), "lpips": bool(lpips)}
+    written = {}
+    for codec in codecs:
+        if codec not in CODECS:
+            raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
+        path = out / f"{codec}.json"
+        old = json.loads(path.read_text()) if path.exists() else None
+        points = old["points"] if old and old.get("settings") == settings else []
+        done = {p["image"] for p in points}
+        todo = [(n, x) for n, x in images if n not in done]
+        for name, x in tqdm(todo, desc=codec, unit="image", disable=not progress):
+            for q in qualities:
+                points.append({"image": name, "quality": int(q), **measure(x, encode(codec, x, q), lpips)})
+            doc = {"codec": codec, "label": LABELS[codec], "settings": settings, "points": points,
+                   "mean": mean_curve(points)}
+            write_atomic(path, json.dumps(doc, indent=1).encode(), force=True)  # after every image: resumable
+        written[codec] = path
+    return written
+
+
+def _load(out: Path) -> dict[str, dict]:
+    docs = {}
+    for p in sorted(Path(out).glob("*.json")):
+        d = json.loads(p.read_text())
+        if "mean" in d and "codec" in d:
+            docs[d["codec"]] = d
+    return docs
+
+
+def _monotone(curve: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(bpp, quality) of a mean curve, keeping points whose bpp strictly increases."""
+    pts = sorted((c["bpp"], c[key]) for c in curve if c.get(key) is not None)
+    r, q = [], []
+    for b, v in pts:
+        if not r or b > r[-1]:
+            r.append(b)
+            q.append(v)
+    return np.asarray(r), np.asarray(q)
+
+
+def summary(out: str | Path, reference: str = "libjpeg-444", below: float = 0.4) -> dict:
+    """BD-rate (PSNR, MS-SSIM, LPIPS) of every codec against ``reference`` below ``below`` bpp and
+    over the whole common range; the lowest mean bpp each codec reaches."""
+    from compat import metrics
+
+    docs = _load(Path(out))
+    if reference not in docs:
+        raise FileNotFoundError(f"no {reference}.json in {out}")
+    res: dict = {"reference": reference, "below_bpp": below, "codecs": {}}
+    for codec, d in docs.items():
+        entry = {"label": d.get("label", codec), "lowest_bpp": min(c["bpp"] for c in d["mean"])}
+        if codec != reference:
+            for key in ("psnr", "ms_ssim", "lpips"):
+                r1, q1 = _monotone(docs[reference]["mean"], key)
+                r2, q2 = _monotone(d["mean"], key)
+                if key == "lpips":  # lower is better: BD over -LPIPS
+                    q1, q2 = -q1, -q2
+                for name, rr in ((f"bd_rate_{key}_below_{below}", (0.0, below)), (f"bd_rate_{key}", None)):
+                    try:
+                        entry[name] = metrics.bd_rate(r1, q1, r2, q2, rate_range=rr) if len(r1) > 1 and len(r2) > 1 else None
+                    except ValueError as e:
+                        entry[name] = None
+                        entry.setdefault("notes", []).append(f"{name}: {e}")
+        res["codecs"][codec] = entry
+    return res
+
+
+def plot(out: str | Path, names: Sequence[str] | None = None) -> list[Path]:
+    """PSNR, MS-SSIM and LPIPS against bpp of every codec in ``out`` (the paper's Fig. 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs = _load(Path(out))
+    files = []
+    for key, label in (("psnr", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"), ("lpips", "LPIPS (AlexNet), lower is better")):
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        drawn = 0
+        for codec, d in docs.items():
+            if names and codec not in names:
+                continue
+            r, q = _monotone(d["mean"], key)
+            if len(r):
+                ax.plot(r, q, marker=".", label=d.get("label", codec))
+                drawn += 1
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.set_xlim(0, 1.2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(out) / f"rd_{key}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    from compat.images import list_images, load_image
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="folder of test images")
+    ap.add_argument("--out", required=True, help="results folder (one JSON per codec, plots, summary.json)")
+    ap.add_argument("--codecs", default=",".join(CODECS), help=f"comma-separated subset of {', '.join(CODECS)}")
+    ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slow measure on a CPU)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images")
+    args = ap.parse_args(argv)
+    paths = list_images(args.data)[: args.limit] if args.limit else list_images(args.data)
+    images = [(Path(p).stem, load_image(p)) for p in paths]
+    rd_curves(images, args.out, [c for c in args.codecs.split(",") if c], lpips=not args.no_lpips)
+    s = summary(args.out)
+    Path(args.out, "summary.json").write_text(json.dumps(s, indent=1))
+    plot(args.out)
+    key = f"bd_rate_psnr_below_{s['below_bpp']}"
+    for c, e in s["codecs"].items():
+        print(f"{c:16s} lowest {e['lowest_bpp']:.3f} bpp; BD-rate PSNR vs {s['reference']} below {s['below_bpp']} bpp: "
+              f"{e.get(key)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
