@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["CODECS", "LABELS", "QUALITIES", "encode", "decode", "measure", "rd_curves", "mean_curve", "summary", "plot"]
+__all__ = ["CODECS", "LABELS", "QUALITIES", "encode", "decode", "measure", "rd_curves", "mean_curve", "summary", "bd_table", "plot", "learned_curves", "markdown", "LEARNED"]
 
 # 1..10 in steps of 1 (the low rates the paper is about), then coarser up to 90.
 QUALITIES = tuple(range(1, 11)) + tuple(range(12, 31, 2)) + tuple(range(35, 91, 5))
@@ -108,15 +108,16 @@ def measure(original: np.ndarray, data: bytes, lpips: bool = True) -> dict:
     }
 
 
-def mean_curve(points: Sequence[dict]) -> list[dict]:
-    """Means over images at each quality: ``[{quality, bpp, psnr, ms_ssim, lpips, images}]``."""
-    by_q: dict[int, list[dict]] = {}
+def mean_curve(points: Sequence[dict], key: str = "quality") -> list[dict]:
+    """Means over images at each setting (``key``: a codec's quality, or a learned model's name):
+    ``[{key, bpp, psnr, ms_ssim, lpips, images}]``, in the settings' order."""
+    by_q: dict = {}
     for p in points:
-        by_q.setdefault(int(p["quality"]), []).append(p)
+        by_q.setdefault(p[key], []).append(p)
     out = []
     for q in sorted(by_q):
         rows = by_q[q]
-        rec = {"quality": q, "images": len(rows)}
+        rec = {key: q, "images": len(rows)}
         for k in ("bpp", "psnr", "ms_ssim", "lpips"):
             vals = [r[k] for r in rows if r.get(k) is not None]
             rec[k] = float(np.mean(vals)) if len(vals) == len(rows) else None
@@ -176,28 +177,44 @@ def _monotone(curve: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
 def summary(out: str | Path, reference: str = "libjpeg-444", below: float = 0.4) -> dict:
     """BD-rate (PSNR, MS-SSIM, LPIPS) of every codec against ``reference`` below ``below`` bpp and
     over the whole common range; the lowest mean bpp each codec reaches."""
-    from compat import metrics
-
     docs = _load(Path(out))
     if reference not in docs:
         raise FileNotFoundError(f"no {reference}.json in {out}")
     res: dict = {"reference": reference, "below_bpp": below, "codecs": {}}
     for codec, d in docs.items():
-        entry = {"label": d.get("label", codec), "lowest_bpp": min(c["bpp"] for c in d["mean"])}
-        if codec != reference:
-            for key in ("psnr", "ms_ssim", "lpips"):
-                r1, q1 = _monotone(docs[reference]["mean"], key)
-                r2, q2 = _monotone(d["mean"], key)
-                if key == "lpips":  # lower is better: BD over -LPIPS
-                    q1, q2 = -q1, -q2
-                for name, rr in ((f"bd_rate_{key}_below_{below}", (0.0, below)), (f"bd_rate_{key}", None)):
-                    try:
-                        entry[name] = metrics.bd_rate(r1, q1, r2, q2, rate_range=rr) if len(r1) > 1 and len(r2) > 1 else None
-                    except ValueError as e:
-                        entry[name] = None
-                        entry.setdefault("notes", []).append(f"{name}: {e}")
-        res["codecs"][codec] = entry
+        res["codecs"][codec] = _bd_entry(docs[reference], d, below, same=codec == reference)
     return res
+
+
+def _bd_entry(ref: dict, d: dict, below: float, same: bool = False) -> dict:
+    from compat import metrics
+
+    entry = {"label": d.get("label", d["codec"]), "lowest_bpp": min(c["bpp"] for c in d["mean"])}
+    if not same:
+        for key in ("psnr", "ms_ssim", "lpips"):
+            r1, q1 = _monotone(ref["mean"], key)
+            r2, q2 = _monotone(d["mean"], key)
+            if key == "lpips":  # lower is better: BD over -LPIPS
+                q1, q2 = -q1, -q2
+            for name, rr in ((f"bd_rate_{key}_below_{below}", (0.0, below)), (f"bd_rate_{key}", None)):
+                try:
+                    entry[name] = metrics.bd_rate(r1, q1, r2, q2, rate_range=rr) if len(r1) > 1 and len(r2) > 1 else None
+                except ValueError as e:
+                    entry[name] = None
+                    entry.setdefault("notes", []).append(f"{name}: {e}")
+    return entry
+
+
+def bd_table(out: str | Path, tests: Sequence[str], references: Sequence[str], below: float = 0.4) -> list[dict]:
+    """BD-rates of every ``tests`` codec (e.g. the learned variants) against every ``references``
+    codec found in ``out``: one row per pair."""
+    docs = _load(Path(out))
+    rows = []
+    for t in tests:
+        for r in references:
+            if t in docs and r in docs and t != r:
+                rows.append({"test": t, "reference": r, **_bd_entry(docs[r], docs[t], below)})
+    return rows
 
 
 def plot(out: str | Path, names: Sequence[str] | None = None) -> list[Path]:
@@ -260,3 +277,65 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# -- learned models, as one more "codec" each -----------------------------------------------------
+
+LEARNED = {"learned-444-std": False, "learned-444-opt": True}  # name -> optimised Huffman tables
+
+
+def learned_curves(images: Sequence[tuple[str, np.ndarray]], out: str | Path, models: Sequence[str],
+                   lpips: bool = True, progress: bool = True) -> dict[str, Path]:
+    """Shipped or exported jpegedit models (one per lambda) as real files, with the standard Huffman
+    tables (the paper's setting) and with optimised ones: ``learned-444-std.json`` and
+    ``learned-444-opt.json``, a point per (model, image), the mean curve over models."""
+    from tqdm import tqdm
+
+    from compat.cli import write_atomic
+    from jpegedit import jpegfile
+    from jpegedit.models import coefficients, load_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = [load_model(m) for m in models]
+    points: dict[str, list] = {k: [] for k in LEARNED}
+    for name, x in tqdm(images, desc="learned", unit="image", disable=not progress):
+        for m in loaded:
+            co, tables = coefficients(m, x)
+            lam = (m.meta.get("config") or {}).get("loss", {}).get("lam")
+            for codec, opt in LEARNED.items():
+                data = jpegfile.write(co, tables, optimize_huffman=opt)
+                points[codec].append({"image": name, "model": m.name, "lam": lam, "attention": m.attention,
+                                      **measure(x, data, lpips)})
+    written = {}
+    for codec, pts in points.items():
+        doc = {"codec": codec, "label": f"learned ({'optimised' if LEARNED[codec] else 'standard'} Huffman): "
+               + ", ".join(m.name for m in loaded), "settings": {"models": list(models), "lpips": bool(lpips)},
+               "points": pts, "mean": mean_curve(pts, key="model")}
+        path = out / f"{codec}.json"
+        write_atomic(path, json.dumps(doc, indent=1).encode(), force=True)
+        written[codec] = path
+    return written
+
+
+def markdown(out: str | Path, below: float = 0.4) -> str:
+    """The results table of a folder: lowest bpp per codec and BD-rates of the learned variants
+    against every baseline (PSNR, MS-SSIM, LPIPS; below ``below`` bpp and over the common range)."""
+    docs = _load(Path(out))
+    learned = [c for c in docs if c in LEARNED]
+    bases = [c for c in docs if c not in LEARNED]
+    lines = ["| codec | lowest bpp | points |", "|---|---|---|"]
+    for c, d in docs.items():
+        lines.append(f"| {d.get('label', c)} | {min(m['bpp'] for m in d['mean']):.3f} | {len(d['mean'])} |")
+    rows = bd_table(out, learned, bases, below) + bd_table(out, [b for b in bases if b != "libjpeg-444"], ["libjpeg-444"], below)
+
+    def f(v):
+        return "n/a" if v is None else f"{v:+.1f}%"
+
+    if rows:
+        lines += ["", f"BD-rate (negative: fewer bits at equal quality), below {below} bpp / whole common range:", "",
+                  "| test | reference | PSNR | MS-SSIM | LPIPS |", "|---|---|---|---|---|"]
+        for r in rows:
+            cells = [f"{f(r.get(f'bd_rate_{k}_below_{below}'))} / {f(r.get(f'bd_rate_{k}'))}" for k in ("psnr", "ms_ssim", "lpips")]
+            lines.append(f"| {r['test']} | {r['reference']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ the same quality, which the command checks and reports. Without IN it encodes an
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
   jpegedit encode photo.png -o photo.jpg --quality 75 --chroma 420 --optimize
   jpegedit encode photo.png -o photo.jpg --model attention_lam0.01   # a shipped learned model
+  jpegedit evaluate --data ../shared/data/kodak -o results/kodak       # RD curves and BD-rates
 """
 
 
@@ -61,7 +63,60 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
     e.add_argument("--grayscale", action="store_true", help="write a one-component (grayscale) JPEG")
     e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    v = sub.add_parser(
+        "evaluate",
+        help="rate-distortion curves: learned models against libjpeg, mozjpeg, jpegli",
+        description="Encode every image with every baseline codec over its quality grid and with each learned "
+        "model (standard and optimised Huffman tables); decode with libjpeg; PSNR, MS-SSIM, LPIPS. Writes one JSON "
+        "per codec, rd_*.png, summary.json and README.md (BD-rates) into OUT. Resumable.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    v.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
+    v.add_argument("-o", "--out", required=True, help="results folder, e.g. results/kodak")
+    v.add_argument("--models", default=None, help="comma-separated learned models (default: every shipped one)")
+    v.add_argument("--codecs", default=None, help="comma-separated baseline codecs (default: all of jpegedit.baselines.CODECS)")
+    v.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest measure on a CPU)")
+    v.add_argument("--limit", type=int, default=None, help="only the first N images")
+    v.add_argument("--below", type=float, default=0.4, help="upper end of the low-rate BD range in bpp (default 0.4)")
     return p
+
+
+def evaluate_command(args: argparse.Namespace) -> str:
+    from compat.images import ImageError, list_images, load_image
+    from jpegedit import baselines
+    from jpegedit.models import list_models
+
+    if not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data} is not a folder")
+    paths = list_images(args.data)
+    if args.limit:
+        paths = paths[: args.limit]
+    if not paths:
+        raise UsageError(f"no images under {args.data}")
+    try:
+        images = [(Path(p).stem, load_image(p)) for p in paths]
+    except ImageError as e:
+        raise UsageError(str(e)) from None
+    codecs = [c for c in (args.codecs or ",".join(baselines.CODECS)).split(",") if c]
+    unknown = [c for c in codecs if c not in baselines.CODECS]
+    if unknown:
+        raise UsageError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(baselines.CODECS)}")
+    models = [m for m in (args.models or ",".join(list_models())).split(",") if m]
+    out = Path(args.out)
+    baselines.rd_curves(images, out, codecs, lpips=not args.no_lpips)
+    if models:
+        try:
+            baselines.learned_curves(images, out, models, lpips=not args.no_lpips)
+        except (FileNotFoundError, ValueError) as e:
+            raise UsageError(str(e)) from None
+    summary = {"summary": baselines.summary(out, below=args.below) if "libjpeg-444" in codecs else None,
+               "learned_vs_baselines": baselines.bd_table(out, list(baselines.LEARNED), codecs, args.below)}
+    write_atomic(out / "summary.json", json.dumps(summary, indent=1).encode(), force=True)
+    table = baselines.markdown(out, args.below)
+    write_atomic(out / "README.md", (f"# Rate-distortion on {args.data} ({len(images)} images)\n\n" + table).encode(), force=True)
+    plots = baselines.plot(out)
+    return f"{len(images)} images, {len(codecs)} codecs, {len(models)} learned models -> {out / 'README.md'}, {len(plots)} plots"
 
 
 def _libjpeg_agrees(image: np.ndarray, quality: int, chroma: str, ours) -> bool:
@@ -140,7 +195,7 @@ def encode_command(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_subcommand("jpegedit", _parser(), {"encode": encode_command}, argv)
+    return run_subcommand("jpegedit", _parser(), {"encode": encode_command, "evaluate": evaluate_command}, argv)
 
 
 if __name__ == "__main__":

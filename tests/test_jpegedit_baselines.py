@@ -52,3 +52,30 @@ def test_curves_summary_and_plots(tmp_path, photo):
     before = (tmp_path / "libjpeg-444.json").read_text()
     baselines.rd_curves(images, tmp_path, ["libjpeg-444"], qualities=qs, lpips=False, progress=False)
     assert (tmp_path / "libjpeg-444.json").read_text() == before
+
+
+def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_path, photo, capsys):
+    from PIL import Image
+
+    from jpegedit.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    Image.fromarray(photo[:, ::-1]).save(data / "b.png")
+    out = tmp_path / "res"
+    assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "libjpeg-444,libjpeg-444-opt",
+                 "--models", "qtables_lam0.01,attention_lam0.01", "--no-lpips"]) == 0
+    assert "README.md" in capsys.readouterr().out
+    std = json.loads((out / "learned-444-std.json").read_text())
+    opt = json.loads((out / "learned-444-opt.json").read_text())
+    assert len(std["points"]) == 4 and [m["model"] for m in std["mean"]] == ["attention_lam0.01", "qtables_lam0.01"]
+    # the same coefficients: optimised Huffman tables only make the files smaller, never the pictures differ
+    for a, b in zip(std["points"], opt["points"]):
+        assert b["bytes"] < a["bytes"] and b["psnr"] == a["psnr"]
+    table = (out / "README.md").read_text()
+    assert "learned-444-std | libjpeg-444" in table
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["test"] for r in summary["learned_vs_baselines"]} == {"learned-444-std", "learned-444-opt"}
+    assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "x264"]) == 2
+    assert "unknown codec" in capsys.readouterr().err
