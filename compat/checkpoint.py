@@ -19,7 +19,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer", "NoUsableCheckpointError"]
+__all__ = ["Checkpointer", "NoUsableCheckpointError", "read_run"]
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +117,23 @@ class Checkpointer:
         if steps:
             raise NoUsableCheckpointError(f"none of the checkpoints {steps} in {self.directory} could be restored")
         return None, None
+
+
+def read_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, int]:
+    """``(state, config dict, step)`` of a run directory of launch/train.py: the state saved at
+    ``step`` (default: the newest checkpoint) as numpy arrays, and the run's config.json."""
+    import json
+
+    import numpy as np
+
+    workdir = Path(workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    ck = Checkpointer(workdir / "checkpoints", async_save=False)
+    try:
+        step = ck.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{workdir} holds no checkpoint")
+        state = ck.read(step)
+    finally:
+        ck.close()
+    return jax.tree.map(np.asarray, state), config, int(step)

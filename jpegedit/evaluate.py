@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from compat import metrics
-from compat.checkpoint import Checkpointer
+from compat.checkpoint import read_run
 from compat.images import list_images, load_image
 from jpegedit import jpegfile
 from jpegedit.model import AttentionNet, encode_for_file, export_tables
@@ -34,17 +34,8 @@ __all__ = ["load_run", "encode_file", "libjpeg_curve", "at_equal_bytes", "evalua
 
 def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, int]:
     """``(params, config dict, step)`` of a run directory (its newest checkpoint by default)."""
-    workdir = Path(workdir)
-    config = json.loads((workdir / "config.json").read_text())
-    ck = Checkpointer(workdir / "checkpoints", async_save=False)
-    try:
-        step = ck.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{workdir} holds no checkpoint")
-        params = ck.read(step)["params"]
-    finally:
-        ck.close()
-    return jax.tree.map(np.asarray, params), config, step
+    state, config, step = read_run(workdir, step)
+    return state["params"], config, step
 
 
 def encode_file(image: np.ndarray, params: dict, backbone: str = "vgg16") -> tuple[bytes, np.ndarray]:

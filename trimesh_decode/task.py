@@ -165,11 +165,14 @@ def make_task(config) -> Task:
                          opt_state=opt_state)
         ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
         interp = channels[..., INTERP]
+        psnr = metrics.psnr(targets * 255.0, jnp.clip(images[-1], 0.0, 1.0) * 255.0)
+        psnr_interp = metrics.psnr(targets * 255.0, interp * 255.0)
         out = {
             "loss": loss,
             "grad_norm": gnorm,
-            "psnr": jnp.mean(metrics.psnr(targets * 255.0, jnp.clip(images[-1], 0.0, 1.0) * 255.0)),
-            "psnr_interp": jnp.mean(metrics.psnr(targets * 255.0, interp * 255.0)),
+            "psnr": jnp.mean(psnr),
+            "psnr_interp": jnp.mean(psnr_interp),
+            "psnr_gain": jnp.mean(psnr - psnr_interp),  # neural minus interpolation, this batch (train mode)
             **{f"mse_{i}": v for i, v in enumerate(losses)},
         }
         return guard_update(ok, new, state), out

@@ -11,15 +11,13 @@ is not stored: models trained with a frozen backbone use the pretrained VGG16 of
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import io
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from compat.export import export_main, find_model, read_model, write_model
 
 MODELS_DIR = Path(__file__).resolve().parent
 
@@ -45,20 +43,12 @@ def list_models() -> list[str]:
 def load_model(name_or_path: str) -> Model:
     """A shipped model by name (see :func:`list_models`) or a ``.npz`` path; checks its sha256
     against the ``.json`` beside it when that records one."""
-    p = Path(name_or_path)
-    if p.suffix != ".npz":
-        p = MODELS_DIR / f"{name_or_path}.npz"
-    if not p.is_file():
-        raise FileNotFoundError(f"no jpegedit model {name_or_path!r} (shipped: {', '.join(list_models()) or 'none'})")
-    data = p.read_bytes()
-    meta_path = p.with_suffix(".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    want = meta.get("sha256")
-    if want and hashlib.sha256(data).hexdigest() != want:
-        raise ValueError(f"{p}: sha256 does not match {meta_path.name}; the model file was altered")
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        tables = np.asarray(z["tables"], np.int32)
-        head = {"kernel": np.asarray(z["head_kernel"]), "bias": np.asarray(z["head_bias"])} if "head_kernel" in z else None
+    p = find_model(name_or_path, MODELS_DIR, "jpegedit model")
+    arrays, meta = read_model(p)
+    if "tables" not in arrays:
+        raise ValueError(f"{p}: no quantisation tables in the file")
+    tables = np.asarray(arrays["tables"], np.int32)
+    head = {"kernel": arrays["head_kernel"], "bias": arrays["head_bias"]} if "head_kernel" in arrays else None
     if tables.shape != (2, 8, 8) or tables.min() < 1 or tables.max() > 255:
         raise ValueError(f"{p}: tables must be (2, 8, 8) integers in 1..255")
     return Model(p.stem, tables, head, meta)
@@ -107,41 +97,18 @@ def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None
             raise ValueError("only models with the frozen, shipped VGG16 backbone can be exported (the backbone is not stored)")
         arrays["head_kernel"] = np.asarray(params["net"]["head"]["kernel"], np.float32)
         arrays["head_bias"] = np.asarray(params["net"]["head"]["bias"], np.float32)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    data = buf.getvalue()
-    out = MODELS_DIR / f"{name}.npz"
-    out.write_bytes(data)
-    meta = {
-        "name": name,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "attention": "net" in params,
-        "step": int(step),
-        "command": command,
-        "config": config,
-        "evaluation": evaluation,
-    }
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-    return out
+    meta = {"attention": "net" in params, "step": int(step), "command": command, "config": config, "evaluation": evaluation}
+    return write_model(MODELS_DIR, name, arrays, meta)
+
+
+def _evaluation(full: dict) -> dict:
+    ev = {k: full[k] for k in ("step", "mean_bpp", "mean_delta_psnr", "mean_delta_ms_ssim") if k in full}
+    ev["images"] = [r["image"] for r in full.get("images", [])]
+    return ev
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("export", help="export a run as a shipped model")
-    e.add_argument("run")
-    e.add_argument("name")
-    e.add_argument("--command", required=True, help="the launch command that produced the run")
-    e.add_argument("--step", type=int, default=None)
-    e.add_argument("--evaluation", default=None, help="an eval.json of jpegedit.evaluate to record")
-    args = ap.parse_args(argv)
-    ev = None
-    if args.evaluation:
-        full = json.loads(Path(args.evaluation).read_text())
-        ev = {k: full[k] for k in ("step", "mean_bpp", "mean_delta_psnr", "mean_delta_ms_ssim") if k in full}
-        ev["images"] = [r["image"] for r in full.get("images", [])]
-    print(f"wrote {export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev)}")
-    return 0
+    return export_main(__doc__, export_run, _evaluation, argv)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,13 @@ command, the step, the evaluation, and the sha256 of the .npz, checked on every 
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import io
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from compat.export import export_main, find_model, read_model, write_model
 
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "mobile"
@@ -81,27 +79,15 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> NeuralDecoder:
     if p.is_dir():
         variables, config, step = load_run(p)
         return NeuralDecoder(p.name, variables, dict(config["model"]), {"run": str(p), "step": step})
-    if p.suffix != ".npz":
-        p = MODELS_DIR / f"{name_or_path}.npz"
-    if not p.is_file():
-        raise FileNotFoundError(f"no neural decoder model {str(name_or_path)!r} (shipped: {', '.join(list_models()) or 'none'})")
-    data = p.read_bytes()
-    meta_path = p.with_suffix(".json")
-    if not meta_path.is_file():
-        raise ValueError(f"{p}: its settings file {meta_path.name} is missing")
-    try:
-        meta = json.loads(meta_path.read_text())
-        settings = dict(meta["model"])
-    except (json.JSONDecodeError, KeyError) as e:
-        raise ValueError(f"{meta_path}: not a model description ({e})") from None
-    want = meta.get("sha256")
-    if want and hashlib.sha256(data).hexdigest() != want:
-        raise ValueError(f"{p}: sha256 does not match {meta_path.name}; the model file was altered or truncated")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            flat = {k: np.asarray(z[k], np.float32) for k in z.files}
-    except Exception as e:  # zipfile / numpy raise several kinds on damaged files
-        raise ValueError(f"{p}: cannot read the weights ({type(e).__name__}: {e})") from None
+    p = find_model(name_or_path, MODELS_DIR, "neural decoder model")
+    arrays, meta = read_model(p, require_meta=True)
+    if not isinstance(meta.get("model"), dict):
+        raise ValueError(f"{p.with_suffix('.json')}: not a neural decoder description (no 'model' settings)")
+    settings = dict(meta["model"])
+    missing = [k for k in ("width", "stacks") if k not in settings]
+    if missing:
+        raise ValueError(f"{p.with_suffix('.json')}: model settings lack {', '.join(missing)}")
+    flat = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
     variables = _unflatten(flat)
     _check_shapes(variables, settings, p)
     return NeuralDecoder(p.stem, variables, settings, meta)
@@ -124,22 +110,10 @@ def _check_shapes(variables: dict, settings: dict, where) -> None:
 
 def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, int]:
     """``({"params", "batch_stats"}, config dict, step)`` of a run directory (newest checkpoint by default)."""
-    import jax
+    from compat.checkpoint import read_run
 
-    from compat.checkpoint import Checkpointer
-
-    workdir = Path(workdir)
-    config = json.loads((workdir / "config.json").read_text())
-    ck = Checkpointer(workdir / "checkpoints", async_save=False)
-    try:
-        step = ck.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{workdir} holds no checkpoint")
-        state = ck.read(step)
-    finally:
-        ck.close()
-    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-    return jax.tree.map(np.asarray, variables), config, int(step)
+    state, config, step = read_run(workdir, step)
+    return {"params": state["params"], "batch_stats": state["batch_stats"]}, config, step
 
 
 def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None = None, evaluation: dict | None = None,
@@ -147,14 +121,7 @@ def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None
     """Write ``<directory>/<name>.npz`` and ``.json`` from a run directory of launch/train.py."""
     variables, config, step = load_run(run_dir, step)
     flat = {k: v.astype(np.float16) for k, v in _flatten(variables).items()}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **flat)
-    data = buf.getvalue()
-    out = Path(directory) / f"{name}.npz"
-    out.write_bytes(data)
     meta = {
-        "name": name,
-        "sha256": hashlib.sha256(data).hexdigest(),
         "model": config["model"],
         "parameters": int(sum(v.size for k, v in flat.items() if k.startswith("params/"))),
         "step": int(step),
@@ -162,23 +129,11 @@ def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None
         "config": config,
         "evaluation": evaluation,
     }
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
-    return out
+    return write_model(directory, name, flat, meta)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("export", help="export a run as a shipped model")
-    e.add_argument("run")
-    e.add_argument("name")
-    e.add_argument("--command", required=True, help="the launch command that produced the run")
-    e.add_argument("--step", type=int, default=None)
-    e.add_argument("--evaluation", default=None, help="a summary JSON of trimesh-decode evaluate to record")
-    args = ap.parse_args(argv)
-    ev = json.loads(Path(args.evaluation).read_text()).get("summary") if args.evaluation else None
-    print(f"wrote {export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev)}")
-    return 0
+    return export_main(__doc__, export_run, lambda full: full.get("summary", full), argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,87 @@
+"""Shipped model files, the same way for both packages: ``<name>.npz`` (compressed numpy arrays)
+beside ``<name>.json`` (provenance: config, launch command, step, evaluation, and the sha256 of the
+.npz, checked on every load), and the ``python -m <package>.models export`` command that writes them
+from a run directory of launch/train.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["write_model", "read_model", "find_model", "export_main"]
+
+
+def write_model(directory: str | Path, name: str, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """Write ``directory/name.npz`` and its ``.json`` (``meta`` plus name and sha256); returns the .npz."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    data = buf.getvalue()
+    out = Path(directory) / f"{name}.npz"
+    out.write_bytes(data)
+    out.with_suffix(".json").write_text(json.dumps({"name": name, "sha256": hashlib.sha256(data).hexdigest(), **meta}, indent=1))
+    return out
+
+
+def find_model(name_or_path: str | Path, directory: Path, what: str) -> Path:
+    """A shipped model's .npz by name, or the given .npz path; FileNotFoundError naming the shipped ones."""
+    p = Path(name_or_path)
+    if p.suffix != ".npz":
+        p = directory / f"{name_or_path}.npz"
+    if not p.is_file():
+        shipped = ", ".join(sorted(q.stem for q in directory.glob("*.npz"))) or "none"
+        raise FileNotFoundError(f"no {what} {str(name_or_path)!r} (shipped: {shipped})")
+    return p
+
+
+def read_model(path: Path, *, require_meta: bool = False) -> tuple[dict[str, np.ndarray], dict]:
+    """``(arrays, meta)`` of a model file, after checking the .npz against the sha256 its .json records.
+    Damaged or altered files raise ValueError with the reason."""
+    path = Path(path)
+    data = path.read_bytes()
+    meta_path = path.with_suffix(".json")
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{meta_path}: not a model description ({e})") from None
+    elif require_meta:
+        raise ValueError(f"{path}: its settings file {meta_path.name} is missing")
+    else:
+        meta = {}
+    want = meta.get("sha256")
+    if want and hashlib.sha256(data).hexdigest() != want:
+        raise ValueError(f"{path}: sha256 does not match {meta_path.name}; the model file was altered or truncated")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k]) for k in z.files}
+    except Exception as e:  # zipfile / numpy raise several kinds on damaged files
+        raise ValueError(f"{path}: cannot read the weights ({type(e).__name__}: {e})") from None
+    return arrays, meta
+
+
+def export_main(doc: str, export_run: Callable[..., Path], evaluation: Callable[[dict], dict] | None,
+                argv: list[str] | None = None) -> int:
+    """``export RUN NAME --command ... [--step N] [--evaluation FILE]``: ``export_run(run, name,
+    command=, step=, evaluation=)``; ``evaluation`` picks what to record from the evaluation JSON."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="export a run as a shipped model")
+    e.add_argument("run")
+    e.add_argument("name")
+    e.add_argument("--command", required=True, help="the launch command that produced the run")
+    e.add_argument("--step", type=int, default=None)
+    e.add_argument("--evaluation", default=None, help="an evaluation JSON to record beside the weights")
+    args = ap.parse_args(argv)
+    ev = None
+    if args.evaluation:
+        full = json.loads(Path(args.evaluation).read_text())
+        ev = evaluation(full) if evaluation else full
+    print(f"wrote {export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev)}")
+    return 0
