@@ -35,16 +35,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
-
-
-def _median_ms(f, repeats):
-    jax.block_until_ready(f())
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f())
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from timing import median_ms as _median_ms  # noqa: E402
 
 
 def decoding(repeats: int) -> dict:

@@ -32,15 +32,8 @@ from preview_helpers import random_preview  # noqa: E402
 
 from trimesh_decode import raster, raster_cpu  # noqa: E402
 
-
-def best(f, repeats=3):
-    jax.block_until_ready(f())
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f())
-        times.append(time.perf_counter() - t)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import best  # noqa: E402
 
 
 def main() -> None:
