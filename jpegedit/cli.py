@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
   jpegedit encode photo.png -o photo.jpg --quality 75 --chroma 420 --optimize
   jpegedit encode photo.png -o photo.jpg --model attention_lam0.01   # a shipped learned model
+  jpegedit encode photo.png -o photo.jpg --target-bpp 0.5            # the learned model that fits 0.5 bpp
   jpegedit evaluate --data ../shared/data/kodak -o results/kodak       # RD curves and BD-rates
 """
 
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a learned jpegedit model instead of a quality: a shipped name (see jpegedit.models.list_models) or a .npz path",
     )
+    e.add_argument("--lambda", dest="lam", type=float, default=None, help="the shipped learned model trained at this rate-distortion weight")
+    e.add_argument("--target-bpp", type=float, default=None, help="the shipped learned model whose file lands closest to this bpp without exceeding it")
+    e.add_argument("--standard-huffman", action="store_true", help="learned models: the standard Huffman tables (the paper's setting) instead of optimised ones")
     e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
     e.add_argument("--grayscale", action="store_true", help="write a one-component (grayscale) JPEG")
@@ -119,6 +124,53 @@ def evaluate_command(args: argparse.Namespace) -> str:
     return f"{len(images)} images, {len(codecs)} codecs, {len(models)} learned models -> {out / 'README.md'}, {len(plots)} plots"
 
 
+def _learned_candidates(args) -> list:
+    """The shipped model(s) the options name: --model, the attention model(s) of --lambda, or every
+    shipped model (attention ones first) for --target-bpp."""
+    from jpegedit.models import list_models, load_model
+
+    try:
+        if args.model is not None:
+            return [load_model(args.model)]
+        models = [load_model(n) for n in list_models()]
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    if not models:
+        raise UsageError("this install ships no learned jpegedit models")
+    if args.lam is not None:
+        match = [m for m in models if m.lam is not None and abs(m.lam - args.lam) <= 1e-9 * max(1.0, abs(args.lam))]
+        match.sort(key=lambda m: not m.attention)  # Q-tables + attention when there is one
+        if not match:
+            have = sorted({m.lam for m in models if m.lam is not None})
+            raise UsageError(f"no shipped model for --lambda {args.lam}; shipped lambdas: {', '.join(map(str, have)) or 'none'}")
+        return match[:1]
+    return models
+
+
+def _encode_learned(image: np.ndarray, models: list, target_bpp: float | None, optimize: bool):
+    """``(model, file bytes, coefficients)``: the only candidate, or for ``target_bpp`` the one whose
+    file is the largest not exceeding the target."""
+    from jpegedit import jpegfile
+    from jpegedit.models import coefficients
+
+    h, w = image.shape[:2]
+    best = None
+    smallest = None
+    for m in models:
+        co, tables = coefficients(m, image)
+        data = jpegfile.write(co, tables, optimize_huffman=optimize)
+        bpp = 8 * len(data) / (h * w)
+        if target_bpp is None:
+            return m, data, co
+        if smallest is None or bpp < smallest[0]:
+            smallest = (bpp, m.name)
+        if bpp <= target_bpp and (best is None or len(data) > len(best[1])):
+            best = (m, data, co)
+    if best is None:
+        raise UsageError(f"no shipped model reaches --target-bpp {target_bpp}: the smallest file is {smallest[0]:.3f} bpp ({smallest[1]})")
+    return best
+
+
 def _libjpeg_agrees(image: np.ndarray, quality: int, chroma: str, ours) -> bool:
     """Whether Pillow (libjpeg-turbo) writes the same coefficients at this quality."""
     import io
@@ -143,18 +195,18 @@ def encode_command(args: argparse.Namespace) -> str:
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UsageError(f"{out} exists; pass --force to overwrite it")
-    if args.model is not None and args.quality is not None:
-        raise UsageError("give --quality or --model, not both")
-    if args.model is not None and (args.chroma != "444" or args.grayscale):
+    chosen = [n for n, v in (("--quality", args.quality), ("--model", args.model), ("--lambda", args.lam),
+                             ("--target-bpp", args.target_bpp)) if v is not None]
+    if len(chosen) > 1:
+        raise UsageError(f"give one of --quality, --model, --lambda, --target-bpp (got {' and '.join(chosen)})")
+    learned = bool(chosen) and chosen[0] != "--quality"
+    if learned and (args.chroma != "444" or args.grayscale):
         raise UsageError("learned models encode colour images with 4:4:4 chroma (the paper's setting)")
-    model = None
-    if args.model is not None:
-        from jpegedit.models import load_model
-
-        try:
-            model = load_model(args.model)
-        except (FileNotFoundError, ValueError) as e:
-            raise UsageError(str(e)) from None
+    if args.standard_huffman and not learned:
+        raise UsageError("--standard-huffman is for learned models (--model, --lambda, --target-bpp); quality mode writes standard tables unless --optimize")
+    if args.target_bpp is not None and args.target_bpp <= 0:
+        raise UsageError(f"--target-bpp must be positive, got {args.target_bpp}")
+    candidates = _learned_candidates(args) if learned else []
     quality = 75 if args.quality is None else args.quality
     if args.input is None:
         from skimage import data
@@ -168,14 +220,15 @@ def encode_command(args: argparse.Namespace) -> str:
         what = args.input
     if args.grayscale:
         image = np.asarray(Image.fromarray(image).convert("L"))[..., None]
-    if model is None:
+    t0 = time.perf_counter()
+    model = None
+    if not learned:
         tables = codec.quality_to_tables(quality)
         co = libjpeg.encode(image, tables, chroma=args.chroma)
+        data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
     else:
-        from jpegedit.models import coefficients
-
-        co, tables = coefficients(model, image)
-    data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
+        model, data, co = _encode_learned(image, candidates, args.target_bpp, optimize=not args.standard_huffman)
+    seconds = time.perf_counter() - t0
     write_atomic(out, data, args.force)
 
     # Pillow (libjpeg-turbo) shows what our exact decoder computes, bit for bit, in far less memory.
@@ -183,10 +236,11 @@ def encode_command(args: argparse.Namespace) -> str:
     h, w = image.shape[:2]
     err = np.mean((image.astype(np.float64) - decoded) ** 2)
     psnr = 10 * np.log10(255.0**2 / err) if err > 0 else float("inf")
-    head = f"{what} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, PSNR {psnr:.2f} dB"
+    head = f"{what} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, PSNR {psnr:.2f} dB, {seconds:.2f} s"
     if model is not None:
         kind = "Q-tables + attention" if model.attention else "Q-tables"
-        return f"{head} (learned model {model.name}: {kind}; any JPEG decoder reads it)"
+        huff = "standard" if args.standard_huffman else "optimised"
+        return f"{head} (learned model {model.name}: {kind}, {huff} Huffman tables; any JPEG decoder reads it)"
     same = "yes" if _libjpeg_agrees(image, quality, args.chroma, co) else "NO"
     return (
         f"{head} (quality {quality}, {args.chroma}{', gray' if args.grayscale else ''}); "

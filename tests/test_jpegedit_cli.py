@@ -127,3 +127,26 @@ def test_a_learned_model_refuses_quality_chroma_and_altered_files(png, tmp_path)
     bad.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="sha256"):
         load_model(str(bad))
+
+
+def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optimised_by_default(png, tmp_path, capsys):
+    opt, std = tmp_path / "o.jpg", tmp_path / "s.jpg"
+    assert cli.main(["encode", str(png), "-o", str(opt), "--lambda", "0.01"]) == 0
+    assert "attention_lam0.01" in capsys.readouterr().out  # the attention model of that lambda
+    assert cli.main(["encode", str(png), "-o", str(std), "--lambda", "0.01", "--standard-huffman"]) == 0
+    assert "standard Huffman" in capsys.readouterr().out
+    a, _ = jpegfile.read_coefficients(opt.read_bytes())
+    b, _ = jpegfile.read_coefficients(std.read_bytes())
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.components, b.components))
+    assert opt.stat().st_size < std.stat().st_size  # same coefficients, smaller code
+    # --target-bpp: the largest file within the target; an unreachable target is a clear error
+    h, w = photos()["chelsea"].shape[:2]
+    big = tmp_path / "t.jpg"
+    assert cli.main(["encode", str(png), "-o", str(big), "--target-bpp", "8"]) == 0
+    assert 8 * big.stat().st_size / (h * w) <= 8
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--target-bpp", "0.001"]) == 2
+    assert "smallest file" in capsys.readouterr().err
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.5"]) == 2
+    assert "shipped lambdas: 0.01" in capsys.readouterr().err
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.01", "-q", "5"]) == 2
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "5", "--standard-huffman"]) == 2

@@ -35,6 +35,12 @@ class Model:
     def attention(self) -> bool:
         return self.head is not None
 
+    @property
+    def lam(self) -> float | None:
+        """The rate-distortion weight it was trained with (from its provenance), if recorded."""
+        lam = ((self.meta.get("config") or {}).get("loss") or {}).get("lam")
+        return None if lam is None else float(lam)
+
 
 def list_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.npz"))
