@@ -40,6 +40,7 @@ __all__ = [
     "export_tables",
     "project_tables",
     "pretrained_backbone",
+    "attention_head",
     "pad_to_blocks",
 ]
 
@@ -67,7 +68,9 @@ class AttentionNet(nn.Module):
     backbone: str = "vgg16"
 
     @nn.compact
-    def __call__(self, image: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, image: jax.Array, features_only: bool = False):
+        """The two attention maps; with ``features_only`` the backbone's 1/8-resolution features
+        ``(..., ceil(H/8), ceil(W/8), 256)`` the head reads (see :func:`attention_head`)."""
         if self.backbone not in _BACKBONES:
             raise ValueError(f"backbone must be one of {sorted(_BACKBONES)}, got {self.backbone!r}")
         x = pad_to_blocks(jnp.asarray(image, jnp.float32))
@@ -75,9 +78,19 @@ class AttentionNet(nn.Module):
         net = _BACKBONES[self.backbone](num_convs=BACKBONE_CONVS[self.backbone], name="backbone")
         feats = net(x)[-1]
         feats = nn.max_pool(feats, (2, 2), strides=(2, 2))  # the third max-pool: 1/8 resolution
+        if features_only:
+            return feats
         a = nn.Conv(128, (1, 1), kernel_init=nn.initializers.glorot_uniform(), name="head")(feats)
         a = nn.sigmoid(a).reshape(*a.shape[:-1], 2, 8, 8)  # channel = component * 64 + v * 8 + u
         return a[..., 0, :, :], a[..., 1, :, :]
+
+
+def attention_head(head: dict, feats: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The attention head alone on backbone features: ``(A_L, A_C)`` as :class:`AttentionNet` gives
+    them (its 1x1 convolution, written as a matrix product). For many heads over fixed features."""
+    a = jnp.einsum("...c,cd->...d", feats, head["kernel"].reshape(head["kernel"].shape[-2:])) + head["bias"]
+    a = jax.nn.sigmoid(a).reshape(*a.shape[:-1], 2, 8, 8)
+    return a[..., 0, :, :], a[..., 1, :, :]
 
 
 def pretrained_backbone(backbone: str = "vgg16", weights_path: str | None = None) -> dict:

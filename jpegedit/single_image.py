@@ -1,0 +1,285 @@
+"""Single-image optimisation (the paper's Sec. 4.4, Fig. 9): one model per (image, lambda), all of
+them trained at once - vmapped over a model axis inside one jit, the model axis sharded over the
+``data`` mesh (every device of every process).
+
+Each model is a pair of Q-tables and an attention head, started from a trained model (a shipped one
+by default) and refined on its own image alone (batch 1, the full image) at its own lambda. The
+VGG16 backbone is frozen and shared - the shipped models' setting - so its features are computed
+once per image and every model only runs its head, the codec and the loss. Images of one run share
+one shape: portrait images are transposed to landscape (Kodak: all 512x768 then), and transposed
+back for the files.
+
+    python -m jpegedit.single_image --data ../shared/data/kodak --out results/kodak/single_image \\
+        --lambdas 0.001,0.0025,0.005,0.01,0.025,0.1 --steps 2000
+
+Writes ``OUT/single_image.json`` (per image and lambda: bytes, bpp, PSNR, MS-SSIM of the real JPEG
+file, before and after refinement; the curve averaged over images per lambda), ``OUT/single_image.png``,
+and checkpoints under ``OUT/checkpoints`` (a rerun of the same command resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from compat import mesh as meshlib
+from compat.checkpoint import Checkpointer
+from compat.trainer import global_norm
+from jpegedit import codec, losses
+from jpegedit.model import TABLE_SCALE, AttentionNet, attention_head, project_tables, tables_from_params
+
+__all__ = ["prepare_images", "init_params", "make_step", "optimise", "evaluate_models", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def prepare_images(images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[bool]]:
+    """Stack images of one landscape shape: portrait ones transposed. Returns (stack, transposed)."""
+    flipped = [im.shape[0] > im.shape[1] for im in images]
+    land = [np.ascontiguousarray(im.transpose(1, 0, 2)) if f else im for im, f in zip(images, flipped)]
+    shapes = {im.shape for im in land}
+    if len(shapes) != 1:
+        raise ValueError(f"single-image optimisation needs images of one size (after turning portraits): got {sorted(shapes)}")
+    return np.stack(land), flipped
+
+
+def init_params(model, count: int) -> dict:
+    """``count`` copies of a model's tables and head: ``{"q": (M, 2, 8, 8), "head": {...}}``."""
+    if model.head is None:
+        raise ValueError(f"model {model.name} has no attention head; single-image optimisation refines Q-tables + attention")
+    q = jnp.asarray(model.tables, jnp.float32) * TABLE_SCALE
+    rep = lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (count,) + np.shape(x))  # noqa: E731
+    return {"q": rep(q), "head": {"kernel": rep(model.head["kernel"]), "bias": rep(model.head["bias"])}}
+
+
+def make_optimizer(lr: float, head_lr: float) -> optax.GradientTransformation:
+    labels = {"q": "q", "head": {"kernel": "head", "bias": "head"}}
+    return optax.chain(optax.multi_transform({"q": optax.adam(lr), "head": optax.adam(head_lr)}, labels), project_tables())
+
+
+def make_step(tx: optax.GradientTransformation, alpha: float = 10.0, beta: float = 1.0, gamma: float = 0.0):
+    """``step(params, opt_state, images, feats, index, lams) -> (params, opt_state, loss)``, every
+    argument but ``images`` and ``feats`` with a leading model axis; model ``m`` trains on
+    ``images[index[m]]`` at ``lams[m]``. Non-finite steps leave that model unchanged."""
+
+    def one(params, opt_state, image, feats, lam):
+        def loss_fn(p):
+            tables = tables_from_params(p["q"])
+            attention = attention_head(p["head"], feats)
+            decoded, _ = codec.roundtrip(image, tables, chroma="444", rounding="cubic_ste", scales=attention)
+            total, _ = losses.objective(image, decoded, tables, attention, lam=lam, alpha=alpha, beta=beta, gamma=gamma)
+            return total
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, new_opt = tx.update(grads, opt_state, params)
+        new = optax.apply_updates(params, updates)
+        ok = jnp.isfinite(loss) & jnp.isfinite(global_norm(grads))
+        keep = lambda n, o: jnp.where(ok, n, o)  # noqa: E731
+        return jax.tree.map(keep, new, params), jax.tree.map(keep, new_opt, opt_state), loss
+
+    def step(params, opt_state, images, feats, index, lams):
+        img = jnp.take(images, index, axis=0)
+        f = jnp.take(feats, index, axis=0)
+        return jax.vmap(one)(params, opt_state, img, f, lams)
+
+    return step
+
+
+def backbone_features(images: np.ndarray, backbone: dict) -> jax.Array:
+    """The frozen backbone's features of every image, once: (N, H/8, W/8, 256)."""
+    net = AttentionNet()
+    f = jax.jit(lambda x: net.apply({"params": {"backbone": backbone}}, x, features_only=True))
+    return jnp.stack([f(jnp.asarray(x, jnp.float32)) for x in images])
+
+
+def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr: float = 1e-5, head_lr: float = 1e-4,
+             workdir: str | Path | None = None, checkpoint_every: int = 100, progress: bool = True) -> tuple[dict, dict]:
+    """Refine ``model`` on each image at each lambda (M = images x lambdas models, padded to a
+    multiple of the device count). Returns ``(params with a leading model axis, info)``; model
+    ``i * len(lams) + j`` is image ``i`` at ``lams[j]``."""
+    from jpegedit.models import attention_params
+
+    n, nl = len(images), len(lams)
+    m = n * nl
+    mesh = meshlib.data_mesh()
+    pad = (-m) % mesh.size
+    total = m + pad
+    index = np.repeat(np.arange(n), nl)
+    lam = np.tile(np.asarray(lams, np.float32), n)
+    index = np.concatenate([index, np.zeros(pad, index.dtype)])  # padding models repeat model 0's work
+    lam = np.concatenate([lam, np.full(pad, lam[0], np.float32)])
+    shard = meshlib.data_sharding(mesh)
+    repl = meshlib.replicated_sharding(mesh)
+    tx = make_optimizer(lr, head_lr)
+    params = init_params(model, total)
+    opt_state = jax.vmap(tx.init)(params)
+    state = {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
+    state = jax.device_put(state, {"params": shard, "opt_state": shard, "step": repl})
+    feats = backbone_features(images, attention_params(model)["backbone"])
+    imgs = jax.device_put(jnp.asarray(images, jnp.float32), repl)
+    feats = jax.device_put(feats, repl)
+    index_d, lam_d = jax.device_put(jnp.asarray(index), shard), jax.device_put(jnp.asarray(lam), shard)
+
+    ckpt = Checkpointer(Path(workdir) / "checkpoints", max_to_keep=2, async_save=False) if workdir else None
+    start = 0
+    if ckpt is not None:
+        restored, at = ckpt.restore_latest(state)
+        if restored is not None:
+            state, start = restored, at
+            log.info("resumed single-image optimisation at step %d", start)
+    step_fn = jax.jit(make_step(tx), in_shardings=(shard, shard, repl, repl, shard, shard), out_shardings=(shard, shard, shard),
+                      donate_argnums=(0, 1))
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, initial=start, desc=f"{m} single-image models", unit="step", disable=not progress)
+    first = last = None
+    t0 = time.perf_counter()
+    p, o = state["params"], state["opt_state"]
+    try:
+        for s in range(start, steps):
+            p, o, loss = step_fn(p, o, imgs, feats, index_d, lam_d)
+            if first is None:
+                first = np.asarray(loss)[:m]
+            bar.update(1)
+            if ckpt is not None and ((s + 1) % checkpoint_every == 0 or s + 1 == steps):
+                ckpt.save(s + 1, {"params": p, "opt_state": o, "step": jnp.asarray(s + 1, jnp.int32)}, force=True)
+        if steps > start:
+            last = np.asarray(loss)[:m]
+    finally:
+        bar.close()
+        if ckpt is not None:
+            ckpt.close()
+    info = {"models": m, "padding": pad, "devices": mesh.size, "steps": steps, "resumed_at": start,
+            "seconds": time.perf_counter() - t0, "first_loss": None if first is None else first.tolist(),
+            "last_loss": None if last is None else last.tolist()}
+    return jax.tree.map(lambda x: np.asarray(x)[:m], p), info
+
+
+def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence[str], lams: Sequence[float], params: dict,
+                    model) -> list[dict]:
+    """Each (image, lambda) model as a real JPEG file of its image (turned back if it was a portrait),
+    standard Huffman tables; and the starting model on the same image, for comparison."""
+    import io
+
+    from PIL import Image
+
+    from compat import metrics
+    from jpegedit import jpegfile
+    from jpegedit.model import encode_for_file, export_tables
+    from jpegedit.models import attention_params
+
+    feats = backbone_features(images, attention_params(model)["backbone"])
+
+    def file_scores(image, tables, attention):
+        co = encode_for_file(image, tables, attention)
+        data = jpegfile.write(co, tables)
+        dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        x, y = image.astype(np.float32), dec.astype(np.float32)
+        return {"bytes": len(data), "bpp": metrics.bpp(len(data), *image.shape[:2]), "psnr": float(metrics.psnr(x, y)),
+                "ms_ssim": float(metrics.ms_ssim(x, y)) if min(image.shape[:2]) >= 161 else None}
+
+    rows = []
+    full = attention_params(model)
+    net = jax.jit(lambda x: AttentionNet().apply({"params": full}, x))
+    for i, name in enumerate(names):
+        image = images[i].transpose(1, 0, 2) if flipped[i] else images[i]
+        before = file_scores(image, model.tables, net(jnp.asarray(image, jnp.float32)))  # what `jpegedit encode --model` writes
+        for j, lam in enumerate(lams):
+            k = i * len(lams) + j
+            head = {"kernel": jnp.asarray(params["head"]["kernel"][k]), "bias": jnp.asarray(params["head"]["bias"][k])}
+            tables = export_tables(params["q"][k])
+            attention = attention_head(head, feats[i])
+            if flipped[i]:
+                # trained on the turned image: turning it back transposes the block grid, every block's
+                # coefficients (v, u) -> (u, v), and so the tables and the attention within each block
+                tables = np.ascontiguousarray(tables.transpose(0, 2, 1))
+                attention = tuple(jnp.transpose(a, (1, 0, 3, 2)) for a in attention)
+            rows.append({"image": name, "lam": float(lam), "before": before, "after": file_scores(image, tables, attention),
+                         "tables": tables.tolist()})
+    return rows
+
+
+def _curve(rows: list[dict], lams: Sequence[float]) -> list[dict]:
+    out = []
+    for lam in lams:
+        rs = [r for r in rows if r["lam"] == float(lam)]
+        rec = {"lam": float(lam), "images": len(rs)}
+        for k in ("bpp", "psnr", "ms_ssim"):
+            vals = [r["after"][k] for r in rs if r["after"][k] is not None]
+            rec[k] = float(np.mean(vals)) if vals else None
+        out.append(rec)
+    return out
+
+
+def _plot(rows: list[dict], curve: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for name in sorted({r["image"] for r in rows}):
+        rs = sorted((r for r in rows if r["image"] == name), key=lambda r: r["after"]["bpp"])
+        ax.plot([r["after"]["bpp"] for r in rs], [r["after"]["psnr"] for r in rs], color="0.8", lw=0.8)
+    ax.plot([c["bpp"] for c in curve], [c["psnr"] for c in curve], "o-", color="C0", label="single-image models (mean)")
+    before = {r["image"]: r["before"] for r in rows}
+    ax.plot([np.mean([b["bpp"] for b in before.values()])], [np.mean([b["psnr"] for b in before.values()])], "s",
+            color="C3", label="starting model (mean)")
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from compat.cli import write_atomic
+    from compat.images import list_images, load_image
+    from jpegedit.models import load_model
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="folder of images of one size (portraits are turned)")
+    ap.add_argument("--out", required=True, help="results folder (JSON, plot, checkpoints)")
+    ap.add_argument("--lambdas", default="0.001,0.0025,0.005,0.01,0.025,0.1", help="comma-separated lambdas")
+    ap.add_argument("--init", default="attention_lam0.01", help="the model every single-image model starts from")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate of the tables")
+    ap.add_argument("--head-lr", type=float, default=1e-4, help="Adam learning rate of the attention head")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    meshlib.maybe_initialize_distributed()
+    paths = list_images(args.data)[: args.limit] if args.limit else list_images(args.data)
+    lams = [float(x) for x in args.lambdas.split(",") if x]
+    model = load_model(args.init)
+    images, flipped = prepare_images([load_image(p) for p in paths])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params, info = optimise(images, lams, model, steps=args.steps, lr=args.lr, head_lr=args.head_lr, workdir=out)
+    if jax.process_index() != 0:
+        return 0
+    rows = evaluate_models(images, flipped, [Path(p).name for p in paths], lams, params, model)
+    curve = _curve(rows, lams)
+    doc = {"init": model.name, "lambdas": lams, "steps": args.steps, "lr": args.lr, "head_lr": args.head_lr, "info": info,
+           "curve": curve, "images": rows}
+    write_atomic(out / "single_image.json", json.dumps(doc, indent=1).encode(), force=True)
+    _plot(rows, curve, out / "single_image.png")
+    for c in curve:
+        print(f"lambda {c['lam']:g}: {c['bpp']:.3f} bpp, PSNR {c['psnr']:.2f} dB over {c['images']} images")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
