@@ -27,15 +27,21 @@ __all__ = ["training_images", "crop_batches", "process_batches", "CropTransform"
 log = logging.getLogger(__name__)
 
 
-def training_images(roots: str | os.PathLike | Sequence[str | os.PathLike], min_side: int = 0) -> list[str]:
+def training_images(roots: str | os.PathLike | Sequence[str | os.PathLike], min_side: int = 0,
+                    include: Sequence[str] | None = None) -> list[str]:
     """Every readable image under ``roots`` (sorted), skipping - with a logged reason - those whose
-    shorter side is below ``min_side``."""
+    shorter side is below ``min_side``; with ``include``, only files whose name matches one of its
+    shell patterns (``kodim1[3-9].png``)."""
+    import fnmatch
+
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
     paths: list[str] = []
     for root in roots:
         if not Path(root).exists():
             raise FileNotFoundError(f"training data folder {root} does not exist")
         paths += [str(p) for p in list_images(root)]
+    if include:
+        paths = [p for p in paths if any(fnmatch.fnmatch(Path(p).name, pat) for pat in include)]
     if min_side:
         from PIL import Image
 

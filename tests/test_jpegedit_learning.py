@@ -251,3 +251,37 @@ def test_the_vgg19_backbone_reads_its_weights_from_a_file_the_user_gives(tmp_pat
     config.model.backbone_weights = ""
     with pytest.raises(ValueError, match="backbone_weights"):
         task.init_params(config, jax.random.key(0))
+
+
+def test_training_can_start_from_a_shipped_model_and_read_a_subset_of_a_folder(tmp_path):
+    from PIL import Image
+
+    from compat import data as datalib
+    from jpegedit.models import load_model
+
+    c = _config()
+    c.model.init = "attention_lam0.01"
+    shipped = load_model("attention_lam0.01")
+    params, _ = task.init_params(c, jax.random.key(0))
+    np.testing.assert_array_equal(model.export_tables(params["q"]), shipped.tables)
+    np.testing.assert_array_equal(np.asarray(params["net"]["head"]["kernel"]), shipped.head["kernel"])
+    c.model.init = "qtables_lam0.01"  # no head to start an attention model from
+    with pytest.raises(ValueError, match="no attention head"):
+        task.init_params(c, jax.random.key(0))
+    for i in range(1, 5):
+        Image.fromarray(np.full((40, 40, 3), i * 40, np.uint8)).save(tmp_path / f"kodim{i:02d}.png")
+    got = datalib.training_images(tmp_path, include=["kodim0[3-4].png"])
+    assert [p[-11:] for p in got] == ["kodim03.png", "kodim04.png"]
+
+
+def test_the_refinement_config_trains_on_kodim13_to_24_from_the_shipped_model():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "jpegedit" / "refine_kodak.py"
+    spec = importlib.util.spec_from_file_location("refine", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config()
+    assert list(c.data.include) == [f"kodim{i}.png" for i in range(13, 25)] and c.model.init == "attention_lam0.01"
+    assert c.steps == 10000
