@@ -79,3 +79,20 @@ def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_pa
     assert {r["test"] for r in summary["learned_vs_baselines"]} == {"learned-444-std", "learned-444-opt"}
     assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "x264"]) == 2
     assert "unknown codec" in capsys.readouterr().err
+
+
+def test_qualitative_figures_attention_maps_and_the_smoothing_edit(tmp_path, photo):
+    from jpegedit import figures
+    from jpegedit.models import load_model
+
+    model = load_model("attention_lam0.01")
+    a_l, a_c = figures.attention_maps(photo, model)
+    assert a_l.shape == (22, 25) and a_c.shape == (22, 25)  # one value per 8x8 block
+    assert a_l.min() == 0.0 and a_l.max() == 1.0
+    sm = figures.smoothed(photo, model)
+    assert sm.shape == photo.shape
+    # attention only attenuates (A in (0, 1)): the edit removes detail, never adds it
+    grad = lambda x: np.abs(np.diff(x.astype(float), axis=1)).mean()  # noqa: E731
+    assert grad(sm) < grad(photo)
+    files = figures.figures(photo, tmp_path, crop=96)
+    assert [f.name for f in files] == ["attention.png", "smoothed.png", "crops.png"] and all(f.stat().st_size > 5000 for f in files)
