@@ -83,10 +83,11 @@ def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0
     ax[0].set_title("image")
     for a, m, t in ((ax[1], a_l, "luma attention"), (ax[2], a_c, "chroma attention")):
         im = a.imshow(m, cmap="viridis", vmin=0, vmax=1)
-        a.set_title(f"{t} (block mean, normalised)")
+        a.set_title(t)
         fig.colorbar(im, ax=a, fraction=0.035)
     for a in ax:
         a.axis("off")
+    fig.suptitle("attention per 8x8 block: mean over the 64 frequencies, normalised to [0, 1]", fontsize=10)
     fig.tight_layout()
     files.append(out / "attention.png")
     fig.savefig(files[-1], dpi=100)
@@ -114,7 +115,7 @@ def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0
     h, w = image.shape[:2]
     s = min(crop, h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    fig, ax = plt.subplots(1, 4, figsize=(14, 3.9))
+    fig, ax = plt.subplots(1, 4, figsize=(14, 4.3))
     ax[0].imshow(image[top : top + s, left : left + s], interpolation="nearest")
     ax[0].set_title("original")
     for a, (title, data) in zip(ax[1:], panels):
