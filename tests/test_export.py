@@ -1,7 +1,5 @@
 """compat.export: shipped model files are verified and damaged ones refused with a reason."""
 
-
-
 import numpy as np
 import pytest
 
