@@ -221,9 +221,13 @@ def _markdown(s: dict) -> str:
             f"Neural minus interpolation: {s['delta_psnr']:+.2f} dB PSNR, {s['delta_ssim']:+.4f} SSIM; "
             f"images improved: {100 * s['improved_psnr']:.1f}% (PSNR), {100 * s['improved_ssim']:.1f}% (SSIM) "
             f"(paper: {100 * PAPER['improved_psnr']:.1f}%, {100 * PAPER['improved_ssim']:.1f}%).",
-            f"Paired t-test: PSNR t = {tp['t']}, p = {tp['p']}; SSIM t = {ts['t']}, p = {ts['p']}.",
+            f"Paired t-test (neural vs interpolation): PSNR {_t(tp)}; SSIM {_t(ts)}.",
         ]
     return "\n".join(rows) + "\n"
+
+
+def _t(test: dict) -> str:
+    return "n/a" if test["t"] is None else f"t = {test['t']:.2f}, p = {test['p']:.2g}"
 
 
 def _figures(folder: Path, names, originals, recons, scores, count: int) -> None:
