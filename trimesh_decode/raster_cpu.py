@@ -50,6 +50,7 @@ def _spans(points, triangles, nt, npts, gw, gh, height, width, starts):
     ey0 = np.empty(3, np.float32)
     ex1 = np.empty(3, np.float32)
     ey1 = np.empty(3, np.float32)
+    slope = np.empty(3, np.float32)
     for t in range(nt):
         ymin = BIG
         ymax = -BIG
@@ -63,6 +64,8 @@ def _spans(points, triangles, nt, npts, gw, gh, height, width, starts):
                 ex0[e], ey0[e], ex1[e], ey1[e] = ax, ay, bx, by
             ymin = min(ymin, ey0[e])
             ymax = max(ymax, ey1[e])
+            # the same float32 quotient JAX computes per (edge, row), once per edge
+            slope[e] = (ex1[e] - ex0[e]) / (ey1[e] - ey0[e]) if ey1[e] > ey0[e] else np.float32(0.0)
         r0 = max(0, int(math.ceil(ymin)))
         r1 = min(height - 1, int(math.floor(ymax)))
         for r in range(r0, r1 + 1):
@@ -73,7 +76,7 @@ def _spans(points, triangles, nt, npts, gw, gh, height, width, starts):
                 x0, y0, x1, y1 = ex0[e], ey0[e], ex1[e], ey1[e]
                 if y1 > y0:
                     if row >= y0 and row <= y1:
-                        xc = x0 + (row - y0) * ((x1 - x0) / (y1 - y0))
+                        xc = x0 + (row - y0) * slope[e]
                         left = min(left, xc)
                         right = max(right, xc)
                 elif row == y0:
