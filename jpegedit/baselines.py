@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["CODECS", "LABELS", "QUALITIES", "encode", "decode", "measure", "rd_curves", "mean_curve", "summary", "bd_table", "plot", "learned_curves", "markdown", "LEARNED"]
+__all__ = ["CODECS", "LABELS", "QUALITIES", "encode", "decode", "measure", "rd_curves", "mean_curve", "summary", "bd_table", "plot", "learned_curves", "markdown", "LEARNED", "available"]
 
 # 1..10 in steps of 1 (the low rates the paper is about), then coarser up to 90.
 QUALITIES = tuple(range(1, 11)) + tuple(range(12, 31, 2)) + tuple(range(35, 91, 5))
@@ -59,7 +59,10 @@ def _mozjpeg(image: np.ndarray, quality: int) -> bytes:
 
 
 def _jpegli(image: np.ndarray, quality: int) -> bytes:
-    import pyjpegli
+    try:
+        import pyjpegli
+    except ImportError:
+        raise ImportError("the jpegli baseline needs pyjpegli: pip install -e '.[peers]'") from None
 
     h, w = image.shape[:2]
     return pyjpegli.encode(np.ascontiguousarray(image).tobytes(), w, h, int(quality))
@@ -79,6 +82,13 @@ LABELS = {
     "mozjpeg-444": "mozjpeg 4:4:4 (trellis, progressive, optimised Huffman)",
     "jpegli-420": "jpegli 4:2:0 (its binding's only sampling)",
 }
+
+
+def available() -> list[str]:
+    """The codecs this install can run (jpegli needs the optional ``peers`` extra)."""
+    import importlib.util
+
+    return [c for c in CODECS if c != "jpegli-420" or importlib.util.find_spec("pyjpegli") is not None]
 
 
 def encode(codec: str, image: np.ndarray, quality: int) -> bytes:
@@ -258,13 +268,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder of test images")
     ap.add_argument("--out", required=True, help="results folder (one JSON per codec, plots, summary.json)")
-    ap.add_argument("--codecs", default=",".join(CODECS), help=f"comma-separated subset of {', '.join(CODECS)}")
+    ap.add_argument("--codecs", default=None, help=f"comma-separated subset of {', '.join(CODECS)} (default: every available one)")
     ap.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slow measure on a CPU)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     args = ap.parse_args(argv)
     paths = list_images(args.data)[: args.limit] if args.limit else list_images(args.data)
     images = [(Path(p).stem, load_image(p)) for p in paths]
-    rd_curves(images, args.out, [c for c in args.codecs.split(",") if c], lpips=not args.no_lpips)
+    rd_curves(images, args.out, [c for c in (args.codecs or ",".join(available())).split(",") if c], lpips=not args.no_lpips)
     s = summary(args.out)
     Path(args.out, "summary.json").write_text(json.dumps(s, indent=1))
     plot(args.out)

@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
     v.add_argument("-o", "--out", required=True, help="results folder, e.g. results/kodak")
     v.add_argument("--models", default=None, help="comma-separated learned models (default: every shipped one)")
-    v.add_argument("--codecs", default=None, help="comma-separated baseline codecs (default: all of jpegedit.baselines.CODECS)")
+    v.add_argument("--codecs", default=None, help="comma-separated baseline codecs (default: every one this install has; jpegli needs the peers extra)")
     v.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest measure on a CPU)")
     v.add_argument("--limit", type=int, default=None, help="only the first N images")
     v.add_argument("--below", type=float, default=0.4, help="upper end of the low-rate BD range in bpp (default 0.4)")
@@ -103,10 +103,13 @@ def evaluate_command(args: argparse.Namespace) -> str:
         images = [(Path(p).stem, load_image(p)) for p in paths]
     except ImageError as e:
         raise UsageError(str(e)) from None
-    codecs = [c for c in (args.codecs or ",".join(baselines.CODECS)).split(",") if c]
+    codecs = [c for c in (args.codecs or ",".join(baselines.available())).split(",") if c]
     unknown = [c for c in codecs if c not in baselines.CODECS]
     if unknown:
         raise UsageError(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(baselines.CODECS)}")
+    missing = [c for c in codecs if c not in baselines.available()]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} needs pyjpegli: pip install -e '.[peers]'")
     models = [m for m in (args.models or ",".join(list_models())).split(",") if m]
     out = Path(args.out)
     baselines.rd_curves(images, out, codecs, lpips=not args.no_lpips)
