@@ -251,5 +251,5 @@ def _figures(folder: Path, names, originals, recons, scores, count: int) -> None
         for a in ax:
             a.axis("off")
         fig.tight_layout()
-        fig.savefig(folder / f"{names[i]}.png", dpi=100)
+        fig.savefig(folder / f"compare_{names[i]}.png", dpi=100)
         plt.close(fig)
