@@ -45,6 +45,31 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
         raise
 
 
+def load_folder(folder, *, limit: int | None = None, min_side: int = 1, what: str = "this command") -> list:
+    """``[(file stem, uint8 RGB image)]`` of the images under ``folder`` (sorted, the first ``limit``);
+    an unreadable folder or image, none at all, or one smaller than ``min_side`` is a UsageError."""
+    from compat.images import ImageError, list_images, load_image
+
+    try:
+        paths = list_images(folder)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    if limit:
+        paths = paths[:limit]
+    if not paths:
+        raise UsageError(f"no images under {folder}")
+    out = []
+    for p in paths:
+        try:
+            im = load_image(p)
+        except ImageError as e:
+            raise UsageError(str(e)) from None
+        if min(im.shape[:2]) < min_side:
+            raise UsageError(f"{p}: {im.shape[1]}x{im.shape[0]} is too small for {what} ({min_side} pixels a side at least)")
+        out.append((Path(p).stem, im))
+    return out
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line (``prog: error: ...``, exit status 2), the
     convention of every command-line tool in this project."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compat.cli import OneLineParser, UsageError, run_subcommand, write_atomic
+from compat.cli import OneLineParser, UsageError, load_folder, run_subcommand, write_atomic
 
 EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
@@ -88,21 +88,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def evaluate_command(args: argparse.Namespace) -> str:
-    from compat.images import ImageError, list_images, load_image
     from jpegedit import baselines
     from jpegedit.models import list_models
 
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder")
-    paths = list_images(args.data)
-    if args.limit:
-        paths = paths[: args.limit]
-    if not paths:
-        raise UsageError(f"no images under {args.data}")
-    try:
-        images = [(Path(p).stem, load_image(p)) for p in paths]
-    except ImageError as e:
-        raise UsageError(str(e)) from None
+    images = load_folder(args.data, limit=args.limit, what="jpegedit evaluate")
     codecs = [c for c in (args.codecs or ",".join(baselines.available())).split(",") if c]
     unknown = [c for c in codecs if c not in baselines.CODECS]
     if unknown:

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from compat.cli import OneLineParser, UsageError, write_atomic  # noqa: E402
+from compat.cli import OneLineParser, UsageError, load_folder, write_atomic  # noqa: E402
 
 EXAMPLE = """examples:
   python -m launch.demo                                  # scikit-image's photos -> demo/index.html
@@ -52,24 +52,7 @@ def embedded_photos() -> list[tuple[str, np.ndarray]]:
 
 
 def folder_photos(folder: str, limit: int | None) -> list[tuple[str, np.ndarray]]:
-    from compat.images import ImageError, list_images, load_image
-
-    try:
-        paths = list_images(folder)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
-        raise UsageError(str(e)) from None
-    if not paths:
-        raise UsageError(f"no images under {folder}")
-    out = []
-    for p in paths[:limit] if limit else paths:
-        try:
-            im = load_image(p)
-        except ImageError as e:
-            raise UsageError(str(e)) from None
-        if min(im.shape[:2]) < 64:
-            raise UsageError(f"{p}: {im.shape[1]}x{im.shape[0]} is too small for the demo (64 pixels a side at least)")
-        out.append((Path(p).stem, im))
-    return out
+    return load_folder(folder, limit=limit, min_side=64, what="the demo")
 
 
 def _save(path: Path, image: np.ndarray) -> str:

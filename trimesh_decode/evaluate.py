@@ -31,8 +31,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from compat.cli import UsageError, write_atomic
-from compat.images import ImageError, center_crop, list_images, load_image
+from compat.cli import UsageError, load_folder, write_atomic
+from compat.images import center_crop
 
 __all__ = ["square_256", "evaluate", "PAPER"]
 
@@ -122,19 +122,9 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = list_images(images)[:limit] if limit else list_images(images)
-    if not paths:
-        raise UsageError(f"no images under {images}")
-    names, originals = [], []
-    for p in paths:
-        try:
-            im = load_image(p)
-        except ImageError as e:
-            raise UsageError(str(e)) from None
-        if min(im.shape[:2]) < 16:
-            raise UsageError(f"{p}: {im.shape[1]}x{im.shape[0]} is too small to evaluate")
-        names.append(Path(p).stem)
-        originals.append(square_256(im))
+    loaded = load_folder(images, limit=limit, min_side=16, what="the evaluation")
+    names = [n for n, _ in loaded]
+    originals = [square_256(im) for _, im in loaded]
     originals = np.stack(originals)
     decoders = []
     for m in models:
