@@ -7,7 +7,26 @@ from __future__ import annotations
 
 from typing import Mapping
 
-__all__ = ["parse_overrides"]
+__all__ = ["parse_overrides", "trainer_config"]
+
+
+def trainer_config(package: str, name: str, *, steps: int, batch_size: int):
+    """A ConfigDict holding the fields :func:`compat.trainer.train` reads, with the house defaults
+    (seed 0, a log line every 50 steps, a checkpoint every 1000, 3 kept, saved asynchronously);
+    a package's ``base_config`` adds its own sections."""
+    import ml_collections
+
+    c = ml_collections.ConfigDict()
+    c.package = package
+    c.name = name
+    c.steps = steps
+    c.batch_size = batch_size
+    c.seed = 0
+    c.log_every = 50
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+    c.async_checkpoints = True
+    return c
 
 
 def parse_overrides(config, arg: str | None, aliases: Mapping[str, str] | None = None):

@@ -62,6 +62,19 @@ def _scores(image, data):
     return dec, 8 * len(data) / (h * w), float(metrics.psnr(image.astype(np.float32), dec.astype(np.float32)))
 
 
+def _save(fig, axes, path: Path, title: str | None = None) -> Path:
+    import matplotlib.pyplot as plt
+
+    for a in axes:
+        a.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0.01", qtables: str = "qtables_lam0.01",
             crop: int = 192) -> list[Path]:
     import matplotlib
@@ -85,13 +98,7 @@ def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0
         im = a.imshow(m, cmap="viridis", vmin=0, vmax=1)
         a.set_title(t)
         fig.colorbar(im, ax=a, fraction=0.035)
-    for a in ax:
-        a.axis("off")
-    fig.suptitle("attention per 8x8 block: mean over the 64 frequencies, normalised to [0, 1]", fontsize=10)
-    fig.tight_layout()
-    files.append(out / "attention.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    files.append(_save(fig, ax, out / "attention.png", "attention per 8x8 block: mean over the 64 frequencies, normalised to [0, 1]"))
 
     sm = smoothed(image, att_model)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -99,12 +106,7 @@ def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0
     ax[0].set_title("image")
     ax[1].imshow(sm)
     ax[1].set_title("attention edit alone (unit tables)")
-    for a in ax:
-        a.axis("off")
-    fig.tight_layout()
-    files.append(out / "smoothed.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    files.append(_save(fig, ax, out / "smoothed.png"))
 
     att_file = encode_jpeg(att_model, image)
     target = len(att_file)
@@ -122,12 +124,7 @@ def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0
         dec, bpp, psnr = _scores(image, data)
         a.imshow(dec[top : top + s, left : left + s], interpolation="nearest")
         a.set_title(f"{title}\n{bpp:.3f} bpp, {psnr:.2f} dB", fontsize=9)
-    for a in ax:
-        a.axis("off")
-    fig.tight_layout()
-    files.append(out / "crops.png")
-    fig.savefig(files[-1], dpi=100)
-    plt.close(fig)
+    files.append(_save(fig, ax, out / "crops.png"))
     return files
 
 

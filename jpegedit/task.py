@@ -20,6 +20,7 @@ import optax
 
 from compat import data as datalib
 from compat.config import parse_overrides as _parse_overrides
+from compat.config import trainer_config
 from compat import metrics
 from compat.trainer import Task, global_norm, guard_update
 from jpegedit import codec, losses
@@ -35,16 +36,7 @@ def base_config():
     alpha = 10, beta = 1, gamma = 0 (MSE only), 4:4:4, cubic_ste rounding."""
     import ml_collections
 
-    c = ml_collections.ConfigDict()
-    c.package = "jpegedit"
-    c.name = "jpegedit"
-    c.steps = 20000
-    c.batch_size = 8
-    c.seed = 0
-    c.log_every = 50
-    c.checkpoint_every = 1000
-    c.keep_checkpoints = 3
-    c.async_checkpoints = True
+    c = trainer_config("jpegedit", "jpegedit", steps=20000, batch_size=8)
     c.chroma = "444"
     c.rounding = "cubic_ste"
     # include: only files whose names match these shell patterns (empty: every image under roots)

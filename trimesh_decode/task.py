@@ -28,12 +28,12 @@ import optax
 
 from compat import data as datalib
 from compat import metrics
-from compat.config import parse_overrides
+from compat.config import parse_overrides, trainer_config
 from compat.images import load_image
 from compat.trainer import Task, global_norm, guard_update
 from trimesh_decode import raster
 from trimesh_decode.bitstream import from_bytes
-from trimesh_decode.model import INTERP, StackedHourglass, select_channels
+from trimesh_decode.model import CHANNEL_SETS, INTERP, StackedHourglass, select_channels
 from trimesh_decode.triangulate import preview_triangles
 
 __all__ = [
@@ -52,16 +52,7 @@ def base_config():
     module, Adam, batch 32 of 256x256 crops."""
     import ml_collections
 
-    c = ml_collections.ConfigDict()
-    c.package = "trimesh_decode"
-    c.name = "paper"
-    c.steps = 100_000
-    c.batch_size = 32
-    c.seed = 0
-    c.log_every = 50
-    c.checkpoint_every = 1000
-    c.keep_checkpoints = 3
-    c.async_checkpoints = True
+    c = trainer_config("trimesh_decode", "paper", steps=100_000, batch_size=32)
     # dataset: a folder of `trimesh-decode dataset`; meshes padded to fixed sizes (static shapes);
     # crop: train on aligned random crops of this side (multiple of 64; 256 = whole images)
     c.data = ml_collections.ConfigDict(
@@ -83,6 +74,8 @@ class TrainState:
 
 def make_model(config) -> StackedHourglass:
     m = config.model
+    if m.channels not in CHANNEL_SETS:
+        raise ValueError(f"unknown channel set {m.channels!r}; choose from {', '.join(CHANNEL_SETS)}")
     if m.output == "residual" and m.channels == "no_interp":
         raise ValueError("output='residual' adds the interpolated image, which channels='no_interp' withholds")
     return StackedHourglass(width=m.width, stacks=m.stacks, depth=m.get("depth", 4), output=m.output)
@@ -145,7 +138,7 @@ def make_task(config) -> Task:
         raise ValueError(f"data.crop {crop} must be a multiple of 64 in 64..{SIZE}")
 
     def init(rng):
-        x = jnp.zeros((1, SIZE, SIZE, len(select_channels(jnp.zeros((1, 1, 1, 8)), config.model.channels)[0, 0, 0])))
+        x = jnp.zeros((1, SIZE, SIZE, len(CHANNEL_SETS[config.model.channels])))
         v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
         tx = make_optimizer(config)
         return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
