@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["CODECS", "LABELS", "QUALITIES", "encode", "decode", "measure", "rd_curves", "mean_curve", "summary", "bd_table", "plot", "learned_curves", "markdown", "LEARNED", "available"]
+__all__ = ["CODECS", "LABELS", "QUALITIES", "encode", "decode", "measure", "rd_curves", "mean_curve", "summary", "bd_table", "plot", "learned_curves", "rate_proxy", "markdown", "family", "is_learned", "available"]
 
 # 1..10 in steps of 1 (the low rates the paper is about), then coarser up to 90.
 QUALITIES = tuple(range(1, 11)) + tuple(range(12, 31, 2)) + tuple(range(35, 91, 5))
@@ -291,49 +291,124 @@ if __name__ == "__main__":
 
 # -- learned models, as one more "codec" each -----------------------------------------------------
 
-LEARNED = {"learned-444-std": False, "learned-444-opt": True}  # name -> optimised Huffman tables
+HUFFMAN = {"std": False, "opt": True}  # learned curve suffix -> optimised Huffman tables
+
+
+def family(model_name: str) -> str:
+    """The variant a model belongs to: its name without the ``_lam<lambda>`` suffix
+    (``attention_lam0.01`` -> ``attention``, ``qtables_lam0.1`` -> ``qtables``)."""
+    return model_name.rsplit("_lam", 1)[0]
+
+
+def is_learned(codec: str) -> bool:
+    return codec.startswith("learned-")
 
 
 def learned_curves(images: Sequence[tuple[str, np.ndarray]], out: str | Path, models: Sequence[str],
                    lpips: bool = True, progress: bool = True) -> dict[str, Path]:
     """Shipped or exported jpegedit models (one per lambda) as real files, with the standard Huffman
-    tables (the paper's setting) and with optimised ones: ``learned-444-std.json`` and
-    ``learned-444-opt.json``, a point per (model, image), the mean curve over models."""
+    tables (the paper's setting) and with optimised ones. One curve per variant (model family, see
+    :func:`family`) and Huffman setting: ``learned-<family>-std.json`` / ``learned-<family>-opt.json``,
+    a point per (model, image) with the rate proxy of the training loss beside the real bits (the
+    paper's Fig. 5), the mean curve over the family's models. Resumable per (model, image)."""
     from tqdm import tqdm
 
     from compat.cli import write_atomic
-    from jpegedit import jpegfile
+    from jpegedit import jpegfile, losses
     from jpegedit.models import coefficients, load_model
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [load_model(m) for m in models]
-    points: dict[str, list] = {k: [] for k in LEARNED}
+    fams = sorted({family(m.name) for m in loaded})
+    settings = {"lpips": bool(lpips)}
+    points: dict[str, list] = {}
+    for fam in fams:
+        for suffix in HUFFMAN:
+            path = out / f"learned-{fam}-{suffix}.json"
+            old = json.loads(path.read_text()) if path.exists() else None
+            keep = old["points"] if old and old.get("settings") == settings else []
+            # only the models asked for; one re-exported under the same name is measured again
+            sums = {m.name: m.meta.get("sha256") for m in loaded}
+            points[f"learned-{fam}-{suffix}"] = [p for p in keep if p["model"] in sums and p.get("sha256") == sums[p["model"]]]
+    done = {(p["model"], p["image"]) for c, pts in points.items() if c.endswith("-std") for p in pts}
+
+    def save():
+        for codec, pts in points.items():
+            fam, suffix = codec[len("learned-"):].rsplit("-", 1)
+            names = sorted({p["model"] for p in pts})
+            doc = {"codec": codec, "label": f"learned {fam} ({'optimised' if HUFFMAN[suffix] else 'standard'} Huffman)",
+                   "settings": settings, "models": names, "points": pts, "mean": mean_curve(pts, key="model")}
+            write_atomic(out / f"{codec}.json", json.dumps(doc, indent=1).encode(), force=True)
+
     for name, x in tqdm(images, desc="learned", unit="image", disable=not progress):
-        for m in loaded:
-            co, tables = coefficients(m, x)
-            lam = (m.meta.get("config") or {}).get("loss", {}).get("lam")
-            for codec, opt in LEARNED.items():
+        todo = [m for m in loaded if (m.name, name) not in done]
+        for m in todo:
+            co, tables, maps = coefficients(m, x, return_attention=True)
+            proxy = {"table_rate": float(losses.table_rate(np.asarray(tables, np.float32))),
+                     "attention_rate": float(losses.attention_rate(*maps)) if maps is not None else 0.0}
+            for suffix, opt in HUFFMAN.items():
                 data = jpegfile.write(co, tables, optimize_huffman=opt)
-                points[codec].append({"image": name, "model": m.name, "lam": lam, "attention": m.attention,
-                                      **measure(x, data, lpips)})
-    written = {}
-    for codec, pts in points.items():
-        doc = {"codec": codec, "label": f"learned ({'optimised' if LEARNED[codec] else 'standard'} Huffman): "
-               + ", ".join(m.name for m in loaded), "settings": {"models": list(models), "lpips": bool(lpips)},
-               "points": pts, "mean": mean_curve(pts, key="model")}
-        path = out / f"{codec}.json"
-        write_atomic(path, json.dumps(doc, indent=1).encode(), force=True)
-        written[codec] = path
-    return written
+                points[f"learned-{family(m.name)}-{suffix}"].append(
+                    {"image": name, "model": m.name, "sha256": m.meta.get("sha256"), "lam": m.lam,
+                     "attention": m.attention, **proxy, **measure(x, data, lpips)})
+        if todo:
+            save()  # after every image: resumable
+    save()
+    return {c: out / f"{c}.json" for c in points}
+
+
+def rate_proxy(out: str | Path, alpha: float = 10.0, beta: float = 1.0) -> dict:
+    """The paper's Fig. 5: the training loss's rate terms (``alpha ||1/Q||_1``, ``beta mean A``)
+    against the real bpp of the files, per learned variant (standard Huffman tables), with a
+    monotonicity check over the models: Spearman's rank correlation of the proxy with the mean bpp,
+    and whether the mean bpp rises with every step down of the proxy. Writes ``rate_proxy.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import spearmanr
+
+    docs = {c: d for c, d in _load(Path(out)).items() if is_learned(c) and c.endswith("-std")}
+    res: dict = {}
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for codec, d in docs.items():
+        by: dict = {}
+        for p in d["points"]:
+            if "table_rate" in p:
+                by.setdefault(p["model"], []).append(p)
+        rows = []
+        for name, pts in by.items():
+            t = alpha * float(np.mean([p["table_rate"] for p in pts]))
+            a = beta * float(np.mean([p["attention_rate"] for p in pts]))
+            rows.append({"model": name, "bpp": float(np.mean([p["bpp"] for p in pts])), "table_term": t, "attention_term": a, "proxy": t + a})
+        rows.sort(key=lambda r: r["proxy"])
+        if len(rows) < 2:
+            continue
+        bpp = [r["bpp"] for r in rows]
+        rho = float(spearmanr([r["proxy"] for r in rows], bpp).statistic)
+        res[codec] = {"models": rows, "spearman": rho, "monotone": bool(np.all(np.diff(bpp) > 0))}
+        line = ax.plot(bpp, [r["proxy"] for r in rows], marker="o", label=f"{d.get('label', codec)}: total (rho {rho:.2f})")[0]
+        ax.plot(bpp, [r["table_term"] for r in rows], ls="--", color=line.get_color(), label="  alpha ||1/Q||")
+        if any(r["attention_term"] for r in rows):
+            ax.plot(bpp, [r["attention_term"] for r in rows], ls=":", color=line.get_color(), label="  beta mean A")
+    if res:
+        ax.set_xlabel("real bits per pixel (standard Huffman tables)")
+        ax.set_ylabel("rate term of the training loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(Path(out) / "rate_proxy.png", dpi=110)
+    plt.close(fig)
+    return res
 
 
 def markdown(out: str | Path, below: float = 0.4) -> str:
     """The results table of a folder: lowest bpp per codec and BD-rates of the learned variants
     against every baseline (PSNR, MS-SSIM, LPIPS; below ``below`` bpp and over the common range)."""
     docs = _load(Path(out))
-    learned = [c for c in docs if c in LEARNED]
-    bases = [c for c in docs if c not in LEARNED]
+    learned = [c for c in docs if is_learned(c)]
+    bases = [c for c in docs if not is_learned(c)]
     lines = ["| codec | lowest bpp | points |", "|---|---|---|"]
     for c, d in docs.items():
         lines.append(f"| {d.get('label', c)} | {min(m['bpp'] for m in d['mean']):.3f} | {len(d['mean'])} |")

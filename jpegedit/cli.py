@@ -110,7 +110,8 @@ def evaluate_command(args: argparse.Namespace) -> str:
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from None
     summary = {"summary": baselines.summary(out, below=args.below) if "libjpeg-444" in codecs else None,
-               "learned_vs_baselines": baselines.bd_table(out, list(baselines.LEARNED), codecs, args.below)}
+               "learned_vs_baselines": baselines.bd_table(out, [c.stem for c in sorted(out.glob("learned-*.json"))], codecs, args.below),
+               "rate_proxy": baselines.rate_proxy(out)}
     write_atomic(out / "summary.json", json.dumps(summary, indent=1).encode(), force=True)
     table = baselines.markdown(out, args.below)
     write_atomic(out / "README.md", (f"# Rate-distortion on {args.data} ({len(images)} images)\n\n" + table).encode(), force=True)

@@ -29,10 +29,9 @@ __all__ = ["attention_maps", "smoothed", "figures"]
 
 def attention_maps(image: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
     """Per block, the mean attention over the 64 frequencies, luma and chroma, each scaled to [0, 1]."""
-    from jpegedit.model import AttentionNet
-    from jpegedit.models import attention_params
+    from jpegedit.models import attention
 
-    a_l, a_c = jax.jit(AttentionNet().apply)({"params": attention_params(model)}, jnp.asarray(image, jnp.float32))
+    a_l, a_c = attention(model, image)
 
     def norm(a):
         m = np.asarray(a).mean(axis=(-2, -1))
@@ -45,11 +44,10 @@ def attention_maps(image: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
 def smoothed(image: np.ndarray, model) -> np.ndarray:
     """The attention edit without quantisation: what a decoder shows for ``round(F * A)`` at unit tables."""
     from jpegedit import codec
-    from jpegedit.model import AttentionNet
-    from jpegedit.models import attention_params
+    from jpegedit.models import attention
 
     x = jnp.asarray(image, jnp.float32)
-    att = jax.jit(AttentionNet().apply)({"params": attention_params(model)}, x)
+    att = attention(model, image)
     out, _ = codec.roundtrip(x, jnp.ones((2, 8, 8), jnp.float32), chroma="444", rounding="hard", scales=att)
     return np.clip(np.round(np.asarray(out)), 0, 255).astype(np.uint8)
 

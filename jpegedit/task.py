@@ -46,8 +46,10 @@ def base_config():
         {"attention": True, "finetune_backbone": True, "pretrained": True, "backbone": "vgg16", "backbone_weights": "",
          "init": ""}
     )  # init: start from a shipped / exported model's tables and head (name or .npz), e.g. to refine it
-    # head_lr 0.0: the head trains at lr, as in the paper; set it to train the head faster
-    c.optim = ml_collections.ConfigDict({"lr": 1e-6, "head_lr": 0.0, "b1": 0.9, "b2": 0.999})
+    # head_lr / table_lr 0.0: the head / the tables train at lr, as in the paper; set them to train
+    # faster (the CPU schedule). cosine: decay every rate to 10% over the run (False: constant, the paper)
+    c.optim = ml_collections.ConfigDict(
+        {"lr": 1e-6, "head_lr": 0.0, "table_lr": 0.0, "cosine": False, "b1": 0.9, "b2": 0.999})
     c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0})
     return c
 
@@ -70,7 +72,7 @@ class TrainState:
 
 
 def _labels(params: dict, finetune_backbone: bool) -> dict:
-    labels = {"q": "train"}
+    labels = {"q": "table"}
     if "net" in params:
         labels["net"] = {
             "backbone": jax.tree.map(lambda _: "train" if finetune_backbone else "frozen", params["net"]["backbone"]),
@@ -81,13 +83,18 @@ def _labels(params: dict, finetune_backbone: bool) -> dict:
 
 def make_optimizer(config, params: dict) -> optax.GradientTransformation:
     """Adam at ``config.optim.lr`` on what trains (the attention head at ``config.optim.head_lr``
-    when set), nothing on a frozen backbone, then the table projection onto [1 s, 255 s]."""
+    and the tables at ``config.optim.table_lr`` when set; every rate cosine-decayed to 10% over
+    ``config.steps`` when ``config.optim.cosine``), nothing on a frozen backbone, then the table
+    projection onto [1 s, 255 s]."""
     def adam(lr):
+        if config.optim.get("cosine", False):
+            lr = optax.cosine_decay_schedule(lr, max(int(config.steps), 1), alpha=0.1)
         return optax.adam(lr, b1=config.optim.get("b1", 0.9), b2=config.optim.get("b2", 0.999))
 
     head_lr = config.optim.get("head_lr", None) or config.optim.lr
+    table_lr = config.optim.get("table_lr", None) or config.optim.lr
     labelled = optax.multi_transform(
-        {"train": adam(config.optim.lr), "head": adam(head_lr), "frozen": optax.set_to_zero()},
+        {"train": adam(config.optim.lr), "table": adam(table_lr), "head": adam(head_lr), "frozen": optax.set_to_zero()},
         _labels(params, config.model.finetune_backbone),
     )
     return optax.chain(labelled, project_tables())
@@ -127,9 +134,8 @@ def init_params(config, rng: jax.Array) -> tuple[dict, AttentionNet | None]:
 
         start = load_model(config.model.init)
         params["q"] = jnp.asarray(start.tables, jnp.float32) * TABLE_SCALE
-        if "net" in params:
-            if start.head is None:
-                raise ValueError(f"model.init {start.name} has no attention head to start the attention model from")
+        if "net" in params and start.head is not None:
+            # a Q-tables-only start gives the tables; the head keeps its fresh initialisation
             params["net"]["head"] = {"kernel": jnp.asarray(start.head["kernel"]), "bias": jnp.asarray(start.head["bias"])}
     return params, model
 

@@ -69,16 +69,24 @@ def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_pa
     assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "libjpeg-444,libjpeg-444-opt",
                  "--models", "qtables_lam0.01,attention_lam0.01", "--no-lpips"]) == 0
     assert "README.md" in capsys.readouterr().out
-    std = json.loads((out / "learned-444-std.json").read_text())
-    opt = json.loads((out / "learned-444-opt.json").read_text())
-    assert len(std["points"]) == 4 and [m["model"] for m in std["mean"]] == ["attention_lam0.01", "qtables_lam0.01"]
-    # the same coefficients: optimised Huffman tables only make the files smaller, never the pictures differ
-    for a, b in zip(std["points"], opt["points"]):
-        assert b["bytes"] < a["bytes"] and b["psnr"] == a["psnr"]
+    # one curve per variant (model family) and Huffman setting
+    curves = {n: json.loads((out / f"learned-{n}.json").read_text()) for n in ("attention-std", "attention-opt", "qtables-std", "qtables-opt")}
+    assert all(len(c["points"]) == 2 and [m["model"] for m in c["mean"]] == [c["models"][0]] for c in curves.values())
+    assert curves["attention-std"]["models"] == ["attention_lam0.01"] and curves["qtables-opt"]["models"] == ["qtables_lam0.01"]
+    for fam in ("attention", "qtables"):
+        std, opt = curves[f"{fam}-std"], curves[f"{fam}-opt"]
+        # the same coefficients: optimised Huffman tables only make the files smaller, never the pictures differ
+        for a, b in zip(std["points"], opt["points"]):
+            assert b["bytes"] < a["bytes"] and b["psnr"] == a["psnr"]
+            assert a["table_rate"] > 0 and (a["attention_rate"] > 0) == (fam == "attention")  # the rate proxy, Fig. 5
     table = (out / "README.md").read_text()
-    assert "learned-444-std | libjpeg-444" in table
+    assert "learned-attention-std | libjpeg-444" in table and "learned-qtables-opt | libjpeg-444-opt" in table
     summary = json.loads((out / "summary.json").read_text())
-    assert {r["test"] for r in summary["learned_vs_baselines"]} == {"learned-444-std", "learned-444-opt"}
+    assert {r["test"] for r in summary["learned_vs_baselines"]} == {f"learned-{n}" for n in curves}
+    # a rerun with one model measures nothing new and keeps only that model's points
+    before = (out / "learned-qtables-std.json").read_text()
+    assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "libjpeg-444", "--models", "qtables_lam0.01", "--no-lpips"]) == 0
+    assert (out / "learned-qtables-std.json").read_text() == before
     assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "x264"]) == 2
     assert "unknown codec" in capsys.readouterr().err
 
@@ -98,3 +106,24 @@ def test_qualitative_figures_attention_maps_and_the_smoothing_edit(tmp_path, pho
     assert grad(sm) < grad(photo)
     files = figures.figures(photo, tmp_path, crop=96)
     assert [f.name for f in files] == ["attention.png", "smoothed.png", "crops.png"] and all(f.stat().st_size > 5000 for f in files)
+
+
+def test_rate_proxy_study_checks_that_the_loss_rate_terms_order_the_models_as_the_real_bits(tmp_path):
+    from jpegedit import baselines
+
+    def doc(codec, rows):
+        pts = [{"image": i, "model": m, "table_rate": t, "attention_rate": a, "bpp": b + 0.01 * i, "psnr": 30.0}
+               for m, t, a, b in rows for i in range(2)]
+        (tmp_path / f"{codec}.json").write_text(json.dumps({"codec": codec, "points": pts, "mean": baselines.mean_curve(pts, key="model")}))
+
+    doc("learned-attention-std", [("a_lam1", 3.0, 0.9, 1.0), ("a_lam0.1", 1.0, 0.5, 0.5), ("a_lam0.01", 0.6, 0.3, 0.3)])
+    doc("learned-qtables-std", [("q_lam1", 3.0, 0.0, 0.9), ("q_lam0.1", 1.0, 0.0, 1.2)])  # out of order
+    doc("learned-qtables-opt", [("q_lam1", 3.0, 0.0, 0.5), ("q_lam0.1", 1.0, 0.0, 0.4)])  # only -std curves count
+    res = baselines.rate_proxy(tmp_path)
+    assert set(res) == {"learned-attention-std", "learned-qtables-std"}
+    att = res["learned-attention-std"]
+    assert att["monotone"] and att["spearman"] == pytest.approx(1.0)
+    assert [r["model"] for r in att["models"]] == ["a_lam0.01", "a_lam0.1", "a_lam1"]
+    assert att["models"][0]["table_term"] == 6.0 and att["models"][0]["attention_term"] == 0.3
+    assert not res["learned-qtables-std"]["monotone"] and res["learned-qtables-std"]["spearman"] == pytest.approx(-1.0)
+    assert (tmp_path / "rate_proxy.png").stat().st_size > 0

@@ -11,6 +11,7 @@ is not stored: models trained with a frozen backbone use the pretrained VGG16 of
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from compat.export import export_main, find_model, read_model, write_model
 
 MODELS_DIR = Path(__file__).resolve().parent
 
-__all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "coefficients", "encode_jpeg", "export_run"]
+__all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "attention", "coefficients", "encode_jpeg", "export_run"]
 
 
 @dataclass(frozen=True)
@@ -69,18 +70,31 @@ def attention_params(model: Model) -> dict:
     return {"backbone": pretrained_backbone("vgg16"), "head": {"kernel": model.head["kernel"], "bias": model.head["bias"]}}
 
 
-def coefficients(model: Model, image: np.ndarray):
-    """``(quantised coefficients round(F * A / Q), tables)`` of ``image`` (uint8 RGB) under ``model``:
-    what :func:`jpegedit.jpegfile.write` turns into a baseline JPEG any decoder reads."""
+@functools.cache
+def _attention_fn():
     import jax
+
+    from jpegedit.model import AttentionNet
+
+    return jax.jit(AttentionNet().apply)
+
+
+def attention(model: Model, image: np.ndarray):
+    """The attention maps ``(A_luma, A_chroma)`` of ``image`` (uint8 RGB) under ``model``."""
     import jax.numpy as jnp
 
-    from jpegedit.model import AttentionNet, encode_for_file
+    return _attention_fn()({"params": attention_params(model)}, jnp.asarray(image, jnp.float32))
 
-    attention = None
-    if model.attention:
-        attention = jax.jit(AttentionNet().apply)({"params": attention_params(model)}, jnp.asarray(image, jnp.float32))
-    return encode_for_file(image, model.tables, attention), model.tables
+
+def coefficients(model: Model, image: np.ndarray, return_attention: bool = False):
+    """``(quantised coefficients round(F * A / Q), tables)`` of ``image`` (uint8 RGB) under ``model``:
+    what :func:`jpegedit.jpegfile.write` turns into a baseline JPEG any decoder reads; with
+    ``return_attention`` also the attention maps (None for a Q-tables-only model)."""
+    from jpegedit.model import encode_for_file
+
+    maps = attention(model, image) if model.attention else None
+    out = (encode_for_file(image, model.tables, maps), model.tables)
+    return out + (maps,) if return_attention else out
 
 
 def encode_jpeg(model: Model, image: np.ndarray, optimize_huffman: bool = False) -> bytes:
