@@ -5,9 +5,9 @@ Previews: 64x64 grids with 170 vertices and 8 colours (what the encoder writes a
 Ours: the JAX rasteriser - ``render`` (jit, vmap over the batch; compile excluded, best of 3) and
 ``decoder_channels`` (all 8 channels) - on whatever device JAX has; and its CPU build
 (``trimesh_decode.raster_cpu``: numba, the same triangles and float32 arithmetic, meshes in parallel
-threads over every core). Peer: for each preview, scipy's interpolator evaluated at every pixel centre -
+threads over every core), also into a reused output buffer (``out=``). Peer: for each preview, scipy's interpolator evaluated at every pixel centre -
 once building it from a prebuilt ``scipy.spatial.Delaunay`` (interpolation only) and once from
-the points (triangulation included). Writes results/benchmarks/raster.json.
+the points (triangulation included); best of 3 like ours. Writes results/benchmarks/raster.json.
 
     python benchmarks/raster.py [--batch 64]
 """
@@ -49,6 +49,8 @@ def main() -> None:
     t_chan = best(lambda: raster.decoder_channels(mesh, h, w))
     t_cpu = best(lambda: raster_cpu.render(mesh, h, w))
     t_cpu_chan = best(lambda: raster_cpu.decoder_channels(mesh, h, w))
+    buf = np.empty((args.batch, h, w, 3), np.float32)  # a data pipeline's reused batch buffer
+    t_cpu_buf = best(lambda: raster_cpu.render(mesh, h, w, out=buf))
     import numba
 
     threads = numba.get_num_threads()
@@ -60,20 +62,25 @@ def main() -> None:
     pts = [p.all_points() * (255 / 63) for p in previews]
     cols = [p.vertex_rgb() / 255.0 for p in previews]
     tris = [Delaunay(x) for x in pts]
-    t = time.perf_counter()
-    for tri, c in zip(tris, cols):
-        LinearNDInterpolator(tri, c)(q)
-    t_scipy = time.perf_counter() - t
-    t = time.perf_counter()
-    for x, c in zip(pts, cols):
-        LinearNDInterpolator(x, c)(q)
-    t_scipy_tri = time.perf_counter() - t
+
+    def scipy_interp():
+        for tri, c in zip(tris, cols):
+            LinearNDInterpolator(tri, c)(q)
+
+    def scipy_with_triangulation():
+        for x, c in zip(pts, cols):
+            LinearNDInterpolator(x, c)(q)
+
+    t_scipy = best(scipy_interp)  # best of 3, as ours
+    t_scipy_tri = best(scipy_with_triangulation)
     res = {
         "batch": args.batch, "size": [h, w], "device": str(jax.devices()[0]),
         "render_mp_per_s": round(mp / t_render, 1), "channels_mp_per_s": round(mp / t_chan, 1),
         "scipy_interp_mp_per_s": round(mp / t_scipy, 1), "scipy_with_triangulation_mp_per_s": round(mp / t_scipy_tri, 1),
         "cpu_render_mp_per_s": round(mp / t_cpu, 1), "cpu_channels_mp_per_s": round(mp / t_cpu_chan, 1),
         "cpu_render_one_thread_mp_per_s": round(mp / t_cpu_1, 1), "cores": os.cpu_count(),
+        "cpu_render_into_buffer_mp_per_s": round(mp / t_cpu_buf, 1),
+        "ratio_cpu_render_into_buffer_vs_scipy_interp": round(t_scipy / t_cpu_buf, 2),
         "ratio_cpu_render_one_thread_vs_scipy_interp": round(t_scipy / t_cpu_1, 2),
         "ratio_render_vs_scipy_interp": round(t_scipy / t_render, 2),
         "ratio_cpu_render_vs_scipy_interp": round(t_scipy / t_cpu, 2),

@@ -68,8 +68,8 @@ def read_model(path: Path, *, require_meta: bool = False) -> tuple[dict[str, np.
 
 def export_main(doc: str, export_run: Callable[..., Path], evaluation: Callable[[dict], dict] | None,
                 argv: list[str] | None = None) -> int:
-    """``export RUN NAME --command ... [--step N] [--evaluation FILE]``: ``export_run(run, name,
-    command=, step=, evaluation=)``; ``evaluation`` picks what to record from the evaluation JSON."""
+    """``export RUN NAME --command ... [--step N] [--evaluation FILE] [--dir DIR]``: ``export_run(run,
+    name, command=, step=, evaluation=[, directory=])``; ``evaluation`` picks what to record from the evaluation JSON."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("export", help="export a run as a shipped model")
@@ -78,10 +78,14 @@ def export_main(doc: str, export_run: Callable[..., Path], evaluation: Callable[
     e.add_argument("--command", required=True, help="the launch command that produced the run")
     e.add_argument("--step", type=int, default=None)
     e.add_argument("--evaluation", default=None, help="an evaluation JSON to record beside the weights")
+    e.add_argument("--dir", default=None, help="write there instead of the package's shipped models (e.g. a study's models)")
     args = ap.parse_args(argv)
     ev = None
     if args.evaluation:
         full = json.loads(Path(args.evaluation).read_text())
         ev = evaluation(full) if evaluation else full
-    print(f"wrote {export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev)}")
+    where = {"directory": Path(args.dir)} if args.dir else {}
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
+    print(f"wrote {export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev, **where)}")
     return 0

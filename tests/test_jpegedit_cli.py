@@ -109,7 +109,7 @@ def test_encode_with_a_shipped_learned_model_writes_a_standard_jpeg(png, tmp_pat
     np.testing.assert_array_equal(qt, model.tables)  # the learned tables are in the file
     assert np.asarray(Image.open(out)).shape == photos()["chelsea"].shape  # any decoder reads it
     assert f"learned model {name}" in capsys.readouterr().out
-    assert model.meta["command"].startswith("python launch/train.py") and model.meta["evaluation"]["mean_delta_psnr"] > 0
+    assert model.meta["command"].startswith("python launch/train.py") and model.meta["config"]["loss"]["lam"] == model.lam == 0.01
 
 
 def test_a_learned_model_refuses_quality_chroma_and_altered_files(png, tmp_path):
@@ -147,6 +147,24 @@ def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optim
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--target-bpp", "0.001"]) == 2
     assert "smallest file" in capsys.readouterr().err
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.5"]) == 2
-    assert "shipped lambdas: 0.01" in capsys.readouterr().err
+    assert "shipped lambdas: 0.001, 0.003" in capsys.readouterr().err
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.01", "-q", "5"]) == 2
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "5", "--standard-huffman"]) == 2
+
+
+def test_target_bpp_between_two_trained_lambdas_scales_the_tables_of_the_model_above(png, tmp_path, capsys):
+    from jpegedit.models import encode_jpeg, list_models, load_model
+
+    h, w = photos()["chelsea"].shape[:2]
+    image = np.asarray(Image.open(png).convert("RGB"))
+    sizes = sorted((len(encode_jpeg(load_model(n), image, optimize_huffman=True)), n) for n in list_models() if n.startswith("attention_"))
+    (lo, _), (hi, hi_name) = sizes[len(sizes) // 2 - 1], sizes[len(sizes) // 2]
+    target = 8 * (lo + hi) / 2 / (h * w)
+    out = tmp_path / "t.jpg"
+    assert cli.main(["encode", str(png), "-o", str(out), "--target-bpp", f"{target:.6f}"]) == 0
+    msg = capsys.readouterr().out
+    # closer to the target than any model as trained, never above it
+    assert lo < out.stat().st_size <= (lo + hi) / 2
+    assert f"learned model {hi_name}" in msg and "tables x" in msg
+    _, qt = jpegfile.read_coefficients(out.read_bytes())
+    assert (qt >= load_model(hi_name).tables).all() and (qt > load_model(hi_name).tables).any()

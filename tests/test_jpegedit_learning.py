@@ -265,9 +265,13 @@ def test_training_can_start_from_a_shipped_model_and_read_a_subset_of_a_folder(t
     params, _ = task.init_params(c, jax.random.key(0))
     np.testing.assert_array_equal(model.export_tables(params["q"]), shipped.tables)
     np.testing.assert_array_equal(np.asarray(params["net"]["head"]["kernel"]), shipped.head["kernel"])
-    c.model.init = "qtables_lam0.01"  # no head to start an attention model from
-    with pytest.raises(ValueError, match="no attention head"):
-        task.init_params(c, jax.random.key(0))
+    # from a Q-tables-only model: its tables, and a head that leaves every coefficient (nearly) as is
+    c.model.init, c.model.identity_head = "qtables_lam0.01", True
+    params, net = task.init_params(c, jax.random.key(0))
+    np.testing.assert_array_equal(model.export_tables(params["q"]), load_model("qtables_lam0.01").tables)
+    a_l, a_c = net.apply({"params": params["net"]}, jnp.asarray(np.random.default_rng(0).uniform(0, 255, (32, 40, 3)), jnp.float32))
+    np.testing.assert_allclose(np.asarray(a_l), 1 / (1 + np.exp(-task.IDENTITY_BIAS)), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(a_c), 1 / (1 + np.exp(-task.IDENTITY_BIAS)), rtol=1e-6)
     for i in range(1, 5):
         Image.fromarray(np.full((40, 40, 3), i * 40, np.uint8)).save(tmp_path / f"kodim{i:02d}.png")
     got = datalib.training_images(tmp_path, include=["kodim0[3-4].png"])

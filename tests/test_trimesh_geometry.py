@@ -162,6 +162,12 @@ def test_cpu_rasteriser_gives_the_same_triangles_and_colours_as_the_jax_one(size
         np.testing.assert_array_equal(ch_cpu[..., [0, 1, 5, 6, 7]], ch_jax[..., [0, 1, 5, 6, 7]])
     else:
         np.testing.assert_array_equal(ch_cpu[..., 0], ch_jax[..., 0])
+    # into a reused buffer (stale contents overwritten): the same picture
+    buf = np.full((len(previews), h, w, 3), np.nan, np.float32)
+    assert raster_cpu.render(mesh, h, w, out=buf) is buf
+    np.testing.assert_array_equal(buf, raster_cpu.render(mesh, h, w))
+    with pytest.raises(ValueError, match="out must be"):
+        raster_cpu.render(mesh, h, w, out=np.zeros((len(previews), h, w, 3), np.float64))
 
 
 def test_the_last_grid_line_falls_exactly_on_the_last_pixel_centre():

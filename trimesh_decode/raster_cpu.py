@@ -154,9 +154,11 @@ def _load(planes, t, row):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
-def _batch(points, colours, triangles, nts, npts, grids, height, width, want_index, index, shade, rgb):
+def _batch(points, colours, triangles, nts, npts, grids, height, width, want_index, index, shade, rgb, scratch):
     for b in numba.prange(points.shape[0]):
-        starts = np.empty((height, width), np.int32)
+        # one span buffer per thread, reused mesh after mesh: it stays in cache (a fresh one per mesh
+        # cost a page fault per 4 KiB and a trip to memory)
+        starts = scratch[numba.get_thread_id()]
         i = np.int64(b)  # prange's index is unsigned; mixed with 0 it would become a float
         ib = i if want_index else np.int64(0)
         cb = i if shade else np.int64(0)
@@ -164,16 +166,22 @@ def _batch(points, colours, triangles, nts, npts, grids, height, width, want_ind
              want_index, index[ib], shade, rgb[cb])
 
 
-def _run(mesh: Mesh, height: int, width: int, want_index: bool, shade: bool):
+def _run(mesh: Mesh, height: int, width: int, want_index: bool, shade: bool, out: np.ndarray | None = None):
     if height < 2 or width < 2:
         raise ValueError(f"output size {height}x{width}: each side must be at least 2 pixels")
     b = len(mesh.points)
     index = np.empty((b, height, width) if want_index else (1, 1, 1), np.int32)
-    rgb = np.empty((b, height, width, 3) if shade else (1, 1, 1, 3), np.float32)
+    if out is not None:
+        if out.shape != (b, height, width, 3) or out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"out must be a writeable C-contiguous float32 array of shape {(b, height, width, 3)}, "
+                             f"got {out.dtype} {out.shape}")
+        rgb = out
+    else:
+        rgb = np.empty((b, height, width, 3) if shade else (1, 1, 1, 3), np.float32)
     _batch(np.ascontiguousarray(mesh.points, np.int32), np.ascontiguousarray(mesh.colours, np.float32),
            np.ascontiguousarray(mesh.triangles, np.int32), np.asarray(mesh.num_triangles, np.int64),
            np.asarray(mesh.num_points, np.int64), np.asarray(mesh.grid, np.int64), height, width,
-           want_index, index, shade, rgb)
+           want_index, index, shade, rgb, np.empty((numba.config.NUMBA_NUM_THREADS, height, width), np.int32))
     return index, rgb
 
 
@@ -182,9 +190,11 @@ def triangle_index(mesh: Mesh, height: int, width: int) -> np.ndarray:
     return _run(mesh, height, width, True, False)[0]
 
 
-def render(mesh: Mesh, height: int, width: int) -> np.ndarray:
-    """(B, H, W, 3) float32: barycentric interpolation (as :func:`trimesh_decode.raster.render`)."""
-    return _run(mesh, height, width, False, True)[1]
+def render(mesh: Mesh, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """(B, H, W, 3) float32: barycentric interpolation (as :func:`trimesh_decode.raster.render`).
+    ``out``: an array of that shape to render into (a data pipeline's reused batch buffer: no
+    fresh memory to fault in on every call); it is returned."""
+    return _run(mesh, height, width, False, True, out)[1]
 
 
 def decoder_channels(mesh: Mesh, height: int, width: int) -> np.ndarray:

@@ -22,7 +22,7 @@ from compat.export import export_main, find_model, read_model, write_model
 
 MODELS_DIR = Path(__file__).resolve().parent
 
-__all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "attention", "coefficients", "encode_jpeg", "export_run"]
+__all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "features", "attention", "coefficients", "encode_jpeg", "export_run"]
 
 
 @dataclass(frozen=True)
@@ -71,28 +71,44 @@ def attention_params(model: Model) -> dict:
 
 
 @functools.cache
-def _attention_fn():
+def _features_fn():
     import jax
 
-    from jpegedit.model import AttentionNet
+    from jpegedit.model import AttentionNet, pretrained_backbone
 
-    return jax.jit(AttentionNet().apply)
+    backbone = pretrained_backbone("vgg16")
+    return jax.jit(lambda x: AttentionNet().apply({"params": {"backbone": backbone}}, x, features_only=True))
 
 
-def attention(model: Model, image: np.ndarray):
-    """The attention maps ``(A_luma, A_chroma)`` of ``image`` (uint8 RGB) under ``model``."""
+def features(image: np.ndarray):
+    """The frozen VGG16 backbone's 1/8-resolution features of ``image``: every shipped attention
+    model reads the same ones, so a caller trying several models computes them once."""
     import jax.numpy as jnp
 
-    return _attention_fn()({"params": attention_params(model)}, jnp.asarray(image, jnp.float32))
+    return _features_fn()(jnp.asarray(image, jnp.float32))
 
 
-def coefficients(model: Model, image: np.ndarray, return_attention: bool = False):
+def attention(model: Model, image: np.ndarray, feats=None):
+    """The attention maps ``(A_luma, A_chroma)`` of ``image`` (uint8 RGB) under ``model`` (from
+    ``feats = features(image)`` when given)."""
+    import jax.numpy as jnp
+
+    from jpegedit.model import attention_head
+
+    if model.head is None:
+        raise ValueError(f"model {model.name} has no attention head")
+    feats = features(image) if feats is None else feats
+    return attention_head({"kernel": jnp.asarray(model.head["kernel"]), "bias": jnp.asarray(model.head["bias"])}, feats)
+
+
+def coefficients(model: Model, image: np.ndarray, return_attention: bool = False, feats=None):
     """``(quantised coefficients round(F * A / Q), tables)`` of ``image`` (uint8 RGB) under ``model``:
     what :func:`jpegedit.jpegfile.write` turns into a baseline JPEG any decoder reads; with
-    ``return_attention`` also the attention maps (None for a Q-tables-only model)."""
+    ``return_attention`` also the attention maps (None for a Q-tables-only model). ``feats``: the
+    image's :func:`features`, when already computed."""
     from jpegedit.model import encode_for_file
 
-    maps = attention(model, image) if model.attention else None
+    maps = attention(model, image, feats) if model.attention else None
     out = (encode_for_file(image, model.tables, maps), model.tables)
     return out + (maps,) if return_attention else out
 
@@ -105,8 +121,9 @@ def encode_jpeg(model: Model, image: np.ndarray, optimize_huffman: bool = False)
     return jpegfile.write(co, tables, optimize_huffman=optimize_huffman)
 
 
-def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None = None, evaluation: dict | None = None) -> Path:
-    """Write ``MODELS_DIR/<name>.npz`` and ``.json`` from a run directory of launch/train.py."""
+def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None = None, evaluation: dict | None = None,
+               directory: Path = MODELS_DIR) -> Path:
+    """Write ``<directory>/<name>.npz`` and ``.json`` from a run directory of launch/train.py."""
     from jpegedit.evaluate import load_run
     from jpegedit.model import export_tables
 
@@ -118,7 +135,7 @@ def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None
         arrays["head_kernel"] = np.asarray(params["net"]["head"]["kernel"], np.float32)
         arrays["head_bias"] = np.asarray(params["net"]["head"]["bias"], np.float32)
     meta = {"attention": "net" in params, "step": int(step), "command": command, "config": config, "evaluation": evaluation}
-    return write_model(MODELS_DIR, name, arrays, meta)
+    return write_model(directory, name, arrays, meta)
 
 
 def _evaluation(full: dict) -> dict:
