@@ -10,7 +10,7 @@ one shape: portrait images are transposed to landscape (Kodak: all 512x768 then)
 back for the files.
 
     python -m jpegedit.single_image --data ../shared/data/kodak --out results/kodak/single_image \\
-        --lambdas 0.001,0.003,0.006,0.01,0.03,0.1 --steps 2000
+        --lambdas 0.001,0.003,0.01,0.03,0.1,0.3 --steps 2000
 
 Writes ``OUT/single_image.json`` (per image and lambda: bytes, bpp, PSNR, MS-SSIM of the real JPEG
 file, before and after refinement; the curve averaged over images per lambda), ``OUT/single_image.png``,
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder of images of one size (portraits are turned)")
     ap.add_argument("--out", required=True, help="results folder (JSON, plot, checkpoints)")
-    ap.add_argument("--lambdas", default="0.001,0.003,0.006,0.01,0.03,0.1", help="comma-separated lambdas")
+    ap.add_argument("--lambdas", default="0.001,0.003,0.01,0.03,0.1,0.3", help="comma-separated lambdas")
     ap.add_argument("--init", default="attention_lam{lam}",
                     help="the model the single-image models start from; {lam} stands for each lambda (one start per lambda)")
     ap.add_argument("--steps", type=int, default=2000)

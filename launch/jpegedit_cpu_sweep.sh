@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAMS=${LAMS:-"0.001 0.003 0.006 0.01 0.03 0.1 0.3 1"}
-ATT_LAMS=${ATT_LAMS:-"0.001 0.003 0.006 0.01 0.03 0.1 0.3"}  # stage 2 (lambda 1: Q-tables only, for the top of the curves)
+ATT_LAMS=${ATT_LAMS:-"0.001 0.003 0.01 0.03 0.1 0.3"}  # stage 2 (0.006 and 1: Q-tables only)
 RUNS=${RUNS:-runs}
 PY=${PY:-python}
 

@@ -15,7 +15,7 @@ STUDY=results/jpegedit/models
 STAGE2="steps=600,model.identity_head=true,data.crop=128,model.finetune_backbone=false,optim.lr=0.001,optim.head_lr=0.001,optim.table_lr=0.00003,optim.cosine=true,log_every=50,checkpoint_every=200"
 REFINE_LAMS=${REFINE_LAMS:-0.3}
 REFINE_STEPS=${REFINE_STEPS:-600}
-SINGLE_STEPS=${SINGLE_STEPS:-100}
+SINGLE_STEPS=${SINGLE_STEPS:-50}
 
 export_to() {  # RUN NAME CONFIG
   $PY -m jpegedit.models export "$1" "$2" --dir "$STUDY" \
@@ -37,12 +37,14 @@ case "${1:-}" in
     done ;;
   single)
     # 144 models (6 lambdas x 24 images, each from the shipped model of its lambda), one jit; the
-    # tables at 1e-4 and the head at 1e-3 so that 100 CPU steps move them (the paper: 1e-5 / GPU)
+    # tables at 1e-4 and the head at 1e-3 so that 50 CPU steps move them (the paper: 1e-5 / GPU)
     $PY -m jpegedit.single_image --data "$KODAK" --out results/kodak/single_image --steps "$SINGLE_STEPS" \
       --lr 0.0001 --head-lr 0.001 ;;
   evaluate)
     shipped=$($PY -c "from jpegedit.models import list_models; print(','.join(list_models()))")
-    jpegedit evaluate --data "$KODAK" -o results/kodak --models "$shipped"
+    # the 4:2:0 references (libjpeg, jpegli) without LPIPS to save the CPU, then everything else
+    $PY -m jpegedit.baselines --data "$KODAK" --out results/kodak --codecs libjpeg-420,jpegli-420 --no-lpips
+    jpegedit evaluate --data "$KODAK" -o results/kodak --codecs libjpeg-444,libjpeg-444-opt,mozjpeg-444 --models "$shipped"
     # the studies' libjpeg curve: the one measured above (on their subset of the images)
     for d in results/kodak_gamma results/kodak_refine; do mkdir -p $d; [ -f $d/libjpeg-444.json ] || cp results/kodak/libjpeg-444.json $d/; done
     gammas=$(ls $STUDY/attention_g*_lam0.03.npz | tr '\n' ',')

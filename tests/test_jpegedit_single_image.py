@@ -31,7 +31,8 @@ def test_portraits_are_turned_and_other_sizes_refused():
 
 def test_the_vmapped_models_learn_separately_and_resume(folder, tmp_path):
     out = tmp_path / "res"
-    argv = ["--data", str(folder), "--out", str(out), "--lambdas", "0.001,0.1", "--steps", "6", "--lr", "2e-5", "--head-lr", "1e-2"]
+    argv = ["--data", str(folder), "--out", str(out), "--lambdas", "0.001,0.1", "--steps", "6", "--lr", "5e-4", "--head-lr", "1e-2",
+            "--init", "attention_lam0.01"]
     assert single_image.main(argv) == 0
     doc = json.loads((out / "single_image.json").read_text())
     info = doc["info"]
@@ -49,3 +50,17 @@ def test_the_vmapped_models_learn_separately_and_resume(folder, tmp_path):
     # the same command again resumes from the last checkpoint (nothing left to train)
     assert single_image.main(argv) == 0
     assert json.loads((out / "single_image.json").read_text())["info"]["resumed_at"] == 6
+
+
+def test_each_lambda_can_start_from_the_shipped_model_of_that_lambda():
+    from jpegedit.model import TABLE_SCALE
+    from jpegedit.models import load_model
+
+    starts = [load_model("attention_lam0.001"), load_model("attention_lam0.1")]
+    params = single_image.init_params(starts, 5)  # model k starts from starts[k % 2]: image-major, lambda-minor
+    for k in range(5):
+        np.testing.assert_allclose(np.asarray(params["q"][k]) / TABLE_SCALE, starts[k % 2].tables, rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(params["head"]["bias"][k]), starts[k % 2].head["bias"])
+    with pytest.raises(ValueError, match="one per lambda"):
+        single_image._per_lambda(starts, 3)
+    assert single_image._per_lambda(starts[0], 3) == [starts[0]] * 3
