@@ -206,15 +206,17 @@ def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence
                 "ms_ssim": float(metrics.ms_ssim(x, y)) if min(image.shape[:2]) >= 161 else None}
 
     from jpegedit.models import attention as model_attention
+    from jpegedit.models import features as image_features
 
     rows = []
     for i, name in enumerate(names):
         image = images[i].transpose(1, 0, 2) if flipped[i] else images[i]
         before_of = {}
+        upright = image_features(image)  # of the image as it is, for every starting model
         for j, lam in enumerate(lams):
             start = starts[j]
             if start.name not in before_of:  # what `jpegedit encode --model` writes
-                before_of[start.name] = file_scores(image, start.tables, model_attention(start, image))
+                before_of[start.name] = file_scores(image, start.tables, model_attention(start, image, upright))
             before = {"model": start.name, **before_of[start.name]}
             k = i * len(lams) + j
             head = {"kernel": jnp.asarray(params["head"]["kernel"][k]), "bias": jnp.asarray(params["head"]["bias"][k])}
@@ -230,19 +232,41 @@ def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence
     return rows
 
 
-def _curve(rows: list[dict], lams: Sequence[float]) -> list[dict]:
+def _curve(rows: list[dict], lams: Sequence[float], which: str = "after") -> list[dict]:
     out = []
     for lam in lams:
         rs = [r for r in rows if r["lam"] == float(lam)]
         rec = {"lam": float(lam), "images": len(rs)}
         for k in ("bpp", "psnr", "ms_ssim"):
-            vals = [r["after"][k] for r in rs if r["after"][k] is not None]
+            vals = [r[which][k] for r in rs if r[which][k] is not None]
             rec[k] = float(np.mean(vals)) if vals else None
         out.append(rec)
     return out
 
 
-def _plot(rows: list[dict], curve: list[dict], path: Path) -> None:
+def bd_vs_start(rows: list[dict], lams: Sequence[float], split: float = 0.3) -> dict:
+    """BD-rate of the refined models' mean curve against their starting models' (same images), in
+    PSNR and MS-SSIM, over the whole common range and below / above ``split`` bpp (the paper: the
+    single-image models win above 0.3 bpp). None where the curves do not overlap there."""
+    from compat import metrics
+
+    before, after = _curve(rows, lams, "before"), _curve(rows, lams, "after")
+    out = {"split_bpp": split}
+    for key in ("psnr", "ms_ssim"):
+        if any(c[key] is None for c in before + after) or len(lams) < 2:
+            continue
+        rb, qb = np.array([c["bpp"] for c in before]), np.array([c[key] for c in before])
+        ra, qa = np.array([c["bpp"] for c in after]), np.array([c[key] for c in after])
+        for name, rr in ((f"bd_rate_{key}", None), (f"bd_rate_{key}_below_{split}", (0.0, split)),
+                         (f"bd_rate_{key}_above_{split}", (split, np.inf))):
+            try:
+                out[name] = float(metrics.bd_rate(rb, qb, ra, qa, rate_range=rr))
+            except ValueError:
+                out[name] = None
+    return out
+
+
+def _plot(rows: list[dict], curve: list[dict], path: Path, start: list[dict] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,9 +277,8 @@ def _plot(rows: list[dict], curve: list[dict], path: Path) -> None:
         rs = sorted((r for r in rows if r["image"] == name), key=lambda r: r["after"]["bpp"])
         ax.plot([r["after"]["bpp"] for r in rs], [r["after"]["psnr"] for r in rs], color="0.8", lw=0.8)
     ax.plot([c["bpp"] for c in curve], [c["psnr"] for c in curve], "o-", color="C0", label="single-image models (mean)")
-    before = {r["image"]: r["before"] for r in rows}
-    ax.plot([np.mean([b["bpp"] for b in before.values()])], [np.mean([b["psnr"] for b in before.values()])], "s",
-            color="C3", label="starting model (mean)")
+    if start:  # the starting models' curve (one start per lambda, or the same one repeated)
+        ax.plot([c["bpp"] for c in start], [c["psnr"] for c in start], "s--", color="C3", label="starting models (mean)")
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
@@ -295,11 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = evaluate_models(images, flipped, [Path(p).name for p in paths], lams, params, model)
     curve = _curve(rows, lams)
     doc = {"init": [m.name for m in model] if isinstance(model, list) else model.name, "lambdas": lams, "steps": args.steps, "lr": args.lr, "head_lr": args.head_lr, "info": info,
-           "curve": curve, "images": rows}
+           "curve": curve, "start_curve": _curve(rows, lams, "before"), "vs_start": bd_vs_start(rows, lams), "images": rows}
     write_atomic(out / "single_image.json", json.dumps(doc, indent=1).encode(), force=True)
-    _plot(rows, curve, out / "single_image.png")
+    _plot(rows, curve, out / "single_image.png", doc["start_curve"])
     for c in curve:
         print(f"lambda {c['lam']:g}: {c['bpp']:.3f} bpp, PSNR {c['psnr']:.2f} dB over {c['images']} images")
+    print("BD-rate against the starting models: " + ", ".join(f"{k} {v:+.1f}%" for k, v in doc["vs_start"].items()
+                                                               if k.startswith("bd_") and v is not None))
     return 0
 
 
