@@ -19,7 +19,6 @@ import io
 import sys
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image

@@ -36,7 +36,7 @@ from compat import mesh as meshlib
 from compat.checkpoint import Checkpointer
 from compat.trainer import global_norm
 from jpegedit import codec, losses
-from jpegedit.model import TABLE_SCALE, AttentionNet, attention_head, project_tables, tables_from_params
+from jpegedit.model import TABLE_SCALE, attention_head, project_tables, tables_from_params
 
 __all__ = ["prepare_images", "init_params", "make_step", "optimise", "evaluate_models", "main"]
 
@@ -103,11 +103,11 @@ def make_step(tx: optax.GradientTransformation, alpha: float = 10.0, beta: float
     return step
 
 
-def backbone_features(images: np.ndarray, backbone: dict) -> jax.Array:
+def backbone_features(images: np.ndarray) -> jax.Array:
     """The frozen backbone's features of every image, once: (N, H/8, W/8, 256)."""
-    net = AttentionNet()
-    f = jax.jit(lambda x: net.apply({"params": {"backbone": backbone}}, x, features_only=True))
-    return jnp.stack([f(jnp.asarray(x, jnp.float32)) for x in images])
+    from jpegedit.models import features
+
+    return jnp.stack([features(x) for x in images])
 
 
 def _per_lambda(model, nl: int) -> list:
@@ -122,8 +122,6 @@ def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr
     """Refine ``model`` (one, or one per lambda) on each image at each lambda (M = images x lambdas
     models, padded to a multiple of the device count). Returns ``(params with a leading model axis, info)``; model
     ``i * len(lams) + j`` is image ``i`` at ``lams[j]``."""
-    from jpegedit.models import attention_params
-
     n, nl = len(images), len(lams)
     m = n * nl
     mesh = meshlib.data_mesh()
@@ -141,7 +139,7 @@ def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr
     opt_state = jax.vmap(tx.init)(params)
     state = {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
     state = jax.device_put(state, {"params": shard, "opt_state": shard, "step": repl})
-    feats = backbone_features(images, attention_params(starts[0])["backbone"])
+    feats = backbone_features(images)
     imgs = jax.device_put(jnp.asarray(images, jnp.float32), repl)
     feats = jax.device_put(feats, repl)
     index_d, lam_d = jax.device_put(jnp.asarray(index), shard), jax.device_put(jnp.asarray(lam), shard)
@@ -192,10 +190,9 @@ def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence
     from compat import metrics
     from jpegedit import jpegfile
     from jpegedit.model import encode_for_file, export_tables
-    from jpegedit.models import attention_params
 
     starts = _per_lambda(model, len(lams))
-    feats = backbone_features(images, attention_params(starts[0])["backbone"])
+    feats = backbone_features(images)
 
     def file_scores(image, tables, attention):
         co = encode_for_file(image, tables, attention)
