@@ -327,6 +327,7 @@ def learned_curves(images: Sequence[tuple[str, np.ndarray]], out: str | Path, mo
     out.mkdir(parents=True, exist_ok=True)
     loaded = [load_model(m) for m in models]
     fams = sorted({family(m.name) for m in loaded})
+    sums = {m.name: m.meta.get("sha256") for m in loaded}
     settings = {"lpips": bool(lpips)}
     points: dict[str, list] = {}
     for fam in fams:
@@ -335,7 +336,6 @@ def learned_curves(images: Sequence[tuple[str, np.ndarray]], out: str | Path, mo
             old = json.loads(path.read_text()) if path.exists() else None
             keep = old["points"] if old and old.get("settings") == settings else []
             # only the models asked for; one re-exported under the same name is measured again
-            sums = {m.name: m.meta.get("sha256") for m in loaded}
             points[f"learned-{fam}-{suffix}"] = [p for p in keep if p["model"] in sums and p.get("sha256") == sums[p["model"]]]
     done = {(p["model"], p["image"]) for c, pts in points.items() if c.endswith("-std") for p in pts}
 

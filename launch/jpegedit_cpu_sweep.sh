@@ -22,16 +22,18 @@ ATT_LAMS=${ATT_LAMS:-"0.001 0.003 0.01 0.03 0.1 0.3"}  # stage 2 (0.006 and 1: Q
 RUNS=${RUNS:-runs}
 PY=${PY:-python}
 
+train_and_export() {  # CONFIG RUN_NAME MODEL_NAME: train (resumes), then ship as jpegedit/models/MODEL_NAME
+  $PY launch/train.py --config "$1" --workdir "$RUNS/$2"
+  $PY -m jpegedit.models export "$RUNS/$2" "$3" \
+    --command "python launch/train.py --config '$1' --workdir runs/$2  # launch/jpegedit_cpu_sweep.sh"
+}
+
 for lam in $LAMS; do
-  cfg="configs/jpegedit/qtables_only.py:lam=$lam,steps=3000,optim.lr=0.0003,optim.cosine=true,log_every=100,checkpoint_every=1000"
-  $PY launch/train.py --config "$cfg" --workdir "$RUNS/jq_lam$lam"
-  $PY -m jpegedit.models export "$RUNS/jq_lam$lam" "qtables_lam$lam" \
-    --command "python launch/train.py --config '$cfg' --workdir runs/jq_lam$lam  # launch/jpegedit_cpu_sweep.sh"
+  train_and_export "configs/jpegedit/qtables_only.py:lam=$lam,steps=3000,optim.lr=0.0003,optim.cosine=true,log_every=100,checkpoint_every=1000" \
+    "jq_lam$lam" "qtables_lam$lam"
 done
 
 for lam in $ATT_LAMS; do
-  cfg="configs/jpegedit/qtables_attention.py:lam=$lam,steps=600,data.crop=128,model.finetune_backbone=false,model.init=qtables_lam$lam,model.identity_head=true,optim.lr=0.001,optim.head_lr=0.001,optim.table_lr=0.00003,optim.cosine=true,log_every=50,checkpoint_every=200"
-  $PY launch/train.py --config "$cfg" --workdir "$RUNS/ja_lam$lam"
-  $PY -m jpegedit.models export "$RUNS/ja_lam$lam" "attention_lam$lam" \
-    --command "python launch/train.py --config '$cfg' --workdir runs/ja_lam$lam  # launch/jpegedit_cpu_sweep.sh"
+  train_and_export "configs/jpegedit/qtables_attention.py:lam=$lam,steps=600,data.crop=128,model.finetune_backbone=false,model.init=qtables_lam$lam,model.identity_head=true,optim.lr=0.001,optim.head_lr=0.001,optim.table_lr=0.00003,optim.cosine=true,log_every=50,checkpoint_every=200" \
+    "ja_lam$lam" "attention_lam$lam"
 done
