@@ -181,6 +181,16 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     assert main(["decode", str(tri), "-o", str(tmp_path / "i.png")]) == 0
     assert np.asarray(Image.open(tmp_path / "n.png")).shape == np.asarray(Image.open(tmp_path / "i.png")).shape
 
+    # fine-tuning starts from the run's weights and BatchNorm statistics; another model is refused
+    tuned = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(work)})
+    start = make_task(tuned).init(jax.random.key(7))
+    same = jax.tree.map(lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))),
+                        {"params": start.params, "batch_stats": start.batch_stats}, from_run.variables)
+    assert all(jax.tree.leaves(same))
+    wider = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(work), "model.width": 32})
+    with pytest.raises(ValueError, match="width"):
+        make_task(wider).init(jax.random.key(0))
+
     # a damaged model file is refused with a clear message
     data = bytearray(npz.read_bytes())
     data[100] ^= 0xFF
@@ -189,6 +199,41 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     bad.with_suffix(".json").write_text(npz.with_suffix(".json").read_text())
     assert main(["decode", str(tri), "-o", str(tmp_path / "x.png"), "--decoder", "neural", "--model", str(bad)]) == 2
     assert "sha256" in capsys.readouterr().err
+
+
+def test_scaled_crops_are_resized_windows_and_an_old_folder_keeps_its_settings(tmp_path):
+    """--max-scale cuts squares larger than the crop (in the photo's pixels) and resizes them down;
+    a folder built before the setting existed continues with its default, another value is refused."""
+    from compat.cli import UsageError
+    from trimesh_decode.dataset import build_dataset, read_manifest
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (600, 700, 3), dtype=np.uint8)).save(photos / "big.png")
+    out = tmp_path / "scaled"
+    build_dataset(photos, out, crops=6, size=64, iterations=20, max_scale=4.0, processes=1, progress=False)
+    recs = read_manifest(out)
+    assert len(recs) == 6
+    for r in recs.values():
+        x, y, w, h = r["box"]
+        assert w == h and 64 <= w <= 256 and x + w <= 700 and y + h <= 600
+        assert r["scale"] == pytest.approx(64 / w)
+        assert np.asarray(Image.open(out / r["crop"])).shape == (64, 64, 3)
+    assert len({r["box"][2] for r in recs.values()}) > 1  # random sides
+    with pytest.raises(UsageError, match="max_scale"):
+        build_dataset(photos, out, crops=6, size=64, iterations=20, max_scale=2.0, processes=1, progress=False)
+    with pytest.raises(UsageError, match="max-scale"):
+        build_dataset(photos, tmp_path / "x", crops=1, size=64, max_scale=0.5, processes=1, progress=False)
+
+    native = tmp_path / "native"
+    build_dataset(photos, native, crops=2, size=64, iterations=20, processes=1, progress=False)
+    meta = json.loads((native / "dataset.json").read_text())
+    del meta["max_scale"]  # as written before the option existed
+    (native / "dataset.json").write_text(json.dumps(meta))
+    assert "3 of 3 crops encoded (2 were already there)" in build_dataset(
+        photos, native, crops=3, size=64, iterations=20, processes=1, progress=False)
+    assert all(r["box"][2] == 64 and r["scale"] == 1.0 for r in read_manifest(native).values())
 
 
 def test_nan_loss_stops_training_without_applying_the_update(tiny_dataset, tmp_path):

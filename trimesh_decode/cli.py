@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--bytes", type=_positive, default=200, help="byte target (default 200)")
     s.add_argument("--seed", type=int, default=0, help="seed of the crop choice and of the encoder")
     s.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
+    s.add_argument("--max-scale", type=float, default=1.0, help="crop squares of up to this many times --size (random, log-uniform; capped by the photo) and resize them to --size, so crops look like previews of whole photos (default 1: the photos' own resolution)")
     s.add_argument("--processes", type=_positive, default=None, help="worker processes (default: all cores)")
     v = sub.add_parser("evaluate", help="interpolation vs neural decoding on held-out images", description="Encode each image's 256x256 centre square as a preview (cached in OUT), decode it by interpolation, by each neural model, by blurred interpolation and by WebP/JPEG at the same bytes; write evaluation.json, evaluation.md and figures/.", epilog=EXAMPLE, formatter_class=fmt)
     v.add_argument("--images", default=str(KODAK), help=f"folder of held-out images (default {KODAK})")
@@ -198,7 +199,7 @@ def dataset_command(args) -> str:
 
     return build_dataset(
         args.images, args.out, crops=args.crops, size=args.size, target_bytes=args.bytes,
-        seed=args.seed, iterations=args.iterations, processes=args.processes,
+        seed=args.seed, iterations=args.iterations, max_scale=args.max_scale, processes=args.processes,
     )
 
 

@@ -3,6 +3,13 @@
 ``build_dataset(images, out, crops=N)`` writes ``crops/NNNNNN.png`` (the target), and
 ``previews/NNNNNN.tri`` (its ~200-byte preview) for N crops, plus ``manifest.jsonl`` (one line per
 finished crop: source file, crop box, scale, bytes, seed) and ``dataset.json`` (the settings).
+
+``max_scale=1`` (the default) cuts windows of ``size`` pixels at the photo's own resolution: zoomed-in
+views. A preview of a whole photo (what a viewer shows, and what the evaluation encodes) is the photo
+downscaled 2-3x, with far more detail per pixel. ``max_scale=S`` cuts a square of side ``size * s``
+with ``s`` log-uniform in ``[1, min(S, short side / size)]`` and resizes it to ``size`` (Lanczos), so
+the training set spans both. ``box`` in the manifest is in the photo's pixels; ``scale`` is the
+resize factor (``size / side``).
 Crop ``i`` depends only on ``(seed, i)``, so the work splits over processes in any order, and a
 rerun of the same command continues where an interrupted one stopped (finished crops are read
 from the manifest; a setting that differs from the folder's ``dataset.json`` is refused).
@@ -44,19 +51,29 @@ def read_manifest(out: str | os.PathLike) -> dict[int, dict]:
 def _job(args):
     from trimesh_decode.encoder import EncoderConfig, encode_image
 
-    index, path, out, size, target, seed, iterations = args
+    index, path, out, size, target, seed, iterations, max_scale = args
     rng = np.random.default_rng([seed, index])
     image = load_image(path)
     h, w = image.shape[:2]
     scale = 1.0
-    if min(h, w) < size:  # small photos are enlarged to hold one crop
-        scale = size / min(h, w)
-        w2, h2 = max(size, round(w * scale)), max(size, round(h * scale))
-        image = np.asarray(Image.fromarray(image).resize((w2, h2), Image.Resampling.LANCZOS))
-        h, w = image.shape[:2]
-    y = int(rng.integers(0, h - size + 1))
-    x = int(rng.integers(0, w - size + 1))
-    crop = np.ascontiguousarray(image[y : y + size, x : x + size])
+    top = min(max_scale, min(h, w) / size)
+    if top > 1.0:  # a square of random side (log-uniform), resized to the crop size
+        side = min(min(h, w), round(size * float(np.exp(rng.uniform(0.0, np.log(top))))))
+        y = int(rng.integers(0, h - side + 1))
+        x = int(rng.integers(0, w - side + 1))
+        window = Image.fromarray(image[y : y + side, x : x + side])
+        crop = np.asarray(window.resize((size, size), Image.Resampling.LANCZOS)) if side != size else image[y : y + side, x : x + side]
+        crop, box, scale = np.ascontiguousarray(crop), [x, y, side, side], size / side
+    else:
+        if min(h, w) < size:  # small photos are enlarged to hold one crop
+            scale = size / min(h, w)
+            w2, h2 = max(size, round(w * scale)), max(size, round(h * scale))
+            image = np.asarray(Image.fromarray(image).resize((w2, h2), Image.Resampling.LANCZOS))
+            h, w = image.shape[:2]
+        y = int(rng.integers(0, h - size + 1))
+        x = int(rng.integers(0, w - size + 1))
+        crop = np.ascontiguousarray(image[y : y + size, x : x + size])
+        box = [x, y, size, size]
     res = encode_image(crop, target, seed=seed * 1_000_003 + index, config=EncoderConfig(iterations=iterations))
     name = f"{index:06d}"
     buf = Path(out) / "crops" / f"{name}.png"
@@ -69,7 +86,7 @@ def _job(args):
     return {
         "index": index,
         "source": str(path),
-        "box": [x, y, size, size],
+        "box": box,
         "scale": scale,
         "crop": f"crops/{name}.png",
         "preview": f"previews/{name}.tri",
@@ -81,9 +98,12 @@ def _job(args):
 
 
 def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int = 200, seed: int = 0,
-                  iterations: int = 3000, processes: int | None = None, progress: bool = True) -> str:
+                  iterations: int = 3000, max_scale: float = 1.0, processes: int | None = None,
+                  progress: bool = True) -> str:
     from tqdm import tqdm
 
+    if not max_scale >= 1.0:
+        raise UsageError(f"--max-scale must be >= 1 (1: crops at the photos' own resolution), got {max_scale}")
     root, out = Path(images), Path(out)
     if not root.is_dir():
         raise UsageError(f"--images {root} is not a folder")
@@ -91,20 +111,22 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
     if not paths:
         raise UsageError(f"no images under {root}")
     settings = {"images": str(root.resolve()), "files": len(paths), "size": size, "bytes": target_bytes,
-                "seed": seed, "iterations": iterations}
+                "seed": seed, "iterations": iterations, "max_scale": float(max_scale)}
+    defaults = {"max_scale": 1.0}  # folders written before a setting existed were built with its default
     (out / "crops").mkdir(parents=True, exist_ok=True)
     (out / "previews").mkdir(parents=True, exist_ok=True)
     meta = out / "dataset.json"
     if meta.exists():
         old = json.loads(meta.read_text())
-        diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+        diff = {k: (old.get(k, defaults.get(k)), v) for k, v in settings.items() if old.get(k, defaults.get(k)) != v}
         if diff:
             raise UsageError(f"{out} was built with other settings {diff}; use another --out")
     else:
         write_atomic(meta, json.dumps(settings, indent=1).encode(), force=True)
     done = read_manifest(out)
     order = np.random.default_rng(seed).integers(0, len(paths), size=crops)
-    todo = [(i, str(paths[order[i]]), str(out), size, target_bytes, seed, iterations) for i in range(crops) if i not in done]
+    todo = [(i, str(paths[order[i]]), str(out), size, target_bytes, seed, iterations, max_scale)
+            for i in range(crops) if i not in done]
     processes = processes or os.cpu_count() or 1
     bar = tqdm(total=crops, initial=crops - len(todo), desc="previews", unit="crop", disable=not progress)
     with open(out / "manifest.jsonl", "a") as manifest:

@@ -58,7 +58,11 @@ def base_config():
     c.data = ml_collections.ConfigDict(
         {"dataset": DEFAULT_DATASET, "pad_points": 320, "pad_triangles": 640, "flip": True, "crop": SIZE}
     )
-    c.model = ml_collections.ConfigDict({"width": 256, "stacks": 2, "depth": 4, "channels": "all", "output": "image"})
+    # init: start from a trained decoder (a shipped name, an exported .npz, or a run folder: its newest
+    # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh
+    c.model = ml_collections.ConfigDict(
+        {"width": 256, "stacks": 2, "depth": 4, "channels": "all", "output": "image", "init": ""}
+    )
     # the paper states Adam at learning rate 0.1; see configs/trimesh_decode/paper.py for what trained
     c.optim = ml_collections.ConfigDict({"lr": 1e-3, "b1": 0.9, "b2": 0.999, "warmup": 100, "decay_steps": 0})
     return c
@@ -140,6 +144,8 @@ def make_task(config) -> Task:
     def init(rng):
         x = jnp.zeros((1, SIZE, SIZE, len(CHANNEL_SETS[config.model.channels])))
         v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
+        if config.model.get("init", ""):
+            v = start_variables(config, v)
         tx = make_optimizer(config)
         return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
                           opt_state=tx.init(v["params"]))
@@ -177,6 +183,23 @@ def make_task(config) -> Task:
         )
 
     return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "trimesh_decode"))
+
+
+def start_variables(config, fresh: dict) -> dict:
+    """The variables of the decoder named by ``config.model.init``, checked against this config's model."""
+    from trimesh_decode.models import load_model
+
+    start = load_model(config.model.init)
+    keys = ("width", "stacks", "depth", "channels", "output")
+    want = {k: config.model.get(k) for k in keys}
+    have = {k: start.settings.get(k, {"depth": 4, "channels": "all", "output": "image"}.get(k)) for k in keys}
+    if want != have:
+        diff = {k: (have[k], want[k]) for k in keys if have[k] != want[k]}
+        raise ValueError(f"model.init {config.model.init!r} is another model: {diff} (its setting, this config's)")
+    v = {k: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(start.variables[k])) for k in ("params", "batch_stats")}
+    if jax.tree.structure(v) != jax.tree.structure(dict(fresh)):
+        raise ValueError(f"model.init {config.model.init!r}: its weights do not fit the model {want}")
+    return v
 
 
 # -- data -----------------------------------------------------------------------------------------
