@@ -181,3 +181,20 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, p
     outs = [r.communicate(timeout=600)[0] for r in again]
     assert [r.returncode for r in again] == [0, 0], outs[0][-2000:]
     assert f"resumed from step {saved[0]}" in outs[0]
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(REPO).as_posix() for p in (REPO / "configs").glob("*/*.py")))
+def test_every_config_builds_and_its_docstring_gives_the_launch_command_and_the_expectation(path):
+    """Each config file's ``get_config()`` builds a config of its package, and its docstring says how
+    to launch it (launch/train.py) and what to expect."""
+    import ast
+    import importlib.util
+
+    text = (REPO / path).read_text()
+    doc = ast.get_docstring(ast.parse(text)) or ""
+    assert "launch/train.py" in doc and "expected" in doc.lower(), f"{path}: docstring lacks the launch command or the expectation"
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config()
+    assert c.package == Path(path).parent.name and c.steps > 0 and c.batch_size > 0

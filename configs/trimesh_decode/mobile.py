@@ -7,8 +7,9 @@ the rendered 256x256 inputs (4x the images/s of whole crops on a CPU).
     python launch/train.py --config configs/trimesh_decode/mobile.py --workdir runs/trimesh_mobile
 
 Expected: on a 2-core CPU about 15 images/s; the loss falls below the interpolation's MSE within a
-few hundred steps. The shipped model trimesh_decode/models/mobile.npz and its .json record the
-exact command, step count and evaluation.
+few hundred steps. This is stage 1 of the shipped model: stage 2 (configs/trimesh_decode/mobile_scaled.py)
+fine-tunes it on crops of random scale; trimesh_decode/models/mobile.json records both commands,
+the step count and the evaluation.
 """
 
 from trimesh_decode.task import base_config, parse_overrides
