@@ -267,9 +267,11 @@ def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     assert len(res["images"]) == 3 and res["images"][0]["webp"]["bytes"] <= res["images"][0]["preview_bytes"]
     assert "paper PSNR" in (out / "evaluation.md").read_text()
     assert len(list((out / "figures").glob("*.png"))) == 2
+    (out / "figures" / "compare_gone.png").write_bytes(b"an earlier run's pick")
     # blur is blur: five passes are smoother than one, which is smoother than none
     assert s["mean"]["blur5"]["ssim"] != s["mean"]["blur1"]["ssim"]
     # a rerun reuses the cached previews (same bytes)
     before = {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}
-    evaluate(images, out, models=[str(npz)], target_bytes=120, iterations=40, processes=1, figures=0, baselines=False)
+    evaluate(images, out, models=[str(npz)], target_bytes=120, iterations=40, processes=1, figures=1, baselines=False)
     assert before == {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}
+    assert len(list((out / "figures").glob("compare_*.png"))) == 1  # this run's pick; none left stale

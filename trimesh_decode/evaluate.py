@@ -231,6 +231,10 @@ def _figures(folder: Path, names, originals, recons, scores, count: int) -> None
     order = list(np.argsort(-gain))
     picks = order[: max(1, count // 2)] + order[::-1][: count - max(1, count // 2)]  # best and worst gains
     cols = ["interp", "neural"]
+    keep = {f"compare_{names[i]}.png" for i in picks}
+    for old in folder.glob("compare_*.png"):  # a rerun's picks replace the last run's, none left stale
+        if old.name not in keep:
+            old.unlink()
     for i in dict.fromkeys(picks):
         fig, ax = plt.subplots(1, 3, figsize=(9.6, 3.6))
         ax[0].imshow(originals[i])
