@@ -60,8 +60,7 @@ def decoding(repeats: int) -> dict:
 
 
 def training(steps: int) -> dict:
-    import importlib.util
-
+    from compat.config import config_module
     from preview_helpers import random_preview
 
     from trimesh_decode.task import make_task, preview_arrays
@@ -69,10 +68,7 @@ def training(steps: int) -> dict:
     res = {}
     rng = np.random.default_rng(1)
     for name in ("mobile", "paper"):
-        spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / "trimesh_decode" / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        config = mod.get_config()
+        config = config_module(ROOT / "configs" / "trimesh_decode" / f"{name}.py").get_config()
         b = config.batch_size if name == "mobile" else 8  # paper: a smaller batch, so a CPU finishes
         arrays = [preview_arrays(random_preview(rng, 64, 64, 170, 8), config.data.pad_points, config.data.pad_triangles) for _ in range(b)]
         batch = {k: np.stack([a[k] for a in arrays]) for k in arrays[0]}

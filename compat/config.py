@@ -5,9 +5,22 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 from typing import Mapping
 
-__all__ = ["parse_overrides", "trainer_config"]
+__all__ = ["parse_overrides", "trainer_config", "config_module"]
+
+
+def config_module(path: str | Path) -> ModuleType:
+    """A config file loaded by path (config files are not in a package), for its ``get_config(arg)``:
+    one config building on another, and tests and benchmarks that read a config."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"_config_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def trainer_config(package: str, name: str, *, steps: int, batch_size: int):

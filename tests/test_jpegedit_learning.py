@@ -167,13 +167,11 @@ def test_a_non_finite_batch_leaves_the_state_unchanged_and_reports_it():
 
 
 def test_config_arguments_override_the_loss_weights_and_paths():
-    import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "jpegedit" / "qtables_attention.py"
-    spec = importlib.util.spec_from_file_location("cfg", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from compat.config import config_module
+
+    mod = config_module(Path(__file__).resolve().parents[1] / "configs" / "jpegedit" / "qtables_attention.py")
     c = mod.get_config("lam=0.005,gamma=50,data.roots=/a;/b,model.finetune_backbone=false")
     assert (c.loss.lam, c.loss.gamma, c.loss.alpha, c.loss.beta) == (0.005, 50.0, 10.0, 1.0)
     assert list(c.data.roots) == ["/a", "/b"] and c.model.finetune_backbone is False
@@ -279,13 +277,11 @@ def test_training_can_start_from_a_shipped_model_and_read_a_subset_of_a_folder(t
 
 
 def test_the_refinement_config_trains_on_kodim13_to_24_from_the_shipped_model():
-    import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "jpegedit" / "refine_kodak.py"
-    spec = importlib.util.spec_from_file_location("refine", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from compat.config import config_module
+
+    mod = config_module(Path(__file__).resolve().parents[1] / "configs" / "jpegedit" / "refine_kodak.py")
     c = mod.get_config()
     assert list(c.data.include) == [f"kodim{i}.png" for i in range(13, 25)] and c.model.init == "attention_lam0.01"
     assert c.steps == 10000

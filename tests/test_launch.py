@@ -188,13 +188,11 @@ def test_every_config_builds_and_its_docstring_gives_the_launch_command_and_the_
     """Each config file's ``get_config()`` builds a config of its package, and its docstring says how
     to launch it (launch/train.py) and what to expect."""
     import ast
-    import importlib.util
+
+    from compat.config import config_module
 
     text = (REPO / path).read_text()
     doc = ast.get_docstring(ast.parse(text)) or ""
     assert "launch/train.py" in doc and "expected" in doc.lower(), f"{path}: docstring lacks the launch command or the expectation"
-    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    c = mod.get_config()
+    c = config_module(REPO / path).get_config()
     assert c.package == Path(path).parent.name and c.steps > 0 and c.batch_size > 0

@@ -93,12 +93,9 @@ def tiny_dataset(tmp_path_factory):
 
 
 def _config(dataset, **over):
-    import importlib.util
+    from compat.config import config_module
 
-    spec = importlib.util.spec_from_file_location("smoke", REPO / "configs" / "trimesh_decode" / "smoke.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    c = mod.get_config(f"data.dataset={dataset}")
+    c = config_module(REPO / "configs" / "trimesh_decode" / "smoke.py").get_config(f"data.dataset={dataset}")
     for k, v in over.items():
         node = c
         *parents, leaf = k.split(".")

@@ -143,9 +143,10 @@ def make_task(config) -> Task:
 
     def init(rng):
         x = jnp.zeros((1, SIZE, SIZE, len(CHANNEL_SETS[config.model.channels])))
-        v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
         if config.model.get("init", ""):
-            v = start_variables(config, v)
+            v = start_variables(config)
+        else:
+            v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
         tx = make_optimizer(config)
         return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
                           opt_state=tx.init(v["params"]))
@@ -185,21 +186,20 @@ def make_task(config) -> Task:
     return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "trimesh_decode"))
 
 
-def start_variables(config, fresh: dict) -> dict:
-    """The variables of the decoder named by ``config.model.init``, checked against this config's model."""
+def start_variables(config) -> dict:
+    """The variables of the decoder named by ``config.model.init``, checked against this config's model
+    (a model of the same settings has weights of the same shapes: :func:`trimesh_decode.models.load_model`
+    checks an exported file's against its settings)."""
     from trimesh_decode.models import load_model
 
     start = load_model(config.model.init)
     keys = ("width", "stacks", "depth", "channels", "output")
     want = {k: config.model.get(k) for k in keys}
-    have = {k: start.settings.get(k, {"depth": 4, "channels": "all", "output": "image"}.get(k)) for k in keys}
+    have = {k: start.settings[k] for k in keys}
     if want != have:
         diff = {k: (have[k], want[k]) for k in keys if have[k] != want[k]}
         raise ValueError(f"model.init {config.model.init!r} is another model: {diff} (its setting, this config's)")
-    v = {k: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(start.variables[k])) for k in ("params", "batch_stats")}
-    if jax.tree.structure(v) != jax.tree.structure(dict(fresh)):
-        raise ValueError(f"model.init {config.model.init!r}: its weights do not fit the model {want}")
-    return v
+    return {k: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(start.variables[k])) for k in ("params", "batch_stats")}
 
 
 # -- data -----------------------------------------------------------------------------------------

@@ -12,14 +12,11 @@ itself (``output=image``, the paper's head). Expected: the paper finds all 8 cha
 runs of equal steps with ``trimesh-decode evaluate --model runs/abl_X``.
 """
 
-import importlib.util
 from pathlib import Path
 
-from compat.config import parse_overrides
+from compat.config import config_module, parse_overrides
 
-_spec = importlib.util.spec_from_file_location("_mobile", Path(__file__).with_name("mobile.py"))
-_mobile = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_mobile)
+_mobile = config_module(Path(__file__).with_name("mobile.py"))
 
 
 def get_config(arg: str | None = None):

@@ -21,6 +21,8 @@ from compat.export import export_main, find_model, read_model, write_model
 
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "mobile"
+# model settings a description may leave out (written before they existed): their values then
+SETTING_DEFAULTS = {"depth": 4, "channels": "all", "output": "image"}
 
 __all__ = ["MODELS_DIR", "DEFAULT_MODEL", "NeuralDecoder", "list_models", "load_model", "load_run", "export_run"]
 
@@ -31,7 +33,7 @@ class NeuralDecoder:
 
     name: str
     variables: dict  # {"params": ..., "batch_stats": ...}
-    settings: dict  # the config's "model" section: width, stacks, depth, channels, output
+    settings: dict  # the config's "model" section: width, stacks, depth, channels, output (always all five)
     meta: dict
 
     @property
@@ -39,12 +41,12 @@ class NeuralDecoder:
         from trimesh_decode.model import StackedHourglass
 
         s = self.settings
-        return StackedHourglass(width=s["width"], stacks=s["stacks"], depth=s.get("depth", 4), output=s.get("output", "image"))
+        return StackedHourglass(width=s["width"], stacks=s["stacks"], depth=s["depth"], output=s["output"])
 
     def decode(self, previews) -> np.ndarray:
         from trimesh_decode.task import predict
 
-        return predict(self.variables, previews, self.module, self.settings.get("channels", "all"))
+        return predict(self.variables, previews, self.module, self.settings["channels"])
 
 
 def list_models() -> list[str]:
@@ -78,12 +80,12 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> NeuralDecoder:
     p = Path(name_or_path)
     if p.is_dir():
         variables, config, step = load_run(p)
-        return NeuralDecoder(p.name, variables, dict(config["model"]), {"run": str(p), "step": step})
+        return NeuralDecoder(p.name, variables, {**SETTING_DEFAULTS, **config["model"]}, {"run": str(p), "step": step})
     p = find_model(name_or_path, MODELS_DIR, "neural decoder model")
     arrays, meta = read_model(p, require_meta=True)
     if not isinstance(meta.get("model"), dict):
         raise ValueError(f"{p.with_suffix('.json')}: not a neural decoder description (no 'model' settings)")
-    settings = dict(meta["model"])
+    settings = {**SETTING_DEFAULTS, **meta["model"]}
     missing = [k for k in ("width", "stacks") if k not in settings]
     if missing:
         raise ValueError(f"{p.with_suffix('.json')}: model settings lack {', '.join(missing)}")
@@ -99,8 +101,8 @@ def _check_shapes(variables: dict, settings: dict, where) -> None:
 
     from trimesh_decode.model import CHANNEL_SETS, StackedHourglass
 
-    m = StackedHourglass(width=settings["width"], stacks=settings["stacks"], depth=settings.get("depth", 4), output=settings.get("output", "image"))
-    c = len(CHANNEL_SETS[settings.get("channels", "all")])
+    m = StackedHourglass(width=settings["width"], stacks=settings["stacks"], depth=settings["depth"], output=settings["output"])
+    c = len(CHANNEL_SETS[settings["channels"]])
     want = jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 64, 64, c)), interp=jnp.zeros((1, 64, 64, 3))))
     got = jax.tree.map(lambda a: a.shape, variables)
     need = jax.tree.map(lambda a: a.shape, dict(want))
