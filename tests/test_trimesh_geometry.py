@@ -72,6 +72,10 @@ def test_dense_degenerate_grids_tile_the_rectangle(gw, gh, density):
     def side(u, v):
         return (v[:, 0] - u[:, 0]) * (q[:, 1] - u[:, 1]) - (v[:, 1] - u[:, 1]) * (q[:, 0] - u[:, 0])
     assert (side(a, b) >= 0).all() and (side(b, c) >= 0).all() and (side(c, a) >= 0).all()
+    # the CPU rasteriser's shortcut for rows between vertices meets every tie here the same way
+    from trimesh_decode import raster_cpu
+
+    np.testing.assert_array_equal(raster_cpu.triangle_index(mesh, h, w)[0], idx)
 
 
 def test_the_same_points_give_the_same_triangles():
@@ -168,6 +172,16 @@ def test_cpu_rasteriser_gives_the_same_triangles_and_colours_as_the_jax_one(size
     np.testing.assert_array_equal(buf, raster_cpu.render(mesh, h, w))
     with pytest.raises(ValueError, match="out must be"):
         raster_cpu.render(mesh, h, w, out=np.zeros((len(previews), h, w, 3), np.float64))
+
+
+def test_cpu_rasteriser_refuses_a_width_whose_span_keys_overflow():
+    from trimesh_decode import raster_cpu
+
+    mesh = raster.pack([random_preview(np.random.default_rng(9), 8, 8, 10, 4)])
+    padded = mesh._replace(triangles=np.zeros((1, 2**16, 3), np.int32))  # 16 bits of triangle number
+    with pytest.raises(ValueError, match="32 bits"):
+        raster_cpu.render(padded, 2, 2**15)
+    assert raster_cpu.render(padded, 2, 2**15 - 1).shape == (1, 2, 2**15 - 1, 3)
 
 
 def test_the_last_grid_line_falls_exactly_on_the_last_pixel_centre():

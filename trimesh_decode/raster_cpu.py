@@ -40,58 +40,82 @@ def _positions(points, n, gw, gh, height, width):
 
 
 @_jit
-def _spans(points, triangles, nt, npts, gw, gh, height, width, starts):
-    """Write each (triangle, row) span's key ``end * T + t`` at its first pixel of ``starts``
-    (H, W) int32, keeping the largest on a tie - the JAX rasteriser's scatter-max."""
-    tcount = triangles.shape[0]
+def _sorted3(x, y, i0, i1, i2):
+    """The triangle's vertices ordered by (y, x): every edge between two of them then runs in its
+    canonical direction (lower (y, x) first), as in the JAX rasteriser."""
+    ax, ay, bx, by, cx, cy = x[i0], y[i0], x[i1], y[i1], x[i2], y[i2]
+    if (ay > by) or (ay == by and ax > bx):
+        ax, ay, bx, by = bx, by, ax, ay
+    if (by > cy) or (by == cy and bx > cx):
+        bx, by, cx, cy = cx, cy, bx, by
+        if (ay > by) or (ay == by and ax > bx):
+            ax, ay, bx, by = bx, by, ax, ay
+    return ax, ay, bx, by, cx, cy
+
+
+@_jit
+def _cross(row, x0, y0, x1, y1, left, right):
+    """Fold edge (x0, y0) -> (x1, y1)'s crossing of ``row`` into (left, right): JAX's per (edge,
+    row) test and float32 arithmetic."""
+    if y1 > y0:
+        if row >= y0 and row <= y1:
+            xc = x0 + (row - y0) * ((x1 - x0) / (y1 - y0))
+            left = min(left, xc)
+            right = max(right, xc)
+    elif row == y0:
+        left = min(left, min(x0, x1))
+        right = max(right, max(x0, x1))
+    return left, right
+
+
+@_jit
+def _emit(starts, r, left, right, width, key_t, shift):
+    """The span [ceil(left), floor(right)] of row r, clipped to the image: its key at its start."""
+    if not left <= right:
+        return
+    start = min(max(math.ceil(left), 0.0), width - 1.0)
+    end = min(max(math.floor(right), -1.0), width - 1.0)
+    if start > end:
+        return
+    s = int(start)
+    key = (int(end) << shift) | key_t
+    if key > starts[r, s]:
+        starts[r, s] = key
+
+
+@_jit
+def _spans(points, triangles, nt, npts, gw, gh, height, width, starts, shift):
+    """Write each (triangle, row) span's key ``end << shift | t`` at its first pixel of ``starts``
+    (H, W) int32, keeping the largest on a tie - the JAX rasteriser's scatter-max (a later end
+    wins, then a higher triangle).
+
+    With the vertices ordered by y (v0, v1, v2), a row strictly between v0's and v2's and not on
+    v1's meets exactly two edges: the long one v0-v2 and the short one beside it. Those rows take
+    that shortcut; the few rows through a vertex take all three edges, as JAX does. Both compute
+    each crossing with JAX's operations, so the spans are the same to the bit."""
     x, y = _positions(points, max(npts, 1), gw, gh, height, width)
     starts[:, :] = -1
-    ex0 = np.empty(3, np.float32)
-    ey0 = np.empty(3, np.float32)
-    ex1 = np.empty(3, np.float32)
-    ey1 = np.empty(3, np.float32)
-    slope = np.empty(3, np.float32)
     for t in range(nt):
-        ymin = BIG
-        ymax = -BIG
-        for e in range(3):
-            a = triangles[t, e]
-            b = triangles[t, (e + 1) % 3]
-            ax, ay, bx, by = x[a], y[a], x[b], y[b]
-            if (ay > by) or (ay == by and ax > bx):  # canonical direction: lower (y, x) first
-                ex0[e], ey0[e], ex1[e], ey1[e] = bx, by, ax, ay
-            else:
-                ex0[e], ey0[e], ex1[e], ey1[e] = ax, ay, bx, by
-            ymin = min(ymin, ey0[e])
-            ymax = max(ymax, ey1[e])
-            # the same float32 quotient JAX computes per (edge, row), once per edge
-            slope[e] = (ex1[e] - ex0[e]) / (ey1[e] - ey0[e]) if ey1[e] > ey0[e] else np.float32(0.0)
-        r0 = max(0, int(math.ceil(ymin)))
-        r1 = min(height - 1, int(math.floor(ymax)))
+        x0, y0, x1, y1, x2, y2 = _sorted3(x, y, triangles[t, 0], triangles[t, 1], triangles[t, 2])
+        r0 = max(0, int(math.ceil(y0)))
+        r1 = min(height - 1, int(math.floor(y2)))
+        if r0 > r1:
+            continue
+        s02 = (x2 - x0) / (y2 - y0) if y2 > y0 else np.float32(0.0)
+        s01 = (x1 - x0) / (y1 - y0) if y1 > y0 else np.float32(0.0)
+        s12 = (x2 - x1) / (y2 - y1) if y2 > y1 else np.float32(0.0)
         for r in range(r0, r1 + 1):
             row = np.float32(r)
-            left = BIG
-            right = -BIG
-            for e in range(3):
-                x0, y0, x1, y1 = ex0[e], ey0[e], ex1[e], ey1[e]
-                if y1 > y0:
-                    if row >= y0 and row <= y1:
-                        xc = x0 + (row - y0) * slope[e]
-                        left = min(left, xc)
-                        right = max(right, xc)
-                elif row == y0:
-                    left = min(left, min(x0, x1))
-                    right = max(right, max(x0, x1))
-            if not left <= right:
-                continue
-            start = min(max(math.ceil(left), 0.0), width - 1.0)
-            end = min(max(math.floor(right), -1.0), width - 1.0)
-            if start > end:
-                continue
-            s = int(start)
-            key = int(end) * tcount + t
-            if key > starts[r, s]:
-                starts[r, s] = key
+            if row == y0 or row == y1 or row == y2:
+                left, right = _cross(row, x0, y0, x1, y1, BIG, -BIG)
+                left, right = _cross(row, x1, y1, x2, y2, left, right)
+                left, right = _cross(row, x0, y0, x2, y2, left, right)
+            else:  # y0 < row < y2, row != y1
+                xl = x0 + (row - y0) * s02
+                xs = x0 + (row - y0) * s01 if row < y1 else x1 + (row - y1) * s12
+                left = min(xl, xs)
+                right = max(xl, xs)
+            _emit(starts, r, left, right, width, t, shift)
     return x, y
 
 
@@ -125,8 +149,9 @@ def _one(points, colours, triangles, nt, npts, gw, gh, starts, want_index, index
     starting at or before it (the JAX version's running maximum: a later column always wins) and
     shades it from that triangle's plane."""
     height, width = starts.shape
-    tcount = triangles.shape[0]
-    x, y = _spans(points, triangles, nt, npts, gw, gh, height, width, starts)
+    shift = _shift(triangles.shape[0])
+    mask = (1 << shift) - 1
+    x, y = _spans(points, triangles, nt, npts, gw, gh, height, width, starts, shift)
     planes = _planes(x, y, colours, triangles, nt) if shade else np.zeros((1, 11), np.float32)
     for r in range(height):
         t = 0
@@ -135,7 +160,7 @@ def _one(points, colours, triangles, nt, npts, gw, gh, starts, want_index, index
         for c in range(width):
             k = starts[r, c]
             if k >= 0:
-                t = k % tcount
+                t = k & mask
                 if shade:  # the plane of the new triangle, into registers
                     px, ys, c0, c1, c2, dx0, dx1, dx2, dy0, dy1, dy2 = _load(planes, t, row)
             if want_index:
@@ -145,6 +170,16 @@ def _one(points, colours, triangles, nt, npts, gw, gh, starts, want_index, index
                 rgb[r, c, 0] = c0 + dx0 * xs + dy0 * ys
                 rgb[r, c, 1] = c1 + dx1 * xs + dy1 * ys
                 rgb[r, c, 2] = c2 + dx2 * xs + dy2 * ys
+
+
+@_jit
+def _shift(tcount):
+    """Bits that hold a triangle number below ``tcount``: a span's key is its end column shifted
+    past them, so that a mask (not a division) recovers the triangle."""
+    s = 0
+    while (1 << s) < tcount:
+        s += 1
+    return s
 
 
 @_jit
@@ -169,6 +204,10 @@ def _batch(points, colours, triangles, nts, npts, grids, height, width, want_ind
 def _run(mesh: Mesh, height: int, width: int, want_index: bool, shade: bool, out: np.ndarray | None = None):
     if height < 2 or width < 2:
         raise ValueError(f"output size {height}x{width}: each side must be at least 2 pixels")
+    tbits = max(int(mesh.triangles.shape[1]) - 1, 0).bit_length()  # as _shift
+    if width << tbits >= 2**31:
+        raise ValueError(f"output width {width} with {mesh.triangles.shape[1]} triangles per mesh: the span keys "
+                         "(end column, triangle) would not fit in 32 bits")
     b = len(mesh.points)
     index = np.empty((b, height, width) if want_index else (1, 1, 1), np.int32)
     if out is not None:
