@@ -62,6 +62,9 @@ class Task:
     name: str = "task"
     # optional: host-side summary of the state (e.g. mean table value) merged into logged metrics
     describe: Callable[[Any], dict] | None = None
+    # optional: ``template(rng) -> state`` of init's structure that reads no start model (a config's
+    # ``model.init``): the restore target of a resume, so a resumed run needs only its checkpoints
+    template: Callable[[jax.Array], Any] | None = None
 
 
 def global_norm(tree) -> jax.Array:
@@ -142,14 +145,16 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> 
 
     rng = jax.random.key(config.seed)
     init_rng, step_rng = jax.random.split(rng)
-    state = meshlib.replicate(task.init(init_rng), mesh)
-    iterator = iter(task.dataset(pid, nproc, local_bs))
-
     ckpt = Checkpointer(
         workdir / "checkpoints",
         max_to_keep=config.get("keep_checkpoints", 3),
         async_save=config.get("async_checkpoints", True),
     )
+    # a resume restores into a template (when the task has one) and reads no start model: a
+    # checkpoint present either restores or raises NoUsableCheckpointError, never a silent fresh start
+    resuming = ckpt.latest_step() is not None and task.template is not None
+    state = meshlib.replicate((task.template if resuming else task.init)(init_rng), mesh)
+    iterator = iter(task.dataset(pid, nproc, local_bs))
     restored, start = ckpt.restore_latest(state, iterator)
     if restored is not None:
         state = restored

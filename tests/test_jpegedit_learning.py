@@ -270,6 +270,12 @@ def test_training_can_start_from_a_shipped_model_and_read_a_subset_of_a_folder(t
     a_l, a_c = net.apply({"params": params["net"]}, jnp.asarray(np.random.default_rng(0).uniform(0, 255, (32, 40, 3)), jnp.float32))
     np.testing.assert_allclose(np.asarray(a_l), 1 / (1 + np.exp(-task.IDENTITY_BIAS)), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(a_c), 1 / (1 + np.exp(-task.IDENTITY_BIAS)), rtol=1e-6)
+    # a resume's restore target reads no start model: the same structure even when the model is gone
+    c.model.init = "no_such_model"
+    with pytest.raises(FileNotFoundError):
+        task.make_task(c).init(jax.random.key(0))
+    t = task.make_task(c).template(jax.random.key(0))
+    assert jax.tree.structure(t) == jax.tree.structure(task.make_task(_config(attention=True)).init(jax.random.key(0)))
     for i in range(1, 5):
         Image.fromarray(np.full((40, 40, 3), i * 40, np.uint8)).save(tmp_path / f"kodim{i:02d}.png")
     got = datalib.training_images(tmp_path, include=["kodim0[3-4].png"])

@@ -188,6 +188,19 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     with pytest.raises(ValueError, match="width"):
         make_task(wider).init(jax.random.key(0))
 
+    # a fine-tuning run resumes from its own checkpoint without its start model on disk
+    moved = tmp_path / "start.npz"
+    moved.write_bytes(npz.read_bytes())
+    moved.with_suffix(".json").write_text(npz.with_suffix(".json").read_text())
+    ft = _config(tiny_dataset, steps=2, checkpoint_every=2, **{"model.output": "residual", "model.init": str(moved)})
+    train(ft, tmp_path / "ft", make_task(ft), progress=False)
+    moved.unlink()
+    ft.steps = 3
+    _, resumed = train(ft, tmp_path / "ft", make_task(ft), progress=False)
+    assert resumed["step"] == 3 and np.isfinite(resumed["loss"])
+    with pytest.raises(FileNotFoundError):  # a fresh run does need it
+        train(ft, tmp_path / "ft2", make_task(ft), progress=False)
+
     # a damaged model file is refused with a clear message
     data = bytearray(npz.read_bytes())
     data[100] ^= 0xFF

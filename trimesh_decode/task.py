@@ -141,9 +141,9 @@ def make_task(config) -> Task:
     if crop % 64 or not 64 <= crop <= SIZE:
         raise ValueError(f"data.crop {crop} must be a multiple of 64 in 64..{SIZE}")
 
-    def init(rng):
+    def init(rng, start: bool = True):
         x = jnp.zeros((1, SIZE, SIZE, len(CHANNEL_SETS[config.model.channels])))
-        if config.model.get("init", ""):
+        if start and config.model.get("init", ""):
             v = start_variables(config)
         else:
             v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
@@ -183,7 +183,8 @@ def make_task(config) -> Task:
             pad_triangles=config.data.pad_triangles, shard_index=process_index, shard_count=process_count,
         )
 
-    return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "trimesh_decode"))
+    return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "trimesh_decode"),
+                template=lambda rng: init(rng, start=False))
 
 
 def start_variables(config) -> dict:
