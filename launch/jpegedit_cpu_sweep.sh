@@ -17,8 +17,8 @@
 # configs/jpegedit/qtables_attention.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LAMS=${LAMS:-"0.001 0.003 0.006 0.01 0.03 0.1 0.3 1"}
-ATT_LAMS=${ATT_LAMS:-"0.001 0.003 0.01 0.03 0.1 0.3"}  # stage 2 (0.006 and 1: Q-tables only)
+LAMS=${LAMS:-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3 1"}
+ATT_LAMS=${ATT_LAMS:-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3"}  # stage 2 (1: Q-tables only)
 RUNS=${RUNS:-runs}
 PY=${PY:-python}
 
