@@ -141,9 +141,11 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
     timing = {}
     for k, d in enumerate(decoders):
         key = "neural" if k == 0 else f"neural_{d.name}"
-        d.decode(previews[:1])  # compile
+        chunks = [previews[i : i + 8] for i in range(0, len(previews), 8)]
+        for c in chunks:  # compile every batch shape first (sizes and paddings vary): time decoding alone
+            d.decode(c)
         t = time.perf_counter()
-        recons[key] = np.concatenate([d.decode(previews[i : i + 8]) for i in range(0, len(previews), 8)])
+        recons[key] = np.concatenate([d.decode(c) for c in chunks])
         timing[key] = (time.perf_counter() - t) / len(previews)
     recons["blur1"] = np.stack([blur(x, 1) for x in recons["interp"]])
     recons["blur5"] = np.stack([blur(x, 5) for x in recons["interp"]])
