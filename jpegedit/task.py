@@ -123,8 +123,8 @@ def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None)
     return total, (terms, decoded)
 
 
-def init_params(config, rng: jax.Array, start: bool = True) -> tuple[dict, AttentionNet | None]:
-    """Fresh parameters; with ``start`` (and ``config.model.init``), the start model's tables and head."""
+def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, AttentionNet | None]:
+    """Fresh parameters; with ``with_start`` (and ``config.model.init``), the start model's tables and head."""
     q_rng, net_rng = jax.random.split(rng)
     params = {"q": init_tables(q_rng)}
     model = None
@@ -138,7 +138,7 @@ def init_params(config, rng: jax.Array, start: bool = True) -> tuple[dict, Atten
     if "net" in params and config.model.get("identity_head", False):
         head = params["net"]["head"]
         params["net"]["head"] = {"kernel": jnp.zeros_like(head["kernel"]), "bias": jnp.full_like(head["bias"], IDENTITY_BIAS)}
-    if start and config.model.get("init", ""):
+    if with_start and config.model.get("init", ""):
         from jpegedit.models import load_model
 
         start = load_model(config.model.init)
@@ -154,8 +154,8 @@ def make_task(config) -> Task:
         raise ValueError("attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'")
     model = AttentionNet(backbone=config.model.get("backbone", "vgg16")) if config.model.attention else None
 
-    def init(rng, start: bool = True):
-        params, _ = init_params(config, rng, start)
+    def init(rng, with_start: bool = True):
+        params, _ = init_params(config, rng, with_start)
         tx = make_optimizer(config, params)
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
@@ -192,4 +192,4 @@ def make_task(config) -> Task:
         return {"q_min": float(tables.min()), "q_max": float(tables.max())}
 
     return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "jpegedit"), describe=describe,
-                template=lambda rng: init(rng, start=False))
+                template=lambda rng: init(rng, with_start=False))

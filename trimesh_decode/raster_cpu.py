@@ -144,12 +144,11 @@ def _planes(x, y, colours, triangles, nt):
 
 
 @_jit
-def _one(points, colours, triangles, nt, npts, gw, gh, starts, want_index, index, shade, rgb):
+def _one(points, colours, triangles, nt, npts, gw, gh, starts, shift, want_index, index, shade, rgb):
     """One mesh: spans, then one pass per row that hands each pixel the triangle of the last span
     starting at or before it (the JAX version's running maximum: a later column always wins) and
     shades it from that triangle's plane."""
     height, width = starts.shape
-    shift = _shift(triangles.shape[0])
     mask = (1 << shift) - 1
     x, y = _spans(points, triangles, nt, npts, gw, gh, height, width, starts, shift)
     planes = _planes(x, y, colours, triangles, nt) if shade else np.zeros((1, 11), np.float32)
@@ -173,23 +172,13 @@ def _one(points, colours, triangles, nt, npts, gw, gh, starts, want_index, index
 
 
 @_jit
-def _shift(tcount):
-    """Bits that hold a triangle number below ``tcount``: a span's key is its end column shifted
-    past them, so that a mask (not a division) recovers the triangle."""
-    s = 0
-    while (1 << s) < tcount:
-        s += 1
-    return s
-
-
-@_jit
 def _load(planes, t, row):
     return (planes[t, 0], row - planes[t, 1], planes[t, 2], planes[t, 3], planes[t, 4], planes[t, 5], planes[t, 6],
             planes[t, 7], planes[t, 8], planes[t, 9], planes[t, 10])
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
-def _batch(points, colours, triangles, nts, npts, grids, height, width, want_index, index, shade, rgb, scratch):
+def _batch(points, colours, triangles, nts, npts, grids, height, width, shift, want_index, index, shade, rgb, scratch):
     for b in numba.prange(points.shape[0]):
         # one span buffer per thread, reused mesh after mesh: it stays in cache (a fresh one per mesh
         # cost a page fault per 4 KiB and a trip to memory)
@@ -197,15 +186,17 @@ def _batch(points, colours, triangles, nts, npts, grids, height, width, want_ind
         i = np.int64(b)  # prange's index is unsigned; mixed with 0 it would become a float
         ib = i if want_index else np.int64(0)
         cb = i if shade else np.int64(0)
-        _one(points[b], colours[b], triangles[b], nts[b], npts[b], grids[b, 0], grids[b, 1], starts,
+        _one(points[b], colours[b], triangles[b], nts[b], npts[b], grids[b, 0], grids[b, 1], starts, shift,
              want_index, index[ib], shade, rgb[cb])
 
 
 def _run(mesh: Mesh, height: int, width: int, want_index: bool, shade: bool, out: np.ndarray | None = None):
     if height < 2 or width < 2:
         raise ValueError(f"output size {height}x{width}: each side must be at least 2 pixels")
-    tbits = max(int(mesh.triangles.shape[1]) - 1, 0).bit_length()  # as _shift
-    if width << tbits >= 2**31:
+    # a span's key is its end column shifted past the bits of a triangle number, so that a mask (not
+    # a division) recovers the triangle
+    shift = max(int(mesh.triangles.shape[1]) - 1, 0).bit_length()
+    if width << shift >= 2**31:
         raise ValueError(f"output width {width} with {mesh.triangles.shape[1]} triangles per mesh: the span keys "
                          "(end column, triangle) would not fit in 32 bits")
     b = len(mesh.points)
@@ -220,7 +211,7 @@ def _run(mesh: Mesh, height: int, width: int, want_index: bool, shade: bool, out
     _batch(np.ascontiguousarray(mesh.points, np.int32), np.ascontiguousarray(mesh.colours, np.float32),
            np.ascontiguousarray(mesh.triangles, np.int32), np.asarray(mesh.num_triangles, np.int64),
            np.asarray(mesh.num_points, np.int64), np.asarray(mesh.grid, np.int64), height, width,
-           want_index, index, shade, rgb, np.empty((numba.config.NUMBA_NUM_THREADS, height, width), np.int32))
+           shift, want_index, index, shade, rgb, np.empty((numba.config.NUMBA_NUM_THREADS, height, width), np.int32))
     return index, rgb
 
 

@@ -141,9 +141,9 @@ def make_task(config) -> Task:
     if crop % 64 or not 64 <= crop <= SIZE:
         raise ValueError(f"data.crop {crop} must be a multiple of 64 in 64..{SIZE}")
 
-    def init(rng, start: bool = True):
+    def init(rng, with_start: bool = True):
         x = jnp.zeros((1, SIZE, SIZE, len(CHANNEL_SETS[config.model.channels])))
-        if start and config.model.get("init", ""):
+        if with_start and config.model.get("init", ""):
             v = start_variables(config)
         else:
             v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
@@ -184,7 +184,7 @@ def make_task(config) -> Task:
         )
 
     return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "trimesh_decode"),
-                template=lambda rng: init(rng, start=False))
+                template=lambda rng: init(rng, with_start=False))
 
 
 def start_variables(config) -> dict:
