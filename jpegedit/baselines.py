@@ -234,32 +234,44 @@ def bd_table(out: str | Path, tests: Sequence[str], references: Sequence[str], b
 
 
 def plot(out: str | Path, names: Sequence[str] | None = None) -> list[Path]:
-    """PSNR, MS-SSIM and LPIPS against bpp of every codec in ``out`` (the paper's Fig. 3)."""
+    """PSNR, MS-SSIM and LPIPS against bpp of every codec in ``out`` (the paper's Fig. 3): the whole
+    range and the low rates (where the BD-rates below 0.4 bpp are decided) side by side. Learned
+    variants are solid lines with dots, baselines dashed; optimised-Huffman curves lighter."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    docs = _load(Path(out))
+    docs = {c: d for c, d in _load(Path(out)).items() if not names or c in names}
+    colours = plt.get_cmap("tab20").colors
     files = []
     for key, label in (("psnr", "PSNR (dB)"), ("ms_ssim", "MS-SSIM"), ("lpips", "LPIPS (AlexNet), lower is better")):
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        drawn = 0
-        for codec, d in docs.items():
-            if names and codec not in names:
-                continue
-            r, q = _monotone(d["mean"], key)
-            if len(r):
-                ax.plot(r, q, marker=".", label=d.get("label", codec))
-                drawn += 1
-        if not drawn:
-            plt.close(fig)
+        curves = [(codec, d, *_monotone(d["mean"], key)) for codec, d in docs.items()]
+        curves = [c for c in curves if len(c[2])]
+        if not curves:
             continue
-        ax.set_xlabel("bits per pixel")
-        ax.set_ylabel(label)
-        ax.set_xlim(0, 1.2)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8))
+        # one colour pair per learned variant (dark: standard Huffman, light: optimised), one per baseline
+        groups = list(dict.fromkeys(c.rsplit("-", 1)[0] if is_learned(c) else c for c, *_ in curves))
+        for codec, d, r, q in curves:
+            learned = is_learned(codec)
+            pair = groups.index(codec.rsplit("-", 1)[0] if learned else codec)
+            colour = colours[(2 * pair + (learned and codec.endswith("-opt"))) % len(colours)]
+            style = {"color": colour, "ls": "-" if learned else "--", "marker": "." if learned else None}
+            for ax in axes:
+                ax.plot(r, q, label=d.get("label", codec), **style)
+        for ax, (lo, hi) in zip(axes, ((0.0, 1.2), (0.1, 0.6))):
+            ax.set_xlim(lo, hi)
+            ax.set_xlabel("bits per pixel")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if lo > 0:  # the zoom: the quality range the curves span there
+                qs = np.concatenate([q[(r >= lo) & (r <= hi)] for _, _, r, q in curves])
+                if len(qs):
+                    pad = 0.03 * (qs.max() - qs.min() + 1e-9)
+                    ax.set_ylim(qs.min() - pad, qs.max() + pad)
+        axes[1].set_title(f"low rates ({0.1}-{0.6} bpp)", fontsize=9)
+        axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
         fig.tight_layout()
         path = Path(out) / f"rd_{key}.png"
         fig.savefig(path, dpi=110)
@@ -352,7 +364,10 @@ def learned_curves(images: Sequence[tuple[str, np.ndarray]], out: str | Path, mo
         for m in todo:
             co, tables, maps = coefficients(m, x, return_attention=True)
             proxy = {"table_rate": float(losses.table_rate(np.asarray(tables, np.float32))),
-                     "attention_rate": float(losses.attention_rate(*maps)) if maps is not None else 0.0}
+                     "attention_rate": float(losses.attention_rate(*maps)) if maps is not None else 0.0,
+                     # the "bits" rate term: the estimated size of the standard-Huffman file
+                     "bits_estimate_bpp": float(losses.estimated_bits(co.components)) / (x.shape[0] * x.shape[1]),
+                     "rate": m.rate}
             for suffix, opt in HUFFMAN.items():
                 data = jpegfile.write(co, tables, optimize_huffman=opt)
                 points[f"learned-{family(m.name)}-{suffix}"].append(
@@ -368,7 +383,11 @@ def rate_proxy(out: str | Path, alpha: float = 10.0, beta: float = 1.0) -> dict:
     """The paper's Fig. 5: the training loss's rate terms (``alpha ||1/Q||_1``, ``beta mean A``)
     against the real bpp of the files, per learned variant (standard Huffman tables), with a
     monotonicity check over the models: Spearman's rank correlation of the proxy with the mean bpp,
-    and whether the mean bpp rises with every step down of the proxy. Writes ``rate_proxy.png``."""
+    and whether the mean bpp rises with every step down of the proxy. Writes ``rate_proxy.png``.
+
+    Variants trained with ``loss.rate="bits"`` are checked against their own rate term instead, the
+    estimated bpp (``jpegedit.losses.estimated_bits``): the same Spearman and monotonicity over the
+    models plus its mean relative error per file, plotted against the real bpp in ``bits_estimate.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -376,6 +395,9 @@ def rate_proxy(out: str | Path, alpha: float = 10.0, beta: float = 1.0) -> dict:
     from scipy.stats import spearmanr
 
     docs = {c: d for c, d in _load(Path(out)).items() if is_learned(c) and c.endswith("-std")}
+    bits_docs = {c: d for c, d in docs.items() if any(p.get("rate") == "bits" for p in d["points"])}
+    bits = _bits_estimate(out, bits_docs) if bits_docs else {}
+    docs = {c: d for c, d in docs.items() if c not in bits_docs}
     res: dict = {}
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for codec, d in docs.items():
@@ -405,6 +427,43 @@ def rate_proxy(out: str | Path, alpha: float = 10.0, beta: float = 1.0) -> dict:
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(Path(out) / "rate_proxy.png", dpi=110)
+    plt.close(fig)
+    return {**res, **bits}
+
+
+def _bits_estimate(out: str | Path, docs: dict) -> dict:
+    """:func:`rate_proxy` for the variants trained on the estimated bits; writes ``bits_estimate.png``."""
+    import matplotlib.pyplot as plt
+    from scipy.stats import spearmanr
+
+    res: dict = {}
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    top = 0.0
+    for codec, d in docs.items():
+        pts = [p for p in d["points"] if "bits_estimate_bpp" in p]
+        if not pts:
+            continue
+        real, est = np.array([p["bpp"] for p in pts]), np.array([p["bits_estimate_bpp"] for p in pts])
+        by: dict = {}
+        for p in pts:
+            by.setdefault(p["model"], []).append(p)
+        rows = sorted(({"model": n, "bpp": float(np.mean([p["bpp"] for p in v])),
+                        "proxy": float(np.mean([p["bits_estimate_bpp"] for p in v]))} for n, v in by.items()), key=lambda r: r["proxy"])
+        entry = {"models": rows, "mean_relative_error": float(np.mean(np.abs(est - real) / real)), "files": len(pts)}
+        if len(rows) >= 2:
+            entry["spearman"] = float(spearmanr([r["proxy"] for r in rows], [r["bpp"] for r in rows]).statistic)
+            entry["monotone"] = bool(np.all(np.diff([r["bpp"] for r in rows]) > 0))
+        res[codec] = entry
+        ax.scatter(real, est, s=6, alpha=0.5, label=f"{d.get('label', codec)}: error {100 * entry['mean_relative_error']:.1f}%")
+        top = max(top, float(real.max()), float(est.max()))
+    if res:
+        ax.plot([0, top], [0, top], color="k", lw=0.8, label="equal")
+        ax.set_xlabel("real bits per pixel (standard Huffman tables)")
+        ax.set_ylabel("estimated bits per pixel (the training loss's rate term)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(Path(out) / "bits_estimate.png", dpi=110)
     plt.close(fig)
     return res
 

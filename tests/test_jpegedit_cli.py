@@ -131,9 +131,11 @@ def test_a_learned_model_refuses_quality_chroma_and_altered_files(png, tmp_path)
 
 def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optimised_by_default(png, tmp_path, capsys):
     opt, std = tmp_path / "o.jpg", tmp_path / "s.jpg"
-    assert cli.main(["encode", str(png), "-o", str(opt), "--lambda", "0.01"]) == 0
-    assert "attention_lam0.01" in capsys.readouterr().out  # the attention model of that lambda
-    assert cli.main(["encode", str(png), "-o", str(std), "--lambda", "0.01", "--standard-huffman"]) == 0
+    assert cli.main(["encode", str(png), "-o", str(opt), "--lambda", "0.001"]) == 0
+    assert "attention_bits_lam0.001" in capsys.readouterr().out  # the attention model of that lambda, bits family
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "p.jpg"), "--lambda", "0.001", "--rate-term", "paper"]) == 0
+    assert "attention_lam0.001" in capsys.readouterr().out  # the paper's rate proxies
+    assert cli.main(["encode", str(png), "-o", str(std), "--lambda", "0.001", "--standard-huffman"]) == 0
     assert "standard Huffman" in capsys.readouterr().out
     a, _ = jpegfile.read_coefficients(opt.read_bytes())
     b, _ = jpegfile.read_coefficients(std.read_bytes())
@@ -147,7 +149,9 @@ def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optim
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--target-bpp", "0.001"]) == 2
     assert "smallest file" in capsys.readouterr().err
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.5"]) == 2
-    assert "shipped lambdas: 0.001, 0.003" in capsys.readouterr().err
+    assert "(--rate-term bits); its lambdas: 0.0003, 0.0006" in capsys.readouterr().err
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.0003", "--rate-term", "paper"]) == 2
+    assert "its lambdas: 0.001, 0.003" in capsys.readouterr().err
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.01", "-q", "5"]) == 2
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "5", "--standard-huffman"]) == 2
 
@@ -157,7 +161,7 @@ def test_target_bpp_between_two_trained_lambdas_scales_the_tables_of_the_model_a
 
     h, w = photos()["chelsea"].shape[:2]
     image = np.asarray(Image.open(png).convert("RGB"))
-    sizes = sorted((len(encode_jpeg(load_model(n), image, optimize_huffman=True)), n) for n in list_models() if n.startswith("attention_"))
+    sizes = sorted((len(encode_jpeg(load_model(n), image, optimize_huffman=True)), n) for n in list_models() if n.startswith("attention_bits_"))
     (lo, _), (hi, hi_name) = sizes[len(sizes) // 2 - 1], sizes[len(sizes) // 2]
     target = 8 * (lo + hi) / 2 / (h * w)
     out = tmp_path / "t.jpg"

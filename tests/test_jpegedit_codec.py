@@ -220,6 +220,8 @@ def test_rounding_modes_gradients():
     np.testing.assert_array_equal(g["hard"], 0.0)
     np.testing.assert_array_equal(g["ste"], 1.0)
     np.testing.assert_array_equal(g["noise"], 1.0)
+    np.testing.assert_array_equal(g["none"], 1.0)
+    np.testing.assert_array_equal(codec.round_with(x, "none"), x)
     r = codec.round_half_away(x)
     np.testing.assert_allclose(g["cubic"], 3 * (x - r) ** 2, rtol=1e-5)
     np.testing.assert_allclose(g["cubic_ste"], g["cubic"], rtol=1e-5)

@@ -42,6 +42,12 @@ class Model:
         lam = ((self.meta.get("config") or {}).get("loss") or {}).get("lam")
         return None if lam is None else float(lam)
 
+    @property
+    def rate(self) -> str:
+        """The rate term it was trained with: "paper" (alpha ||1/Q|| + beta mean A) or "bits"
+        (the estimated file size; jpegedit.losses). Their lambdas are on different scales."""
+        return ((self.meta.get("config") or {}).get("loss") or {}).get("rate", "paper")
+
 
 def list_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.npz"))

@@ -1,0 +1,88 @@
+"""Fit the weights of jpegedit's bit estimate (``jpegedit.losses.BITS_WEIGHTS``) to real files.
+
+For every image and every table set (libjpeg's quality 1..90 and the shipped Q-tables models) this
+writes a baseline JPEG with the standard Huffman tables (``jpegedit.jpegfile.write``), counts its
+bits, and fits (least relative squares) ``bits ~ nonzero * #nonzero AC + log * sum log2(1+|AC|) + dc_log * sum log2(1+|dDC|)
++ block * #blocks + file`` by least squares, where ``file``
+(headers and tables, once per file) is measured: the size of a one-block file. Prints the weights and the fit's error, checks them through
+``jpegedit.losses.estimated_bits`` (the function training uses), and writes JSON.
+
+    python launch/fit_bits_estimate.py --data ../shared/data/kodak -o results/kodak/bits_estimate_fit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compat.images import list_images, load_image  # noqa: E402
+from jpegedit import codec, jpegfile, losses  # noqa: E402
+from jpegedit.models import list_models, load_model  # noqa: E402
+
+QUALITIES = (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 75, 90)
+NAMES = ("nonzero", "log", "dc_log", "block")
+
+
+def features(co: codec.Coefficients) -> np.ndarray:
+    out = np.zeros(4)
+    for c in co.components:
+        z = np.asarray(c).reshape(-1, 64)
+        ac = z[:, 1:]
+        dc = np.diff(z[:, 0], prepend=0.0)
+        out += [(ac != 0).sum(), np.log2(1 + np.abs(ac)).sum(), np.log2(1 + np.abs(dc)).sum(), len(z)]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
+    ap.add_argument("-o", "--out", required=True, help="JSON to write")
+    ap.add_argument("--force", action="store_true", help="overwrite --out")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"error: {out} exists (use --force)", file=sys.stderr)
+        return 2
+    tables = {f"libjpeg_q{q}": codec.quality_to_tables(q) for q in QUALITIES}
+    tables.update({m: load_model(m).tables for m in list_models() if m.startswith("qtables_lam")})  # the paper family
+    rows, bits, keys = [], [], []
+    for path in list_images(args.data):
+        image = jnp.asarray(load_image(path), jnp.float32)
+        for name, t in tables.items():
+            co = codec.encode(image, t, rounding="hard")
+            rows.append(features(co))
+            bits.append(8 * len(jpegfile.write(co, t)))
+            keys.append((path.stem, name))
+        print(f"{path.name}: {len(tables)} files", flush=True)
+    # the headers: one block of zeros (its own bits, a few, are left in)
+    one = codec.encode(jnp.zeros((8, 8, 3)) + 128.0, codec.quality_to_tables(50), rounding="hard")
+    header = 8 * len(jpegfile.write(one, codec.quality_to_tables(50)))
+    x, y = np.array(rows), np.array(bits, float)
+    w, *_ = np.linalg.lstsq(x / y[:, None], 1.0 - header / y, rcond=None)  # least relative error
+    weights = {n: round(float(v), 3) for n, v in zip(NAMES, w)} | {"file": header}
+    # check through the training code's estimate, with the rounded weights
+    est = []
+    for path in list_images(args.data):
+        image = jnp.asarray(load_image(path), jnp.float32)
+        for t in tables.values():
+            un = codec.encode(image, t, rounding="none")
+            est.append(float(losses.estimated_bits(un.components, weights)))
+    rel = np.abs(np.array(est) - y) / y
+    per_table = {name: float(np.mean([r for (_, n), r in zip(keys, rel) if n == name])) for name in tables}
+    result = {"weights": weights, "files": len(y), "mean_relative_error": float(rel.mean()),
+              "max_relative_error": float(rel.max()), "mean_relative_error_per_table": per_table}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "mean_relative_error_per_table"}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
