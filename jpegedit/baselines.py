@@ -392,7 +392,6 @@ def rate_proxy(out: str | Path, alpha: float = 10.0, beta: float = 1.0) -> dict:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy.stats import spearmanr
 
     docs = {c: d for c, d in _load(Path(out)).items() if is_learned(c) and c.endswith("-std")}
     bits_docs = {c: d for c, d in docs.items() if any(p.get("rate") == "bits" for p in d["points"])}
@@ -414,27 +413,42 @@ def rate_proxy(out: str | Path, alpha: float = 10.0, beta: float = 1.0) -> dict:
         if len(rows) < 2:
             continue
         bpp = [r["bpp"] for r in rows]
-        rho = float(spearmanr([r["proxy"] for r in rows], bpp).statistic)
-        res[codec] = {"models": rows, "spearman": rho, "monotone": bool(np.all(np.diff(bpp) > 0))}
+        res[codec] = {"models": rows, **_ordering(rows)}
+        rho = res[codec]["spearman"]
         line = ax.plot(bpp, [r["proxy"] for r in rows], marker="o", label=f"{d.get('label', codec)}: total (rho {rho:.2f})")[0]
         ax.plot(bpp, [r["table_term"] for r in rows], ls="--", color=line.get_color(), label="  alpha ||1/Q||")
         if any(r["attention_term"] for r in rows):
             ax.plot(bpp, [r["attention_term"] for r in rows], ls=":", color=line.get_color(), label="  beta mean A")
-    if res:
+    _save(fig, ax, Path(out) / "rate_proxy.png", "rate term of the training loss", draw=bool(res))
+    return {**res, **bits}
+
+
+def _ordering(rows: list[dict]) -> dict:
+    """Does a rate term order the models as their real bits do? Spearman's rho of ``proxy`` against
+    ``bpp`` over ``rows`` (sorted by proxy), and whether the bpp rises with every step of the proxy."""
+    from scipy.stats import spearmanr
+
+    bpp = [r["bpp"] for r in rows]
+    return {"spearman": float(spearmanr([r["proxy"] for r in rows], bpp).statistic), "monotone": bool(np.all(np.diff(bpp) > 0))}
+
+
+def _save(fig, ax, path: Path, ylabel: str, draw: bool) -> None:
+    """Label a rate-term figure against the real bpp and write it (when ``draw``); close it."""
+    import matplotlib.pyplot as plt
+
+    if draw:
         ax.set_xlabel("real bits per pixel (standard Huffman tables)")
-        ax.set_ylabel("rate term of the training loss")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(Path(out) / "rate_proxy.png", dpi=110)
+        fig.savefig(path, dpi=110)
     plt.close(fig)
-    return {**res, **bits}
 
 
 def _bits_estimate(out: str | Path, docs: dict) -> dict:
     """:func:`rate_proxy` for the variants trained on the estimated bits; writes ``bits_estimate.png``."""
     import matplotlib.pyplot as plt
-    from scipy.stats import spearmanr
 
     res: dict = {}
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
@@ -451,20 +465,13 @@ def _bits_estimate(out: str | Path, docs: dict) -> dict:
                         "proxy": float(np.mean([p["bits_estimate_bpp"] for p in v]))} for n, v in by.items()), key=lambda r: r["proxy"])
         entry = {"models": rows, "mean_relative_error": float(np.mean(np.abs(est - real) / real)), "files": len(pts)}
         if len(rows) >= 2:
-            entry["spearman"] = float(spearmanr([r["proxy"] for r in rows], [r["bpp"] for r in rows]).statistic)
-            entry["monotone"] = bool(np.all(np.diff([r["bpp"] for r in rows]) > 0))
+            entry.update(_ordering(rows))
         res[codec] = entry
         ax.scatter(real, est, s=6, alpha=0.5, label=f"{d.get('label', codec)}: error {100 * entry['mean_relative_error']:.1f}%")
         top = max(top, float(real.max()), float(est.max()))
     if res:
         ax.plot([0, top], [0, top], color="k", lw=0.8, label="equal")
-        ax.set_xlabel("real bits per pixel (standard Huffman tables)")
-        ax.set_ylabel("estimated bits per pixel (the training loss's rate term)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(Path(out) / "bits_estimate.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ax, Path(out) / "bits_estimate.png", "estimated bits per pixel (the training loss's rate term)", draw=bool(res))
     return res
 
 
