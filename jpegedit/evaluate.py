@@ -26,8 +26,8 @@ from PIL import Image
 from compat import metrics
 from compat.checkpoint import read_run
 from compat.images import list_images, load_image
-from jpegedit import jpegfile
-from jpegedit.model import AttentionNet, encode_for_file, export_tables
+from jpegedit import codec, jpegfile
+from jpegedit.model import AttentionNet, coefficient_features, encode_for_file, export_tables
 
 __all__ = ["load_run", "encode_file", "libjpeg_curve", "at_equal_bytes", "evaluate_run"]
 
@@ -38,12 +38,15 @@ def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, 
     return state["params"], config, step
 
 
-def encode_file(image: np.ndarray, params: dict, backbone: str = "vgg16") -> tuple[bytes, np.ndarray]:
+def encode_file(image: np.ndarray, params: dict, backbone: str = "vgg16", head: str = "linear", hidden: int = 128) -> tuple[bytes, np.ndarray]:
     """The run's JPEG file for ``image`` (bytes) and its exported tables."""
     tables = export_tables(params["q"])
     attention = None
     if "net" in params:
-        attention = jax.jit(AttentionNet(backbone=backbone).apply)({"params": params["net"]}, jnp.asarray(image, jnp.float32))
+        x = jnp.asarray(image, jnp.float32)
+        coeffs = coefficient_features(codec.encode(x, tables, rounding="none").components) if head == "coeff" else None
+        net = AttentionNet(backbone=backbone, head=head, hidden=hidden)
+        attention = jax.jit(net.apply)({"params": params["net"]}, x, coeffs=coeffs)
     co = encode_for_file(image, tables, attention)
     return jpegfile.write(co, tables), tables
 
@@ -77,7 +80,8 @@ def evaluate_run(workdir: str | Path, images: list[Path], step: int | None = Non
     rows = []
     for path in images:
         x = load_image(path)
-        data, tables = encode_file(x, params, config["model"].get("backbone", "vgg16"))
+        m = config["model"]
+        data, tables = encode_file(x, params, m.get("backbone", "vgg16"), m.get("head", "linear"), m.get("hidden", 128))
         ours = _scores(x, data)
         ref = at_equal_bytes(libjpeg_curve(x), ours["bytes"])
         row = {"image": Path(path).name, **ours, "bpp": 8 * ours["bytes"] / (x.shape[0] * x.shape[1])}

@@ -62,15 +62,34 @@ def pad_to_blocks(image: jax.Array) -> jax.Array:
     return jnp.pad(image, pad, mode="edge")
 
 
+HEADS = ("linear", "coeff")
+
+
+def coefficient_features(unrounded) -> jax.Array:
+    """Per block, ``log1p(|F / Q|)`` of its 192 coefficients (Y, Cb, Cr; 4:4:4): what the ``coeff``
+    head reads beside the VGG features, ``(..., rows, cols, 192)``, without gradient."""
+    parts = [c.reshape(*c.shape[:-2], 64) for c in unrounded]
+    return jax.lax.stop_gradient(jnp.log1p(jnp.abs(jnp.concatenate(parts, axis=-1))))
+
+
 class AttentionNet(nn.Module):
-    """RGB ``(..., H, W, 3)`` in 0..255 -> ``(A_L, A_C)``, each ``(..., ceil(H/8), ceil(W/8), 8, 8)`` in (0, 1)."""
+    """RGB ``(..., H, W, 3)`` in 0..255 -> ``(A_L, A_C)``, each ``(..., ceil(H/8), ceil(W/8), 8, 8)`` in (0, 1).
+
+    ``head="linear"`` is the paper's 1x1 convolution on the VGG features. ``head="coeff"`` (ours)
+    is a two-layer per-block MLP (``hidden`` units, ReLU) over the VGG features and the block's own
+    quantised coefficient magnitudes (:func:`coefficient_features`, passed as ``coeffs``), so that
+    it can see which coefficients sit near a rounding threshold, as a trellis quantiser does."""
 
     backbone: str = "vgg16"
+    head: str = "linear"
+    hidden: int = 128
 
     @nn.compact
-    def __call__(self, image: jax.Array, features_only: bool = False):
+    def __call__(self, image: jax.Array, features_only: bool = False, coeffs: jax.Array | None = None):
         """The two attention maps; with ``features_only`` the backbone's 1/8-resolution features
         ``(..., ceil(H/8), ceil(W/8), 256)`` the head reads (see :func:`attention_head`)."""
+        if self.head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
         if self.backbone not in _BACKBONES:
             raise ValueError(f"backbone must be one of {sorted(_BACKBONES)}, got {self.backbone!r}")
         x = pad_to_blocks(jnp.asarray(image, jnp.float32))
@@ -80,14 +99,25 @@ class AttentionNet(nn.Module):
         feats = nn.max_pool(feats, (2, 2), strides=(2, 2))  # the third max-pool: 1/8 resolution
         if features_only:
             return feats
+        if self.head == "coeff":
+            if coeffs is None:
+                raise ValueError("the coeff head needs the block coefficients (coeffs=coefficient_features(...))")
+            h = jnp.concatenate([feats, coeffs.astype(feats.dtype)], axis=-1)
+            feats = nn.relu(nn.Dense(self.hidden, name="hidden")(h))
         a = nn.Conv(128, (1, 1), kernel_init=nn.initializers.glorot_uniform(), name="head")(feats)
         a = nn.sigmoid(a).reshape(*a.shape[:-1], 2, 8, 8)  # channel = component * 64 + v * 8 + u
         return a[..., 0, :, :], a[..., 1, :, :]
 
 
-def attention_head(head: dict, feats: jax.Array) -> tuple[jax.Array, jax.Array]:
+def attention_head(head: dict, feats: jax.Array, hidden: dict | None = None, coeffs: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """The attention head alone on backbone features: ``(A_L, A_C)`` as :class:`AttentionNet` gives
-    them (its 1x1 convolution, written as a matrix product). For many heads over fixed features."""
+    them (its 1x1 convolution, written as a matrix product). For many heads over fixed features.
+    ``hidden`` (the ``coeff`` head's first layer, ``{"kernel", "bias"}``) needs ``coeffs``
+    (:func:`coefficient_features` of the image under the tables in use)."""
+    if hidden is not None:
+        if coeffs is None:
+            raise ValueError("the coeff head needs the block coefficients (coeffs=coefficient_features(...))")
+        feats = jax.nn.relu(jnp.concatenate([feats, coeffs.astype(feats.dtype)], axis=-1) @ hidden["kernel"] + hidden["bias"])
     a = jnp.einsum("...c,cd->...d", feats, head["kernel"].reshape(head["kernel"].shape[-2:])) + head["bias"]
     a = jax.nn.sigmoid(a).reshape(*a.shape[:-1], 2, 8, 8)
     return a[..., 0, :, :], a[..., 1, :, :]

@@ -135,6 +135,8 @@ def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr
     repl = meshlib.replicated_sharding(mesh)
     tx = make_optimizer(lr, head_lr)
     starts = _per_lambda(model, nl)
+    if any(m.head is not None and "hidden" in m.head for m in starts):
+        raise ValueError("single-image optimisation refines the paper's linear attention head; a coeff-head model is not supported")
     params = init_params(starts, total)
     opt_state = jax.vmap(tx.init)(params)
     state = {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}

