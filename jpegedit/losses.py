@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from compat import metrics
+from jpegedit.codec import round_half_away
 
 __all__ = ["RATE_MODES", "BITS_WEIGHTS", "table_rate", "attention_rate", "estimated_bits", "distortion", "objective"]
 
@@ -62,14 +63,14 @@ def estimated_bits(components, weights: dict | None = None, tau: float = NONZERO
     The value is that of the rounded coefficients (what the file holds). The gradient is that of a
     smooth stand-in: a sigmoid of width ``tau`` at the rounding threshold 1/2 for "nonzero", and
     ``log2(1 + |y|)`` for the magnitude bits of the coefficients that survive rounding, so a
-    coefficient that rounds to zero costs nothing and is pushed nowhere unless it sits near 1/2.
+    coefficient that rounds to zero costs nothing and is barely pushed unless it sits near 1/2.
     DC differences follow the blocks' row-major order, as a single-scan file codes them.
     """
     w = {**BITS_WEIGHTS, **(weights or {})}
     total = jnp.float32(0.0)
     for c in components:
         flat = c.reshape(*c.shape[:-4], -1, 64)
-        r = jax.lax.stop_gradient(jnp.sign(flat) * jnp.floor(jnp.abs(flat) + 0.5))
+        r = jax.lax.stop_gradient(round_half_away(flat))
         ac, r_ac = flat[..., 1:], r[..., 1:]
         kept = r_ac != 0
         hard = w["nonzero"] * jnp.sum(kept, axis=(-2, -1)) + w["log"] * jnp.sum(jnp.log2(1.0 + jnp.abs(r_ac)), axis=(-2, -1))
