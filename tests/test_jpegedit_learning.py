@@ -246,17 +246,25 @@ def test_config_arguments_override_the_loss_weights_and_paths():
 # --- a run, end to end: train -> checkpoint -> real JPEG files -> libjpeg at equal bytes ---------
 
 
+def _crops(tmp_path, boxes):
+    """A training folder ``tmp_path/photos`` of square crops ``(top, left, side)`` of astronaut, as 0.png, 1.png, ..."""
+    from PIL import Image
+
+    out = tmp_path / "photos"
+    out.mkdir()
+    img = photos()["astronaut"]
+    for i, (top, left, side) in enumerate(boxes):
+        Image.fromarray(img[top : top + side, left : left + side]).save(out / f"{i}.png")
+    return out
+
+
 def test_a_trained_run_is_evaluated_as_real_jpeg_files_against_libjpeg_at_equal_bytes(tmp_path):
     from PIL import Image
 
     from compat.trainer import train
     from jpegedit import evaluate
 
-    photos_dir = tmp_path / "photos"
-    photos_dir.mkdir()
-    img = photos()["astronaut"]
-    for i in range(4):
-        Image.fromarray(img[40 * i : 40 * i + 200, 50 * i : 50 * i + 200]).save(photos_dir / f"{i}.png")
+    photos_dir = _crops(tmp_path, [(40 * i, 50 * i, 200) for i in range(4)])
     config = _config(attention=False, crop=64)
     config.update({"steps": 4, "batch_size": 8, "log_every": 2, "checkpoint_every": 2, "async_checkpoints": False})
     config.data.roots = [str(photos_dir)]
@@ -282,11 +290,7 @@ def test_the_coeff_head_trains_exports_and_encodes_as_the_network_computes_it(tm
     from jpegedit import evaluate
     from jpegedit.models import attention, export_run, load_model
 
-    photos_dir = tmp_path / "photos"
-    photos_dir.mkdir()
-    img = photos()["astronaut"]
-    for i in range(2):
-        Image.fromarray(img[60 * i : 60 * i + 96, 70 * i : 70 * i + 96]).save(photos_dir / f"{i}.png")
+    photos_dir = _crops(tmp_path, [(60 * i, 70 * i, 96) for i in range(2)])
     config = _config(attention=True, crop=32)
     config.model.head, config.model.hidden, config.loss.rate = "coeff", 16, "bits"
     config.update({"steps": 2, "batch_size": 8, "log_every": 1, "checkpoint_every": 2, "async_checkpoints": False})
