@@ -58,6 +58,7 @@ __all__ = [
     "table_stack",
     "component_blocks",
     "encode",
+    "scale",
     "encode_ycbcr",
     "decode",
     "decode_ycbcr",
@@ -428,14 +429,24 @@ def _encode_planes(planes: list[jax.Array], qtables, chroma: str, rounding: str,
     c = len(planes)
     keys = [None] * c if key is None else list(jax.random.split(key, c))
     out = []
-    for i, (blocks, table) in enumerate(zip(component_blocks(planes, chroma), _component_tables(q, c))):
-        # DCT and division by the table as one 64x64 product (the table scales the DCT's rows):
-        # the same numbers as quantize(dct2d(blocks), table), in one pass over memory.
-        z = _block_matmul(blocks - 128.0, _dct_kron(), 1.0 / table)
-        if scales is not None:
-            z = z * scales[min(i, len(scales) - 1)]
-        out.append(round_with(z, rounding, keys[i]))
+    # DCT and division by the table as one 64x64 product (the table scales the DCT's rows): the same
+    # numbers as quantize(dct2d(blocks), table), in one pass over memory
+    z = [_block_matmul(blocks - 128.0, _dct_kron(), 1.0 / table)
+         for blocks, table in zip(component_blocks(planes, chroma), _component_tables(q, c))]
+    z = _scaled(z, scales)
+    out = [round_with(zi, rounding, keys[i]) for i, zi in enumerate(z)]
     return Coefficients.assemble(out, *planes[0].shape[-2:], chroma)
+
+
+def _scaled(components: list, scales) -> list:
+    return components if scales is None else [c * scales[min(i, len(scales) - 1)] for i, c in enumerate(components)]
+
+
+def scale(coefficients: Coefficients, scales: tuple[jax.Array, ...] | None) -> Coefficients:
+    """Unrounded coefficients (``encode(..., rounding="none")``) times per-block ``scales``
+    ``(A_luma, A_chroma)``, as :func:`encode` applies them before rounding."""
+    co = coefficients
+    return Coefficients.assemble(_scaled(list(co.components), scales), co.height, co.width, co.chroma)
 
 
 def encode(

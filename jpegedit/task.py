@@ -108,20 +108,19 @@ def make_optimizer(config, params: dict) -> optax.GradientTransformation:
 def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None):
     """``(L, (terms, decoded))`` for a batch of float images in 0..255."""
     tables = tables_from_params(params["q"])
+    chroma, rounding = config.get("chroma", "444"), config.get("rounding", "cubic_ste")
+    # codec.roundtrip in steps, so that the coeff head and the rate estimate can read the coefficients
+    # before rounding: F / Q, then F * A / Q, then rounded and decoded
+    unrounded = codec.encode(images, tables, chroma=chroma, rounding="none")
     attention = None
     if model is not None:
         net = params["net"]
         if not config.model.finetune_backbone:
             # frozen: no gradient is wanted, so none is computed (XLA drops the backbone's backward pass)
             net = {**net, "backbone": jax.lax.stop_gradient(net["backbone"])}
-        coeffs = None
-        if model.head == "coeff":
-            coeffs = coefficient_features(codec.encode(images, tables, rounding="none").components)
+        coeffs = coefficient_features(unrounded.components) if model.head == "coeff" else None
         attention = model.apply({"params": net}, images, coeffs=coeffs)
-    chroma, rounding = config.get("chroma", "444"), config.get("rounding", "cubic_ste")
-    # the coefficients before rounding (F * A / Q), then rounded: codec.roundtrip in two steps, so
-    # that the rate estimate can read them
-    unrounded = codec.encode(images, tables, chroma=chroma, rounding="none", scales=attention)
+        unrounded = codec.scale(unrounded, attention)
     decoded = codec.decode(jax.tree.map(lambda c: codec.round_with(c, rounding), unrounded), tables)
     total, terms = losses.objective(
         images, decoded, tables, attention,

@@ -1,11 +1,13 @@
 """Fit the weights of jpegedit's bit estimate (``jpegedit.losses.BITS_WEIGHTS``) to real files.
 
-For every image and every table set (libjpeg's quality 1..90 and the shipped Q-tables models) this
-writes a baseline JPEG with the standard Huffman tables (``jpegedit.jpegfile.write``), counts its
-bits, and fits (least relative squares) ``bits ~ nonzero * #nonzero AC + log * sum log2(1+|AC|) + dc_log * sum log2(1+|dDC|)
-+ block * #blocks + file`` by least squares, where ``file``
-(headers and tables, once per file) is measured: the size of a one-block file. Prints the weights and the fit's error, checks them through
-``jpegedit.losses.estimated_bits`` (the function training uses), and writes JSON.
+For every image and every table set (libjpeg's quality 1..90 and the shipped paper-family Q-tables)
+this writes a baseline JPEG with the standard Huffman tables (``jpegedit.jpegfile.write``), counts
+its bits, and fits ``bits ~ nonzero * #nonzero AC + log * sum log2(1+|AC|) + dc_log * sum
+log2(1+|dDC|) + block * #blocks + file`` by least relative squares; ``file`` (headers and tables,
+once per file) is measured: the size of a one-block file. Each term is counted by
+``jpegedit.losses.estimated_bits`` itself (the function training uses, with that term's weight 1
+and the others 0), so the fitted estimate is the training code's. Prints the weights and the fit's
+error and writes JSON.
 
     python launch/fit_bits_estimate.py --data ../shared/data/kodak -o results/kodak/bits_estimate_fit.json
 """
@@ -17,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,14 +33,10 @@ QUALITIES = (1, 2, 3, 5, 8, 10, 15, 20, 30, 50, 75, 90)
 NAMES = ("nonzero", "log", "dc_log", "block")
 
 
-def features(co: codec.Coefficients) -> np.ndarray:
-    out = np.zeros(4)
-    for c in co.components:
-        z = np.asarray(c).reshape(-1, 64)
-        ac = z[:, 1:]
-        dc = np.diff(z[:, 0], prepend=0.0)
-        out += [(ac != 0).sum(), np.log2(1 + np.abs(ac)).sum(), np.log2(1 + np.abs(dc)).sum(), len(z)]
-    return out
+def features(unrounded: codec.Coefficients) -> np.ndarray:
+    """Each term of the estimate alone (weight 1, the others and the headers 0)."""
+    return np.array([float(losses.estimated_bits(unrounded.components, {k: float(k == n) for k in (*NAMES, "file")}))
+                     for n in NAMES])
 
 
 def main(argv=None) -> int:
@@ -56,8 +55,9 @@ def main(argv=None) -> int:
     for path in list_images(args.data):
         image = jnp.asarray(load_image(path), jnp.float32)
         for name, t in tables.items():
-            co = codec.encode(image, t, rounding="hard")
-            rows.append(features(co))
+            un = codec.encode(image, t, rounding="none")
+            rows.append(features(un))
+            co = jax.tree.map(codec.round_half_away, un)  # = codec.encode(image, t, rounding="hard")
             bits.append(8 * len(jpegfile.write(co, t)))
             keys.append((path.stem, name))
         print(f"{path.name}: {len(tables)} files", flush=True)
@@ -67,14 +67,9 @@ def main(argv=None) -> int:
     x, y = np.array(rows), np.array(bits, float)
     w, *_ = np.linalg.lstsq(x / y[:, None], 1.0 - header / y, rcond=None)  # least relative error
     weights = {n: round(float(v), 3) for n, v in zip(NAMES, w)} | {"file": header}
-    # check through the training code's estimate, with the rounded weights
-    est = []
-    for path in list_images(args.data):
-        image = jnp.asarray(load_image(path), jnp.float32)
-        for t in tables.values():
-            un = codec.encode(image, t, rounding="none")
-            est.append(float(losses.estimated_bits(un.components, weights)))
-    rel = np.abs(np.array(est) - y) / y
+    # the estimate with the rounded weights (it is linear in them: estimated_bits(components, weights))
+    est = x @ np.array([weights[n] for n in NAMES]) + header
+    rel = np.abs(est - y) / y
     per_table = {name: float(np.mean([r for (_, n), r in zip(keys, rel) if n == name])) for name in tables}
     result = {"weights": weights, "files": len(y), "mean_relative_error": float(rel.mean()),
               "max_relative_error": float(rel.max()), "mean_relative_error_per_table": per_table}

@@ -103,7 +103,6 @@ def features(image: np.ndarray):
 def attention(model: Model, image: np.ndarray, feats=None):
     """The attention maps ``(A_luma, A_chroma)`` of ``image`` (uint8 RGB) under ``model`` (from
     ``feats = features(image)`` when given)."""
-    import jax
     import jax.numpy as jnp
 
     from jpegedit import codec
