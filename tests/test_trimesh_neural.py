@@ -273,6 +273,8 @@ def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
                  figures=2)
     assert s["images"] == 3 and set(s["mean"]) >= {"interp", "neural", "neural_run", "blur1", "blur5", "webp", "jpeg"}
     assert 0.0 <= s["improved_psnr"] <= 1.0
+    r = s["recall_test"]["top1_in_top5"]
+    assert r["neural"] - r["interp"] == r["gained"] - r["lost"] and 0 <= r["interp"] <= 3
     res = json.loads((out / "evaluation.json").read_text())
     assert len(res["images"]) == 3 and res["images"][0]["webp"]["bytes"] <= res["images"][0]["preview_bytes"]
     assert "paper PSNR" in (out / "evaluation.md").read_text()
@@ -285,3 +287,52 @@ def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     evaluate(images, out, models=[str(npz)], target_bytes=120, iterations=40, processes=1, figures=1, baselines=False)
     assert before == {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}
     assert len(list((out / "figures").glob("compare_*.png"))) == 1  # this run's pick; none left stale
+
+
+def test_tile_views_are_the_images_own_pixels_on_a_centred_grid():
+    from trimesh_decode.evaluate import square_256, views_of
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (530, 800, 3), np.uint8)  # 2 x 3 whole tiles, margins 9 and 16
+    tiles = views_of("k", image, "tiles")
+    assert [n for n, _ in tiles] == ["k_r0c0", "k_r0c1", "k_r0c2", "k_r1c0", "k_r1c1", "k_r1c2"]
+    assert np.array_equal(tiles[0][1], image[9:265, 16:272]) and np.array_equal(tiles[5][1], image[265:521, 528:784])
+    # an image too small for one tile falls back to the centre view; the centre view is one resized square
+    small = image[:200, :300]
+    assert [n for n, _ in views_of("s", small, "tiles")] == ["s"]
+    assert np.array_equal(views_of("k", image)[0][1], square_256(image))
+    with pytest.raises(ValueError, match="views"):
+        views_of("k", image, "corners")
+
+
+def test_recall_test_counts_the_images_only_one_decoder_gets_right():
+    from trimesh_decode.evaluate import _mcnemar
+
+    interp = np.array([1, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+    neural = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+    r = _mcnemar(neural, interp)
+    assert (r["interp"], r["neural"], r["gained"], r["lost"]) == (2, 6, 5, 1)
+    assert r["p"] == pytest.approx(0.21875)  # 2 * P(X <= 1), X ~ Binomial(6, 1/2) = 2 * 7/64
+    assert _mcnemar(interp, interp)["p"] is None  # no discordant image: nothing to test
+
+
+def test_dihedral_augmentation_moves_inputs_and_targets_together_through_all_8_symmetries():
+    from trimesh_decode.task import _augment, base_config
+
+    c = base_config()
+    c.data.crop = 256
+    c.data.dihedral = True
+    rng = np.random.default_rng(0)
+    image = jnp.asarray(rng.random((1, 256, 256, 3), np.float32))
+    batch = jnp.repeat(image, 64, axis=0)
+    channels = jnp.concatenate([jnp.zeros_like(batch[..., :2]), batch, jnp.zeros_like(batch)], -1)  # RGB at 2:5
+    ch, tg = _augment(channels, batch, jax.random.key(3), c)
+    np.testing.assert_array_equal(ch[..., 2:5], tg)  # the same symmetry for the input and its target
+    x = np.asarray(image[0])
+    symmetries = [np.ascontiguousarray(s) for t in (x, x.transpose(1, 0, 2)) for s in (t, t[::-1], t[:, ::-1], t[::-1, ::-1])]
+    seen = {next(i for i, s in enumerate(symmetries) if np.array_equal(np.asarray(y), s)) for y in tg}
+    assert seen == set(range(8))
+    c.data.dihedral = False  # the default: horizontal flips only
+    _, tg = _augment(channels, batch, jax.random.key(3), c)
+    seen = {next(i for i, s in enumerate(symmetries) if np.array_equal(np.asarray(y), s)) for y in tg}
+    assert seen == {0, 2}

@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
     v.add_argument("--processes", type=_positive, default=None, help="encoder processes (default: all cores)")
     v.add_argument("--limit", type=_positive, default=None, help="only the first N images")
+    v.add_argument("--views", choices=("centre", "tiles"), default="centre", help="centre: each image's central square resized to 256x256 (default); tiles: every whole 256x256 tile at the image's own resolution (more views per image, for recall and t-tests; tiles of one image are not independent)")
     v.add_argument("--figures", type=int, default=6, help="comparison figures to draw (default 6)")
     v.add_argument("--no-baselines", action="store_true", help="skip WebP/JPEG at equal bytes")
     return p
@@ -87,7 +88,7 @@ def evaluate_command(args) -> str:
         raise UsageError(f"--images {args.images} is not a folder")
     s = evaluate(args.images, args.out, models=args.model or ["mobile"], target_bytes=args.bytes, seed=args.seed,
                  iterations=args.iterations, processes=args.processes, figures=args.figures,
-                 baselines=not args.no_baselines, limit=args.limit)
+                 baselines=not args.no_baselines, limit=args.limit, views=args.views)
     m = s["mean"]
     line = f"{s['images']} images, {s['preview_bytes_mean']:.1f} bytes: interp {m['interp']['psnr']:.2f} dB / SSIM {m['interp']['ssim']:.3f}"
     if "neural" in m:

@@ -1,7 +1,8 @@
 """The second paper's evaluation: interpolation vs neural decoding of the same ~200-byte previews.
 
 For every held-out image (centre-cropped to a square, resized to 256x256 with Lanczos; Kodak by
-default) the preview is encoded once (cached under ``OUT/previews``, so a rerun reuses it) and
+default; or, with ``views="tiles"``, every whole 256x256 tile of the image at its own resolution,
+the grid centred - six per Kodak image, 144 in all) the preview is encoded once (cached under ``OUT/previews``, so a rerun reuses it) and
 decoded by
 
 * ``interp`` - barycentric interpolation (the standard decoder);
@@ -57,6 +58,27 @@ def square_256(image: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(sq).resize((SIZE, SIZE), Image.Resampling.LANCZOS))
 
 
+VIEWS = ("centre", "tiles")
+
+
+def views_of(name: str, image: np.ndarray, views: str = "centre") -> list[tuple[str, np.ndarray]]:
+    """The 256x256 views of one image the evaluation scores, with their names: ``centre`` - the
+    central square resized to 256 (:func:`square_256`); ``tiles`` - every whole 256x256 tile at the
+    image's own resolution (the grid centred; ``name_r{row}c{col}``), or the centre view for an image
+    with a side under 256."""
+    if views not in VIEWS:
+        raise ValueError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
+    h, w = image.shape[:2]
+    if views == "centre" or min(h, w) < SIZE:
+        return [(name, square_256(image))]
+    rows, cols = h // SIZE, w // SIZE
+    oy, ox = (h - rows * SIZE) // 2, (w - cols * SIZE) // 2
+    return [
+        (f"{name}_r{r}c{c}", np.ascontiguousarray(image[oy + r * SIZE : oy + (r + 1) * SIZE, ox + c * SIZE : ox + (c + 1) * SIZE]))
+        for r in range(rows) for c in range(cols)
+    ]
+
+
 def blur(image: np.ndarray, times: int, radius: float = 2.0) -> np.ndarray:
     im = Image.fromarray(image)
     for _ in range(times):
@@ -64,7 +86,8 @@ def blur(image: np.ndarray, times: int, radius: float = 2.0) -> np.ndarray:
     return np.asarray(im)
 
 
-def _previews(names, images, out: Path, target: int, seed: int, iterations: int, processes: int | None):
+def _previews(names, images, out: Path, target: int, seed: int, iterations: int, processes: int | None,
+              views: str = "centre"):
     """Encode (or reuse) each image's preview; returns the parsed previews and their byte counts."""
     from trimesh_decode.bitstream import PreviewFormatError, from_bytes
     from trimesh_decode.encoder import EncoderConfig, encode_images
@@ -72,6 +95,8 @@ def _previews(names, images, out: Path, target: int, seed: int, iterations: int,
     folder = out / "previews"
     folder.mkdir(parents=True, exist_ok=True)
     settings = {"bytes": target, "seed": seed, "iterations": iterations}
+    if views != "centre":  # (centre-view folders were written before views existed)
+        settings["views"] = views
     meta = folder / "settings.json"
     if meta.exists() and json.loads(meta.read_text()) != settings:
         raise UsageError(f"{folder} holds previews made with {meta.read_text().strip()}; use another --out")
@@ -112,9 +137,20 @@ def _ttest(a: np.ndarray, b: np.ndarray) -> dict:
     return {"t": float(t.statistic), "p": float(t.pvalue)}
 
 
+def _mcnemar(neural: np.ndarray, interp: np.ndarray) -> dict:
+    """Hit counts of a 0/1 recall per image, and the exact McNemar test (a two-sided binomial test
+    on the images that only one decoder gets right)."""
+    from scipy import stats
+
+    n, i = np.asarray(neural) > 0.5, np.asarray(interp) > 0.5
+    gained, lost = int(np.sum(n & ~i)), int(np.sum(i & ~n))
+    p = float(stats.binomtest(gained, gained + lost).pvalue) if gained + lost else None
+    return {"neural": int(n.sum()), "interp": int(i.sum()), "gained": gained, "lost": lost, "p": p}
+
+
 def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("mobile",), target_bytes: int = 200,
              seed: int = 0, iterations: int = 3000, processes: int | None = None, figures: int = 6,
-             baselines: bool = True, limit: int | None = None) -> dict:
+             baselines: bool = True, limit: int | None = None, views: str = "centre") -> dict:
     """Run the evaluation (see the module docstring); returns the summary."""
     from trimesh_decode import baselines as bl
     from trimesh_decode import raster
@@ -122,10 +158,12 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if views not in VIEWS:
+        raise UsageError(f"--views must be one of {', '.join(VIEWS)}, got {views!r}")
     loaded = load_folder(images, limit=limit, min_side=16, what="the evaluation")
-    names = [n for n, _ in loaded]
-    originals = [square_256(im) for _, im in loaded]
-    originals = np.stack(originals)
+    viewed = [v for n, im in loaded for v in views_of(n, im, views)]
+    names = [n for n, _ in viewed]
+    originals = np.stack([v for _, v in viewed])
     decoders = []
     for m in models:
         try:
@@ -133,7 +171,7 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from None
     t0 = time.perf_counter()
-    previews, sizes = _previews(names, list(originals), out, target_bytes, seed, iterations, processes)
+    previews, sizes = _previews(names, list(originals), out, target_bytes, seed, iterations, processes, views)
     t_enc = time.perf_counter() - t0
 
     recons: dict[str, np.ndarray] = {}
@@ -168,7 +206,8 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         per_image.append(row)
 
     summary: dict = {
-        "images": len(names), "source": str(images), "preview_bytes_mean": float(np.mean(sizes)),
+        "images": len(names), "source": str(images), "views": views, "source_images": len(loaded),
+        "preview_bytes_mean": float(np.mean(sizes)),
         "models": [d.name for d in decoders], "encode_seconds": round(t_enc, 1),
         "neural_seconds_per_image": {k: round(v, 4) for k, v in timing.items()},
         "mean": {k: {m: float(np.mean(v)) for m, v in s.items()} for k, s in scores.items()},
@@ -181,6 +220,7 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         summary["delta_ssim"] = float(np.mean(n["ssim"] - i["ssim"]))
         summary["ttest_psnr"] = _ttest(n["psnr"], i["psnr"])
         summary["ttest_ssim"] = _ttest(n["ssim"], i["ssim"])
+        summary["recall_test"] = {k: _mcnemar(n[k], i[k]) for k in SEMANTIC[1:]}
         summary["model_meta"] = {d.name: {k: d.meta.get(k) for k in ("step", "command", "parameters", "run")} for d in decoders}
     result = {"summary": summary, "paper": PAPER, "images": per_image}
     write_atomic(out / "evaluation.json", json.dumps(result, indent=1).encode(), force=True)
@@ -194,7 +234,9 @@ def _markdown(s: dict) -> str:
     rows = [
         f"# Interpolation vs neural decoding of {s['images']} previews ({s['preview_bytes_mean']:.1f} bytes mean)",
         "",
-        f"Images: {s['source']}; models: {', '.join(s['models']) or 'none'}.",
+        f"Images: {s['source']}"
+        + (f" ({s['source_images']} images, {s['views']} views)" if s.get("views", "centre") != "centre" else "")
+        + f"; models: {', '.join(s['models']) or 'none'}.",
         "",
         "| decoder | PSNR (dB) | SSIM | logit L2 | top-1 in top-1 | in top-5 | in top-10 | paper PSNR | paper SSIM | paper top-1 |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -215,6 +257,16 @@ def _markdown(s: dict) -> str:
             f"(paper: {100 * PAPER['improved_psnr']:.1f}%, {100 * PAPER['improved_ssim']:.1f}%).",
             f"Paired t-test (neural vs interpolation): PSNR {_t(tp)}; SSIM {_t(ts)}.",
         ]
+    if "recall_test" in s:
+        rows.append(
+            "Recall of the original's top-1 class, images (interpolation -> neural; exact McNemar p): "
+            + "; ".join(
+                f"{k.replace('top1_in_', 'in ')}: {r['interp']} -> {r['neural']} of {s['images']} "
+                f"(p = {'n/a' if r['p'] is None else format(r['p'], '.2g')})"
+                for k, r in s["recall_test"].items()
+            )
+            + "."
+        )
     return "\n".join(rows) + "\n"
 
 

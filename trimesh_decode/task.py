@@ -3,7 +3,8 @@
 
 A batch travels: preview meshes (triangulated on the host by the Grain workers, padded to fixed
 sizes) -> :func:`trimesh_decode.raster.decoder_channels` on the device (the 8 channels at 256x256)
--> a random horizontal flip and an optional aligned random crop (the same for input and target) ->
+-> a random horizontal flip (``data.dihedral``: any of the square's 8 symmetries) and an optional
+aligned random crop (the same for input and target) ->
 the stacked hourglass -> MSE at every loss module (intermediate supervision) -> Adam.
 
 BatchNorm across devices: the batch is one global array sharded over the ``data`` mesh axis and the
@@ -55,8 +56,10 @@ def base_config():
     c = trainer_config("trimesh_decode", "paper", steps=100_000, batch_size=32)
     # dataset: a folder of `trimesh-decode dataset`; meshes padded to fixed sizes (static shapes);
     # crop: train on aligned random crops of this side (multiple of 64; 256 = whole images)
+    # flip: random horizontal flips; dihedral: also vertical flips and transposes (all 8 symmetries)
     c.data = ml_collections.ConfigDict(
-        {"dataset": DEFAULT_DATASET, "pad_points": 320, "pad_triangles": 640, "flip": True, "crop": SIZE}
+        {"dataset": DEFAULT_DATASET, "pad_points": 320, "pad_triangles": 640, "flip": True, "dihedral": False,
+         "crop": SIZE}
     )
     # init: start from a trained decoder (a shipped name, an exported .npz, or a run folder: its newest
     # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh
@@ -114,11 +117,19 @@ def loss_fn(params, batch_stats, channels, targets, config, model):
 def _augment(channels, targets, rng, config):
     """The same random flip and aligned crop for input channels and targets."""
     b, h, w, _ = channels.shape
-    flip_rng, crop_rng = jax.random.split(rng)
+    flip_rng, crop_rng, turn_rng = jax.random.split(rng, 3)
     if config.data.get("flip", True):
         flip = jax.random.bernoulli(flip_rng, 0.5, (b,))[:, None, None, None]
         channels = jnp.where(flip, channels[:, :, ::-1], channels)
         targets = jnp.where(flip, targets[:, :, ::-1], targets)
+    if config.data.get("dihedral", False):
+        # also a vertical flip and a transpose, each with probability 1/2: with the horizontal flip,
+        # all 8 symmetries of the square (the previews' grid is square at 256x256)
+        vflip, turn = (jax.random.bernoulli(k, 0.5, (b,))[:, None, None, None] for k in jax.random.split(turn_rng))
+        channels = jnp.where(vflip, channels[:, ::-1], channels)
+        targets = jnp.where(vflip, targets[:, ::-1], targets)
+        channels = jnp.where(turn, jnp.swapaxes(channels, 1, 2), channels)
+        targets = jnp.where(turn, jnp.swapaxes(targets, 1, 2), targets)
     crop = config.data.get("crop", SIZE)
     if crop < h:
         # one offset per batch (static shapes), a multiple of 64 so the SpaceToDepth phases match
