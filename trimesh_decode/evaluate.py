@@ -221,6 +221,13 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         summary["ttest_psnr"] = _ttest(n["psnr"], i["psnr"])
         summary["ttest_ssim"] = _ttest(n["ssim"], i["ssim"])
         summary["recall_test"] = {k: _mcnemar(n[k], i[k]) for k in SEMANTIC[1:]}
+        # ablations: every further model against the first, image by image
+        summary["versus_neural"] = {
+            k: {"delta_psnr": float(np.mean(scores[k]["psnr"] - n["psnr"])),
+                "delta_ssim": float(np.mean(scores[k]["ssim"] - n["ssim"])),
+                "ttest_psnr": _ttest(scores[k]["psnr"], n["psnr"]), "ttest_ssim": _ttest(scores[k]["ssim"], n["ssim"])}
+            for k in scores if k.startswith("neural_")
+        }
         summary["model_meta"] = {d.name: {k: d.meta.get(k) for k in ("step", "command", "parameters", "run")} for d in decoders}
     result = {"summary": summary, "paper": PAPER, "images": per_image}
     write_atomic(out / "evaluation.json", json.dumps(result, indent=1).encode(), force=True)
@@ -257,6 +264,13 @@ def _markdown(s: dict) -> str:
             f"(paper: {100 * PAPER['improved_psnr']:.1f}%, {100 * PAPER['improved_ssim']:.1f}%).",
             f"Paired t-test (neural vs interpolation): PSNR {_t(tp)}; SSIM {_t(ts)}.",
         ]
+    if s.get("versus_neural"):
+        rows += ["", "Each further model minus the first (`neural`), image by image (paired t-test):", ""]
+        rows += [
+            f"- {k}: {v['delta_psnr']:+.3f} dB PSNR ({_t(v['ttest_psnr'])}), {v['delta_ssim']:+.4f} SSIM ({_t(v['ttest_ssim'])})"
+            for k, v in s["versus_neural"].items()
+        ]
+        rows.append("")
     if "recall_test" in s:
         rows.append(
             "Recall of the original's top-1 class, images (interpolation -> neural; exact McNemar p): "
