@@ -285,7 +285,10 @@ def _markdown(s: dict) -> str:
 
 
 def _t(test: dict) -> str:
-    return "n/a" if test["t"] is None else f"t = {test['t']:.2f}, p = {test['p']:.2g}"
+    if test["t"] is None:
+        return "n/a"
+    p = "p < 1e-300" if test["p"] == 0.0 else f"p = {test['p']:.2g}"  # (below a double's range)
+    return f"t = {test['t']:.2f}, {p}"
 
 
 def _figures(folder: Path, names, originals, recons, scores, count: int) -> None:
