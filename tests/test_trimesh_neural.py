@@ -274,10 +274,10 @@ def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     assert s["images"] == 3 and set(s["mean"]) >= {"interp", "neural", "neural_run", "blur1", "blur5", "webp", "jpeg"}
     assert 0.0 <= s["improved_psnr"] <= 1.0
     r = s["recall_test"]["top1_in_top5"]
+    assert r["neural"] - r["interp"] == r["gained"] - r["lost"] and 0 <= r["interp"] <= 3
     # the second model (the run the first was exported from, float32 vs float16 weights) against the first
     v = s["versus_neural"]["neural_run"]
     assert v["delta_psnr"] == pytest.approx(s["mean"]["neural_run"]["psnr"] - s["mean"]["neural"]["psnr"], abs=1e-5)
-    assert r["neural"] - r["interp"] == r["gained"] - r["lost"] and 0 <= r["interp"] <= 3
     res = json.loads((out / "evaluation.json").read_text())
     assert len(res["images"]) == 3 and res["images"][0]["webp"]["bytes"] <= res["images"][0]["preview_bytes"]
     assert "paper PSNR" in (out / "evaluation.md").read_text()

@@ -2,8 +2,8 @@
 
 For every held-out image (centre-cropped to a square, resized to 256x256 with Lanczos; Kodak by
 default; or, with ``views="tiles"``, every whole 256x256 tile of the image at its own resolution,
-the grid centred - six per Kodak image, 144 in all) the preview is encoded once (cached under ``OUT/previews``, so a rerun reuses it) and
-decoded by
+the grid centred - six per Kodak image, 144 in all) the preview is encoded once (cached under
+``OUT/previews``, so a rerun reuses it) and decoded by
 
 * ``interp`` - barycentric interpolation (the standard decoder);
 * ``neural`` - each given model (the first one is "the" neural decoder; more are ablations);

@@ -31,7 +31,6 @@ def get_config(arg: str | None = None):
     c.data.dataset = str(REPO / "data" / "trimesh_previews_scaled")
     c.optim.lr = 1e-3
     c.optim.warmup = 50
-    c.optim.decay_steps = c.steps
     aliases = {"channels": "model.channels", "stacks": "model.stacks"}
     c = parse_overrides(c, arg, aliases)
     if "decay_steps" not in (arg or ""):  # the cosine spans the run, however many steps it is given
