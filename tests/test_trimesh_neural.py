@@ -339,3 +339,14 @@ def test_dihedral_augmentation_moves_inputs_and_targets_together_through_all_8_s
     _, tg = _augment(channels, batch, jax.random.key(3), c)
     seen = {next(i for i, s in enumerate(symmetries) if np.array_equal(np.asarray(y), s)) for y in tg}
     assert seen == {0, 2}
+
+
+def test_a_cosine_shorter_than_its_warmup_is_refused_by_name():
+    from trimesh_decode.task import base_config, make_optimizer
+
+    c = base_config()
+    c.optim.warmup, c.optim.decay_steps = 50, 6
+    with pytest.raises(ValueError, match=r"optim.decay_steps \(6\) must exceed optim.warmup \(50\)"):
+        make_optimizer(c)
+    c.optim.decay_steps = 60
+    make_optimizer(c)  # a cosine after the warm-up is fine

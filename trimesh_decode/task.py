@@ -91,6 +91,11 @@ def make_model(config) -> StackedHourglass:
 def make_optimizer(config) -> optax.GradientTransformation:
     o = config.optim
     if o.get("decay_steps", 0):
+        if o.decay_steps <= max(1, o.warmup):
+            raise ValueError(
+                f"optim.decay_steps ({o.decay_steps}) must exceed optim.warmup ({o.warmup}): "
+                "the cosine starts after the warm-up"
+            )
         lr = optax.warmup_cosine_decay_schedule(0.0, o.lr, max(1, o.warmup), o.decay_steps, end_value=o.lr * 0.01)
     elif o.get("warmup", 0):
         lr = optax.linear_schedule(0.0, o.lr, o.warmup)
