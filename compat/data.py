@@ -95,8 +95,14 @@ def process_batches(
     shard_index: int = 0,
     shard_count: int = 1,
     threads: int = 2,
+    workers: int = 0,
 ) -> grain.IterDataset:
     """This process's share of the global batches of an (infinite) element stream.
+
+    ``threads`` read ahead in this process; ``workers > 0`` also spreads whole batches over that
+    many worker processes (Grain's ``mp_prefetch``: for host work that holds the GIL, when an
+    accelerator consumes batches faster than one process makes them). The batches and their order
+    are the same either way.
 
     Global batch ``k`` is elements ``k G .. k G + G - 1`` of ``elements`` (``G = batch_size *
     shard_count``); process ``p`` takes its ``p``-th slice of ``batch_size`` of them. Every element -
@@ -108,7 +114,16 @@ def process_batches(
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"shard_index {shard_index} not in 0..{shard_count - 1}")
     ds = elements.batch(batch_size, drop_remainder=True)[shard_index::shard_count]
-    return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if not workers:
+        return ds
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside absl.app they keep their defaults
+        flags.FLAGS.mark_as_parsed()
+    return ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
 
 
 def crop_batches(

@@ -119,7 +119,7 @@ def test_sigterm_saves_a_checkpoint_exits_75_and_the_rerun_continues_identically
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("script", ["launch/slurm.sbatch", "launch/tpu_vm.sh", "launch/local_gpus.sh"])
+@pytest.mark.parametrize("script", ["launch/slurm.sbatch", "launch/tpu_vm.sh", "launch/local_gpus.sh", "launch/device_paper.sh"])
 def test_cluster_scripts_are_documented_and_parse(script):
     path = REPO / script
     text = path.read_text()

@@ -246,6 +246,45 @@ def test_scaled_crops_are_resized_windows_and_an_old_folder_keeps_its_settings(t
     assert all(r["box"][2] == 64 and r["scale"] == 1.0 for r in read_manifest(native).values())
 
 
+def test_pack_then_unpack_gives_the_same_previews_and_crops_within_the_jpeg_error(tmp_path, capsys):
+    """`pack` keeps each photo once (JPEG) and every preview, without crops; `unpack` cuts the crops
+    again - resized windows and crops of photos enlarged to hold one - from the packed photos."""
+    from trimesh_decode.cli import main
+    from trimesh_decode.dataset import read_manifest
+
+    photos = tmp_path / "photos" / "sub"
+    photos.mkdir(parents=True)
+    yy, xx = np.mgrid[0:300, 0:340]
+    smooth = np.stack([xx % 256, (yy * 3 // 4) % 256, ((xx + yy) // 3) % 256], -1).astype(np.uint8)
+    Image.fromarray(smooth).save(photos / "big.png")
+    Image.fromarray(smooth[:50, :60]).save(photos / "small.png")  # enlarged to hold a 64 crop
+    ds = tmp_path / "ds"
+    assert main(["dataset", "--images", str(tmp_path / "photos"), "--out", str(ds), "--crops", "6", "--size", "64",
+                 "--iterations", "20", "--max-scale", "3", "--processes", "1"]) == 0
+    recs = read_manifest(ds)
+    assert {r["scale"] > 1 for r in recs.values()} == {True, False}  # both kinds of crop
+    kit, back = tmp_path / "kit", tmp_path / "back"
+    assert main(["pack", str(ds), "-o", str(kit)]) == 0
+    assert sorted(p.relative_to(kit).as_posix() for p in (kit / "photos").rglob("*.jpg")) == ["photos/sub/big.jpg", "photos/sub/small.jpg"]
+    assert not (kit / "crops").exists() and not (kit / "previews").exists()  # previews ride in the manifest
+    assert main(["pack", str(ds), "-o", str(kit)]) == 2  # no overwrite without --force
+    assert "not empty; pass --force" in capsys.readouterr().err
+    assert main(["unpack", str(kit), "-o", str(back), "--processes", "1"]) == 0
+    again = read_manifest(back)
+    assert sorted(again) == sorted(recs)
+    for i, r in recs.items():
+        assert (back / again[i]["preview"]).read_bytes() == (ds / r["preview"]).read_bytes()
+        a = np.asarray(Image.open(ds / r["crop"]), np.float64)
+        b = np.asarray(Image.open(back / again[i]["crop"]), np.float64)
+        assert a.shape == b.shape == (64, 64, 3)
+        assert 10 * np.log10(255**2 / max(np.mean((a - b) ** 2), 1e-12)) > 35  # only the JPEG's error
+    assert main(["unpack", str(ds), "-o", str(tmp_path / "x")]) == 2  # an unpacked folder is no pack
+    assert "is not a packed dataset" in capsys.readouterr().err
+    (kit / "photos" / "sub" / "small.jpg").unlink()
+    assert main(["unpack", str(kit), "-o", str(tmp_path / "y")]) == 2
+    assert "lacks 1 of its photos, e.g. photos/sub/small.jpg" in capsys.readouterr().err
+
+
 def test_nan_loss_stops_training_without_applying_the_update(tiny_dataset, tmp_path):
     from compat.trainer import TrainingDiverged, train
     from trimesh_decode.task import make_task
@@ -350,3 +389,56 @@ def test_a_cosine_shorter_than_its_warmup_is_refused_by_name():
         make_optimizer(c)
     c.optim.decay_steps = 60
     make_optimizer(c)  # a cosine after the warm-up is fine
+
+
+def test_worker_processes_give_the_same_batches_and_resume_from_a_saved_state(tiny_dataset):
+    """data.workers spreads batches over processes (for an accelerator): the stream is the same as
+    in-process loading, and its state restores into a fresh pipeline where it stopped."""
+    from trimesh_decode.task import preview_batches
+
+    kw = dict(batch_size=2, seed=3, pad_points=320, pad_triangles=640)
+    plain = iter(preview_batches(str(tiny_dataset), **kw))
+    expected = [next(plain) for _ in range(6)]
+    it = iter(preview_batches(str(tiny_dataset), workers=2, **kw))
+    got = [next(it) for _ in range(3)]
+    state = it.get_state()
+    resumed = iter(preview_batches(str(tiny_dataset), workers=2, **kw))
+    resumed.set_state(state)
+    got += [next(resumed) for _ in range(3)]
+    for a, b in zip(expected, got):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_device_script_unpacks_trains_and_returns_the_exported_weights_in_pieces(tiny_dataset, tmp_path):
+    """launch/device_paper.sh (what a lent accelerator runs) on a packed dataset: it cuts the crops,
+    trains, exports, and leaves the weights in pieces that join into a model the decoder loads."""
+    import os
+    import subprocess
+    import sys
+
+    from trimesh_decode.cli import main
+    from trimesh_decode.models import load_model
+
+    kit = tmp_path / "kit"
+    assert main(["pack", str(tiny_dataset), "-o", str(kit / "previews")]) == 0
+    out = tmp_path / "out"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", KIT=str(kit), WHEELS="",
+               PREVIEWS=str(tmp_path / "previews"), RUN=str(tmp_path / "run"), OUT=str(out), EXPORT=str(tmp_path / "export"),
+               MINUTES="5", STEPS="3", WORKERS="0",
+               EXTRA=",model.width=16,batch_size=8,checkpoint_every=1,log_every=1,optim.warmup=1,data.crop=64")
+    r = subprocess.run(["bash", str(REPO / "launch" / "device_paper.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "8 crops cut from 2 photos" in r.stdout and "train.py exit status 0" in r.stdout
+    parts = sorted(out.glob("paper_gpu.npz.part*"))
+    assert parts and all(p.stat().st_size <= 15 * 2**20 for p in parts)
+    joined = tmp_path / "paper_gpu.npz"
+    joined.write_bytes(b"".join(p.read_bytes() for p in parts))
+    (tmp_path / "paper_gpu.json").write_bytes((out / "paper_gpu.json").read_bytes())
+    decoder = load_model(joined)  # checks the sha256 the json records
+    assert json.loads((out / "paper_gpu.json").read_text())["step"] == 3
+    preview = (tiny_dataset / "previews" / "000000.tri").read_bytes()
+    from trimesh_decode.bitstream import from_bytes
+
+    assert decoder.decode([from_bytes(preview)]).shape == (1, 256, 256, 3)

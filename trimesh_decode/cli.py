@@ -3,7 +3,8 @@
 ``encode`` runs the hill-climbing encoder; ``decode`` renders a preview by barycentric
 interpolation or with the trained neural decoder (the same file either way); ``dataset`` encodes
 random crops of a folder of photos for training, resumably and in parallel, with a manifest;
-``evaluate`` compares the decoders on held-out images.
+``pack`` and ``unpack`` carry such a folder to a machine without the photos (a lent accelerator)
+as the photos once, JPEG-compressed, plus the previews; ``evaluate`` compares the decoders on held-out images.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ EXAMPLE = """examples:
   trimesh-decode decode photo.tri -o better.png --decoder neural
   trimesh-decode evaluate --images ../shared/data/kodak --out results/previews
   trimesh-decode dataset --images ../shared/data/photos --out data/previews --crops 1000 --size 256
+  trimesh-decode pack data/previews -o .kit/previews && trimesh-decode unpack .kit/previews -o /tmp/previews
 """
 
 
@@ -78,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--views", choices=("centre", "tiles"), default="centre", help="centre: each image's central square resized to 256x256 (default); tiles: every whole 256x256 tile at the image's own resolution (more views per image, for recall and t-tests; tiles of one image are not independent)")
     v.add_argument("--figures", type=int, default=6, help="comparison figures to draw (default 6)")
     v.add_argument("--no-baselines", action="store_true", help="skip WebP/JPEG at equal bytes")
+    k = sub.add_parser("pack", help="a dataset folder as photos (JPEG) + previews, without crops", description="Copy a `dataset` folder compactly, for a machine without its photos: each source photo once as a JPEG, every preview, the manifest; `unpack` cuts the crops again.", epilog=EXAMPLE, formatter_class=fmt)
+    k.add_argument("dataset", help="a folder written by `trimesh-decode dataset`")
+    k.add_argument("-o", "--out", required=True, help="output folder (refused if it exists and is not empty, unless --force)")
+    k.add_argument("--quality", type=_positive, default=95, help="JPEG quality of the photos, 4:4:4 (default 95: about 45 dB)")
+    k.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    u = sub.add_parser("unpack", help="a packed dataset back to a training folder", description="Cut the crops of a `pack` output again from its photos: a training folder (crops/, previews/, manifest.jsonl).", epilog=EXAMPLE, formatter_class=fmt)
+    u.add_argument("kit", help="a folder written by `trimesh-decode pack`")
+    u.add_argument("-o", "--out", required=True, help="output folder (refused if it exists and is not empty, unless --force)")
+    u.add_argument("--processes", type=_positive, default=None, help="worker processes (default: all cores)")
+    u.add_argument("--force", action="store_true", help="write into a non-empty OUT")
     return p
 
 
@@ -204,8 +216,21 @@ def dataset_command(args) -> str:
     )
 
 
+def pack_command(args) -> str:
+    from trimesh_decode.dataset import pack_dataset
+
+    return pack_dataset(args.dataset, args.out, quality=args.quality, force=args.force)
+
+
+def unpack_command(args) -> str:
+    from trimesh_decode.dataset import unpack_dataset
+
+    return unpack_dataset(args.kit, args.out, processes=args.processes, force=args.force)
+
+
 def main(argv: list[str] | None = None) -> int:
-    commands = {"encode": encode_command, "decode": decode_command, "dataset": dataset_command, "evaluate": evaluate_command}
+    commands = {"encode": encode_command, "decode": decode_command, "dataset": dataset_command,
+                "evaluate": evaluate_command, "pack": pack_command, "unpack": unpack_command}
     return run_subcommand("trimesh-decode", _parser(), commands, argv)
 
 

@@ -17,6 +17,8 @@ from the manifest; a setting that differs from the folder's ``dataset.json`` is 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import multiprocessing
 import os
@@ -28,11 +30,11 @@ from PIL import Image
 from compat.cli import UsageError, write_atomic
 from compat.images import list_images, load_image
 
-__all__ = ["build_dataset", "read_manifest"]
+__all__ = ["build_dataset", "cut", "pack_dataset", "read_manifest", "unpack_dataset"]
 
 
-def read_manifest(out: str | os.PathLike) -> dict[int, dict]:
-    """Finished entries by index (lines whose files exist; a torn last line is ignored)."""
+def read_manifest(out: str | os.PathLike, files: tuple[str, ...] = ("crop", "preview")) -> dict[int, dict]:
+    """Finished entries by index (lines whose ``files`` exist; a torn last line is ignored)."""
     out = Path(out)
     done: dict[int, dict] = {}
     path = out / "manifest.jsonl"
@@ -43,9 +45,32 @@ def read_manifest(out: str | os.PathLike) -> dict[int, dict]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if (out / rec["crop"]).exists() and (out / rec["preview"]).exists():
+        if all((out / rec[f]).exists() for f in files):
             done[int(rec["index"])] = rec
     return done
+
+
+def cut(image: np.ndarray, box, scale: float, size: int) -> np.ndarray:
+    """The crop a manifest entry describes: ``box`` (x, y, side, side) of the photo, resized to
+    ``size`` (Lanczos) when ``side`` differs; a photo too small for one crop (``scale > 1``) is first
+    enlarged by ``scale``, and ``box`` is in the enlarged photo's pixels."""
+    if scale > 1.0:  # small photos are enlarged to hold one crop
+        h, w = image.shape[:2]
+        w2, h2 = max(size, round(w * scale)), max(size, round(h * scale))
+        image = np.asarray(Image.fromarray(image).resize((w2, h2), Image.Resampling.LANCZOS))
+    x, y, side = int(box[0]), int(box[1]), int(box[2])
+    if y + side > image.shape[0] or x + side > image.shape[1]:
+        raise ValueError(f"crop box {list(box)} does not fit a {image.shape[1]}x{image.shape[0]} photo")
+    window = image[y : y + side, x : x + side]
+    if side != size:
+        window = np.asarray(Image.fromarray(window).resize((size, size), Image.Resampling.LANCZOS))
+    return np.ascontiguousarray(window)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def _job(args):
@@ -61,27 +86,18 @@ def _job(args):
         side = min(min(h, w), round(size * float(np.exp(rng.uniform(0.0, np.log(top))))))
         y = int(rng.integers(0, h - side + 1))
         x = int(rng.integers(0, w - side + 1))
-        window = Image.fromarray(image[y : y + side, x : x + side])
-        crop = np.asarray(window.resize((size, size), Image.Resampling.LANCZOS)) if side != size else image[y : y + side, x : x + side]
-        crop, box, scale = np.ascontiguousarray(crop), [x, y, side, side], size / side
+        box, scale = [x, y, side, side], size / side
     else:
-        if min(h, w) < size:  # small photos are enlarged to hold one crop
+        if min(h, w) < size:
             scale = size / min(h, w)
-            w2, h2 = max(size, round(w * scale)), max(size, round(h * scale))
-            image = np.asarray(Image.fromarray(image).resize((w2, h2), Image.Resampling.LANCZOS))
-            h, w = image.shape[:2]
+            h, w = max(size, round(h * scale)), max(size, round(w * scale))
         y = int(rng.integers(0, h - size + 1))
         x = int(rng.integers(0, w - size + 1))
-        crop = np.ascontiguousarray(image[y : y + size, x : x + size])
         box = [x, y, size, size]
+    crop = cut(image, box, scale, size)
     res = encode_image(crop, target, seed=seed * 1_000_003 + index, config=EncoderConfig(iterations=iterations))
     name = f"{index:06d}"
-    buf = Path(out) / "crops" / f"{name}.png"
-    import io
-
-    png = io.BytesIO()
-    Image.fromarray(crop).save(png, "PNG")
-    write_atomic(buf, png.getvalue(), force=True)
+    write_atomic(Path(out) / "crops" / f"{name}.png", _png(crop), force=True)
     write_atomic(Path(out) / "previews" / f"{name}.tri", res.data, force=True)
     return {
         "index": index,
@@ -149,3 +165,104 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
     sizes = [r["bytes"] for r in recs.values()]
     return (f"{out}: {len(recs)} of {crops} crops encoded ({crops - len(todo)} were already there), "
             f"mean {np.mean(sizes):.1f} bytes; manifest {out / 'manifest.jsonl'}")
+
+
+def _empty_or_forced(out: Path, force: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"{out} exists and is not empty; pass --force to write into it")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progress: bool = True) -> str:
+    """A compact copy of a dataset for a machine without its photos (a lent accelerator): each
+    source photo once as a JPEG (4:4:4, ``quality``) and the manifest with every preview's bytes in
+    its line (base64) - no crops.
+    ``unpack_dataset`` cuts the crops again from the photos. A crop then differs from the one its
+    preview was encoded from only by the JPEG's error (about 45 dB at quality 95, far below the
+    previews' ~21 dB): the preview bitstreams are the same bytes."""
+    from tqdm import tqdm
+
+    src, out = Path(dataset), Path(out)
+    if not 50 <= quality <= 100:
+        raise UsageError(f"--quality must be in 50..100, got {quality}")
+    if not (src / "dataset.json").is_file():
+        raise UsageError(f"{src} is not a `trimesh-decode dataset` folder (no dataset.json)")
+    settings = json.loads((src / "dataset.json").read_text())
+    recs = read_manifest(src)
+    if not recs:
+        raise UsageError(f"{src} has no finished crops")
+    root = Path(settings["images"])
+    names: dict[str, str] = {}
+    for rec in recs.values():
+        photo = Path(rec["source"]).resolve()
+        if not photo.is_file():
+            raise UsageError(f"source photo {rec['source']} of crop {rec['index']} is missing (manifest paths are "
+                             f"relative to the folder the dataset was built from)")
+        rel = photo.relative_to(root) if photo.is_relative_to(root) else Path(photo.name)
+        names.setdefault(rec["source"], (Path("photos") / rel).with_suffix(".jpg").as_posix())
+    if len(set(names.values())) != len(names):
+        raise UsageError(f"two source photos of {src} map to one name in the pack")
+    _empty_or_forced(out, force)
+    for source, name in tqdm(sorted(names.items()), desc="photos", unit="photo", disable=not progress):
+        buf = io.BytesIO()
+        Image.fromarray(load_image(source)).save(buf, "JPEG", quality=quality, subsampling=0)
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / name, buf.getvalue(), force=True)
+    lines = []  # each preview's bytes inside its manifest line: one small file, not thousands
+    for i in sorted(recs):
+        data = base64.b64encode((src / recs[i]["preview"]).read_bytes()).decode()
+        lines.append(json.dumps(dict(recs[i], source=names[recs[i]["source"]], preview_bytes=data)))
+    packed = dict(settings, packed_from=str(src.resolve()), photo_quality=quality)
+    write_atomic(out / "dataset.json", json.dumps(packed, indent=1).encode(), force=True)
+    write_atomic(out / "manifest.jsonl", ("\n".join(lines) + "\n").encode(), force=True)
+    mib = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
+    return f"{out}: {len(recs)} previews and {len(names)} photos (JPEG quality {quality}), {mib:.1f} MiB"
+
+
+def _unpack_photo(args):
+    kit, out, size, recs = args
+    image = load_image(Path(kit) / recs[0]["source"])
+    for rec in recs:
+        write_atomic(Path(out) / rec["crop"], _png(cut(image, rec["box"], rec["scale"], size)), force=True)
+        write_atomic(Path(out) / rec["preview"], base64.b64decode(rec["preview_bytes"]), force=True)
+    return len(recs)
+
+
+def unpack_dataset(kit, out, *, processes: int | None = None, force: bool = False, progress: bool = True) -> str:
+    """A training folder (crops/, previews/, manifest.jsonl) from ``pack_dataset``'s output: the
+    crops cut again from the packed photos, one job per photo."""
+    from tqdm import tqdm
+
+    kit, out = Path(kit), Path(out)
+    meta = kit / "dataset.json"
+    if not meta.is_file() or "packed_from" not in json.loads(meta.read_text()):
+        raise UsageError(f"{kit} is not a packed dataset (`trimesh-decode pack` writes one)")
+    settings = json.loads(meta.read_text())
+    recs = read_manifest(kit, files=())
+    if not recs:
+        raise UsageError(f"{kit} has no previews (manifest.jsonl is empty or missing)")
+    missing = sorted({r["source"] for r in recs.values() if not (kit / r["source"]).is_file()})
+    if missing:
+        raise UsageError(f"{kit} lacks {len(missing)} of its photos, e.g. {missing[0]}")
+    _empty_or_forced(out, force)
+    (out / "crops").mkdir(exist_ok=True)
+    (out / "previews").mkdir(exist_ok=True)
+    by_photo: dict[str, list] = {}
+    for i in sorted(recs):
+        by_photo.setdefault(recs[i]["source"], []).append(recs[i])
+    jobs = [(str(kit), str(out), int(settings["size"]), group) for group in by_photo.values()]
+    processes = min(processes or os.cpu_count() or 1, len(jobs))
+    bar = tqdm(total=len(recs), desc="crops", unit="crop", disable=not progress)
+    pool = multiprocessing.get_context("spawn").Pool(processes) if processes > 1 else None
+    try:
+        for n in (pool.imap_unordered(_unpack_photo, jobs) if pool else map(_unpack_photo, jobs)):
+            bar.update(n)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        bar.close()
+    write_atomic(out / "dataset.json", json.dumps(dict(settings, unpacked_from=str(kit.resolve())), indent=1).encode(), force=True)
+    write_atomic(out / "manifest.jsonl", "".join(json.dumps({**{k: v for k, v in recs[i].items() if k != "preview_bytes"}, "source": str(kit / recs[i]["source"])}) + "\n"
+                          for i in sorted(recs)).encode(), force=True)
+    return f"{out}: {len(recs)} crops cut from {len(by_photo)} photos"

@@ -57,9 +57,11 @@ def base_config():
     # dataset: a folder of `trimesh-decode dataset`; meshes padded to fixed sizes (static shapes);
     # crop: train on aligned random crops of this side (multiple of 64; 256 = whole images)
     # flip: random horizontal flips; dihedral: also vertical flips and transposes (all 8 symmetries)
+    # threads: host threads that read crops and triangulate previews; workers: as many processes too
+    # (0: none) - the host work holds the GIL, so an accelerator needs workers to be fed
     c.data = ml_collections.ConfigDict(
         {"dataset": DEFAULT_DATASET, "pad_points": 320, "pad_triangles": 640, "flip": True, "dihedral": False,
-         "crop": SIZE}
+         "crop": SIZE, "threads": 2, "workers": 0}
     )
     # init: start from a trained decoder (a shipped name, an exported .npz, or a run folder: its newest
     # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh
@@ -197,6 +199,7 @@ def make_task(config) -> Task:
         return preview_batches(
             config.data.dataset, batch_size=local_batch, seed=config.seed, pad_points=config.data.pad_points,
             pad_triangles=config.data.pad_triangles, shard_index=process_index, shard_count=process_count,
+            threads=config.data.get("threads", 2), workers=config.data.get("workers", 0),
         )
 
     return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "trimesh_decode"),
@@ -265,7 +268,7 @@ def dataset_records(root: str) -> list[tuple[str, str]]:
 
 
 def preview_batches(root: str, *, batch_size: int, seed: int, pad_points: int, pad_triangles: int,
-                    shard_index: int = 0, shard_count: int = 1, threads: int = 2) -> grain.IterDataset:
+                    shard_index: int = 0, shard_count: int = 1, threads: int = 2, workers: int = 0) -> grain.IterDataset:
     """An infinite, reshuffled-every-epoch stream of this process's batches: ``image`` uint8
     (B, 256, 256, 3) and the padded mesh arrays; the same global batches on any number of processes
     (:func:`compat.data.process_batches`)."""
@@ -279,7 +282,8 @@ def preview_batches(root: str, *, batch_size: int, seed: int, pad_points: int, p
         .repeat(None)
         .map(_LoadPair(str(root), pad_points, pad_triangles))
     )
-    return datalib.process_batches(elements, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, threads=threads)
+    return datalib.process_batches(elements, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, threads=threads,
+                                   workers=workers)
 
 
 # -- inference ------------------------------------------------------------------------------------
