@@ -8,7 +8,9 @@ Expected: the paper reports interpolation 20.7 dB -> neural 21.7 dB PSNR (SSIM 0
 held-out previews after full training. It needs an accelerator: about 40 GFLOP per image per step.
 The paper states Adam at learning rate 0.1; with BatchNorm after every convolution we tried it
 (``paper.py:optim.lr=0.1``) and record what happened in results/previews/README.md; the default
-here is 1e-3 with a 100-step warm-up.
+here is 1e-3 with a 100-step warm-up. On a GPU lent for single 10-minute commands (no photos
+there): ``launch/device_kit.sh`` here, then ``bash launch/device_paper.sh`` there, which trains
+this config at a constant rate and then decays it for as long as its measured speed allows.
 """
 
 from trimesh_decode.task import base_config, parse_overrides
