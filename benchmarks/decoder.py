@@ -3,11 +3,14 @@ training images/s, against interpolation decoding of the same previews measured 
 
 Decoding: batch 1, channels rendered from the preview plus the network, jit-compiled (compile
 excluded), median of ``--repeats``; one core means the process is pinned to one CPU and XLA runs
-single-threaded. Training: one step of the config's batch (``mobile``: 128x128 crops; ``paper``: 256)
+single-threaded. Loading (one core): ms per training element on the host - the crop's PNG read, the
+preview parsed, triangulated and padded - against Pillow reading the PNG alone (the dataset's crops
+when data/trimesh_previews_scaled exists, else synthetic ones); a process makes 1000 / ms elements
+per second, which is what ``data.workers`` multiplies for an accelerator. Training: one step of the config's batch (``mobile``: 128x128 crops; ``paper``: 256)
 with every core, images/s. The models' weights are random (speed does not depend on them).
 Writes results/benchmarks/decoder_<backend>.json.
 
-    python benchmarks/decoder.py [--repeats 20] [--train-steps 5]
+    python benchmarks/decoder.py [--repeats 20] [--train-steps 5] [--elements 200]
 """
 
 from __future__ import annotations
@@ -59,6 +62,44 @@ def decoding(repeats: int) -> dict:
     return out
 
 
+def loading(n: int) -> dict:
+    import tempfile
+
+    from PIL import Image
+    from preview_helpers import random_preview
+
+    from trimesh_decode.bitstream import to_bytes
+    from trimesh_decode.task import _LoadPair, dataset_records
+
+    real = ROOT / "data" / "trimesh_previews_scaled"
+    with tempfile.TemporaryDirectory() as tmp:
+        if (real / "manifest.jsonl").exists():
+            root, records, source = real, dataset_records(str(real))[:n], "dataset crops"
+        else:  # photo-like crops (smooth noise) and random ~170-point previews
+            root, rng, records, source = Path(tmp), np.random.default_rng(2), [], "synthetic crops"
+            (root / "crops").mkdir()
+            (root / "previews").mkdir()
+            for i in range(n):
+                small = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(small).resize((256, 256), Image.Resampling.BICUBIC).save(root / "crops" / f"{i}.png")
+                (root / "previews" / f"{i}.tri").write_bytes(to_bytes(random_preview(rng, 64, 64, 170, 8)))
+                records.append((f"crops/{i}.png", f"previews/{i}.tri"))
+        load = _LoadPair(str(root), 320, 640)
+        for rec in records[:5]:
+            load.map(rec)  # warm caches and numba
+        t = time.perf_counter()
+        for rec in records:
+            load.map(rec)
+        element = (time.perf_counter() - t) / len(records) * 1e3
+        t = time.perf_counter()
+        for crop, _ in records:
+            np.asarray(Image.open(root / crop).convert("RGB"))
+        png = (time.perf_counter() - t) / len(records) * 1e3
+    return {"source": source, "elements": len(records), "ms_per_element": round(element, 2),
+            "png_read_ms": round(png, 2), "ratio_to_png_read": round(element / png, 1),
+            "elements_per_s_per_process": round(1e3 / element)}
+
+
 def training(steps: int) -> dict:
     from compat.config import config_module
     from preview_helpers import random_preview
@@ -91,13 +132,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--train-steps", type=int, default=5)
+    ap.add_argument("--elements", type=int, default=200, help="training elements to load for the host figure")
     ap.add_argument("--all-cores", action="store_true", help="(internal) the training half, with every core")
     args = ap.parse_args()
     if args.all_cores:
         print(json.dumps(training(args.train_steps)))
         return
     res = {"device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(),
-           "decode_one_core": decoding(args.repeats)}
+           "decode_one_core": decoding(args.repeats), "load_one_core": loading(args.elements)}
     # training uses every core: a fresh process, not pinned
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     proc = subprocess.run([sys.executable, __file__, "--all-cores", "--train-steps", str(args.train_steps)],
