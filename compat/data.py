@@ -113,10 +113,10 @@ def process_batches(
     """
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"shard_index {shard_index} not in 0..{shard_count - 1}")
-    ds = elements.batch(batch_size, drop_remainder=True)[shard_index::shard_count]
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
+    ds = elements.batch(batch_size, drop_remainder=True)[shard_index::shard_count]
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
     if not workers:
         return ds
     from absl import flags
