@@ -18,6 +18,7 @@ from the manifest; a setting that differs from the folder's ``dataset.json`` is 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import multiprocessing
@@ -71,6 +72,21 @@ def _png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, "PNG")
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def _parallel(fn, jobs: list, processes: int | None):
+    """``fn`` over ``jobs``, results as they finish: in spawned worker processes (default: every
+    core), or in this process when one suffices; the workers stop when the block exits."""
+    processes = min(processes or os.cpu_count() or 1, max(1, len(jobs)))
+    if processes <= 1:
+        yield map(fn, jobs)
+        return
+    pool = multiprocessing.get_context("spawn").Pool(processes)
+    try:
+        yield pool.imap_unordered(fn, jobs)
+    finally:
+        pool.terminate()
 
 
 def _job(args):
@@ -143,24 +159,12 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
     order = np.random.default_rng(seed).integers(0, len(paths), size=crops)
     todo = [(i, str(paths[order[i]]), str(out), size, target_bytes, seed, iterations, max_scale)
             for i in range(crops) if i not in done]
-    processes = processes or os.cpu_count() or 1
     bar = tqdm(total=crops, initial=crops - len(todo), desc="previews", unit="crop", disable=not progress)
-    with open(out / "manifest.jsonl", "a") as manifest:
-        if processes <= 1:
-            results = map(_job, todo)
-            pool = None
-        else:
-            pool = multiprocessing.get_context("spawn").Pool(processes)
-            results = pool.imap_unordered(_job, todo)
-        try:
-            for rec in results:
-                manifest.write(json.dumps(rec) + "\n")
-                manifest.flush()
-                bar.update(1)
-        finally:
-            if pool is not None:
-                pool.terminate()
-            bar.close()
+    with open(out / "manifest.jsonl", "a") as manifest, bar, _parallel(_job, todo, processes) as results:
+        for rec in results:
+            manifest.write(json.dumps(rec) + "\n")
+            manifest.flush()
+            bar.update(1)
     recs = read_manifest(out)
     sizes = [r["bytes"] for r in recs.values()]
     return (f"{out}: {len(recs)} of {crops} crops encoded ({crops - len(todo)} were already there), "
@@ -236,9 +240,9 @@ def unpack_dataset(kit, out, *, processes: int | None = None, force: bool = Fals
 
     kit, out = Path(kit), Path(out)
     meta = kit / "dataset.json"
-    if not meta.is_file() or "packed_from" not in json.loads(meta.read_text()):
+    settings = json.loads(meta.read_text()) if meta.is_file() else {}
+    if "packed_from" not in settings:
         raise UsageError(f"{kit} is not a packed dataset (`trimesh-decode pack` writes one)")
-    settings = json.loads(meta.read_text())
     recs = read_manifest(kit, files=())
     if not recs:
         raise UsageError(f"{kit} has no previews (manifest.jsonl is empty or missing)")
@@ -252,17 +256,12 @@ def unpack_dataset(kit, out, *, processes: int | None = None, force: bool = Fals
     for i in sorted(recs):
         by_photo.setdefault(recs[i]["source"], []).append(recs[i])
     jobs = [(str(kit), str(out), int(settings["size"]), group) for group in by_photo.values()]
-    processes = min(processes or os.cpu_count() or 1, len(jobs))
-    bar = tqdm(total=len(recs), desc="crops", unit="crop", disable=not progress)
-    pool = multiprocessing.get_context("spawn").Pool(processes) if processes > 1 else None
-    try:
-        for n in (pool.imap_unordered(_unpack_photo, jobs) if pool else map(_unpack_photo, jobs)):
+    with tqdm(total=len(recs), desc="crops", unit="crop", disable=not progress) as bar, \
+            _parallel(_unpack_photo, jobs, processes) as results:
+        for n in results:
             bar.update(n)
-    finally:
-        if pool is not None:
-            pool.terminate()
-        bar.close()
     write_atomic(out / "dataset.json", json.dumps(dict(settings, unpacked_from=str(kit.resolve())), indent=1).encode(), force=True)
-    write_atomic(out / "manifest.jsonl", "".join(json.dumps({**{k: v for k, v in recs[i].items() if k != "preview_bytes"}, "source": str(kit / recs[i]["source"])}) + "\n"
-                          for i in sorted(recs)).encode(), force=True)
+    lines = [{k: v for k, v in recs[i].items() if k != "preview_bytes"} | {"source": str(kit / recs[i]["source"])}
+             for i in sorted(recs)]
+    write_atomic(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in lines).encode(), force=True)
     return f"{out}: {len(recs)} crops cut from {len(by_photo)} photos"
