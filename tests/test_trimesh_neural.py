@@ -188,24 +188,6 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     with pytest.raises(ValueError, match="width"):
         make_task(wider).init(jax.random.key(0))
 
-    # a full-resolution refine branch grown on the run starts at zero: the same decodings; it trains,
-    # exports and loads with its setting; a start that has the branch cannot drop it
-    from trimesh_decode.task import make_model, predict
-
-    grown = _config(tiny_dataset, steps=3, checkpoint_every=3,
-                    **{"model.output": "residual", "model.init": str(work), "model.refine": 8})
-    g = make_task(grown).init(jax.random.key(3))
-    assert g.params["refine2"]["kernel"].shape == (3, 3, 8, 3)
-    out = predict({"params": g.params, "batch_stats": g.batch_stats}, [preview], make_model(grown))
-    np.testing.assert_array_equal(out, b)
-    train(grown, tmp_path / "grown", make_task(grown), progress=False)
-    refined = load_model(export_run(tmp_path / "grown", "refined", command="pytest", directory=tmp_path))
-    assert refined.settings["refine"] == 8 and refined.decode([preview]).shape == (1, 256, 256, 3)
-    assert np.abs(refined.decode([preview]).astype(int) - b).max() > 0  # the 3 steps moved it
-    dropped = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(tmp_path / "grown")})
-    with pytest.raises(ValueError, match="refine"):
-        make_task(dropped).init(jax.random.key(0))
-
     # a fine-tuning run resumes from its own checkpoint without its start model on disk
     moved = tmp_path / "start.npz"
     moved.write_bytes(npz.read_bytes())

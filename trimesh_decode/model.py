@@ -20,13 +20,6 @@ multiple of ``4 * 2**depth`` (64 for the default depth 4).
 ``output="residual"`` (an option of ours, off in ``paper``) adds the tanh output to the interpolated
 RGB channels instead, and its heads start at zero, so an untrained network is the interpolation
 decoder.
-
-``refine=F`` (ours, 0 in ``paper`` and ``mobile`` until stage 6) adds a full-resolution branch to
-the last loss module: Conv 3x3 (F filters, BatchNorm, ReLU) over the loss module's 256x256 features
-and the input channels, then Conv 3x3 to 3 channels, added before the tanh. The paper's loss module
-sees each pixel only through the 64x64 features' DepthToSpace(4) (``width / 16`` values per pixel:
-4 for ``mobile``); the branch sees the edge and vertex maps at their own resolution. Its last layer
-starts at zero, so it can be added to a trained model without changing its output.
 """
 
 from __future__ import annotations
@@ -37,7 +30,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Hourglass", "StackedHourglass", "from_settings", "space_to_depth", "depth_to_space", "CHANNEL_SETS", "select_channels"]
+__all__ = ["Hourglass", "StackedHourglass", "space_to_depth", "depth_to_space", "CHANNEL_SETS", "select_channels"]
 
 # The decoder's input channels (trimesh_decode.raster.decoder_channels) and the ablations of them.
 CHANNEL_SETS: dict[str, tuple[int, ...]] = {
@@ -111,7 +104,6 @@ class StackedHourglass(nn.Module):
     stacks: int = 2
     depth: int = 4
     output: str = "image"
-    refine: int = 0
 
     @nn.compact
     def __call__(self, x, train: bool = False, interp: jax.Array | None = None) -> Sequence[jax.Array]:
@@ -131,17 +123,7 @@ class StackedHourglass(nn.Module):
             h = h + Hourglass(self.width, self.depth, name=f"hourglass{s}")(h, train)
             # residual heads start at zero, so the untrained network returns the interpolation
             init = nn.initializers.zeros if self.output == "residual" else nn.initializers.lecun_normal()
-            feat = depth_to_space(h, 4)
-            y = nn.Conv(3, (1, 1), kernel_init=init, name=f"head{s}")(feat)
-            if self.refine and s == self.stacks - 1:
-                r = ConvBN(self.refine, name="refine1")(jnp.concatenate([feat, x], axis=-1), train)
-                y = y + nn.Conv(3, (3, 3), padding="SAME", kernel_init=nn.initializers.zeros, name="refine2")(r)
+            y = nn.Conv(3, (1, 1), kernel_init=init, name=f"head{s}")(depth_to_space(h, 4))
             y = jnp.tanh(y)
             images.append(interp + y if self.output == "residual" else (y + 1.0) / 2.0)
         return images
-
-
-def from_settings(settings) -> StackedHourglass:
-    """The module a config's ``model`` section (or a shipped model's settings) describes."""
-    return StackedHourglass(width=settings["width"], stacks=settings["stacks"], depth=settings.get("depth", 4),
-                            output=settings.get("output", "image"), refine=settings.get("refine", 0))

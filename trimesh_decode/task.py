@@ -34,7 +34,7 @@ from compat.images import load_image
 from compat.trainer import Task, global_norm, guard_update
 from trimesh_decode import raster
 from trimesh_decode.bitstream import from_bytes
-from trimesh_decode.model import CHANNEL_SETS, INTERP, StackedHourglass, from_settings, select_channels
+from trimesh_decode.model import CHANNEL_SETS, INTERP, StackedHourglass, select_channels
 from trimesh_decode.triangulate import preview_triangles
 
 __all__ = [
@@ -65,10 +65,8 @@ def base_config():
     )
     # init: start from a trained decoder (a shipped name, an exported .npz, or a run folder: its newest
     # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh
-    # refine: filters of a full-resolution branch in the last loss module (0: none, the paper's;
-    # trimesh_decode/model.py); a model.init without the branch starts it at zero (the same output)
     c.model = ml_collections.ConfigDict(
-        {"width": 256, "stacks": 2, "depth": 4, "channels": "all", "output": "image", "refine": 0, "init": ""}
+        {"width": 256, "stacks": 2, "depth": 4, "channels": "all", "output": "image", "init": ""}
     )
     # the paper states Adam at learning rate 0.1; see configs/trimesh_decode/paper.py for what trained
     c.optim = ml_collections.ConfigDict({"lr": 1e-3, "b1": 0.9, "b2": 0.999, "warmup": 100, "decay_steps": 0})
@@ -89,7 +87,7 @@ def make_model(config) -> StackedHourglass:
         raise ValueError(f"unknown channel set {m.channels!r}; choose from {', '.join(CHANNEL_SETS)}")
     if m.output == "residual" and m.channels == "no_interp":
         raise ValueError("output='residual' adds the interpolated image, which channels='no_interp' withholds")
-    return from_settings(m)
+    return StackedHourglass(width=m.width, stacks=m.stacks, depth=m.get("depth", 4), output=m.output)
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -163,9 +161,10 @@ def make_task(config) -> Task:
 
     def init(rng, with_start: bool = True):
         x = jnp.zeros((1, SIZE, SIZE, len(CHANNEL_SETS[config.model.channels])))
-        v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
         if with_start and config.model.get("init", ""):
-            v = start_variables(config, v)
+            v = start_variables(config)
+        else:
+            v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
         tx = make_optimizer(config)
         return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
                           opt_state=tx.init(v["params"]))
@@ -207,28 +206,20 @@ def make_task(config) -> Task:
                 template=lambda rng: init(rng, with_start=False))
 
 
-def start_variables(config, fresh: dict) -> dict:
+def start_variables(config) -> dict:
     """The variables of the decoder named by ``config.model.init``, checked against this config's model
     (a model of the same settings has weights of the same shapes: :func:`trimesh_decode.models.load_model`
-    checks an exported file's against its settings). A start without this config's ``refine`` branch
-    keeps the branch's ``fresh`` initialisation, whose last layer is zero: the output is the start's."""
+    checks an exported file's against its settings)."""
     from trimesh_decode.models import load_model
 
     start = load_model(config.model.init)
-    keys = ("width", "stacks", "depth", "channels", "output", "refine")
-    want = {k: config.model.get(k, 0 if k == "refine" else None) for k in keys}
+    keys = ("width", "stacks", "depth", "channels", "output")
+    want = {k: config.model.get(k) for k in keys}
     have = {k: start.settings[k] for k in keys}
-    grows = have["refine"] == 0 and want["refine"] > 0
-    diff = {k: (have[k], want[k]) for k in keys if have[k] != want[k] and not (k == "refine" and grows)}
-    if diff:
+    if want != have:
+        diff = {k: (have[k], want[k]) for k in keys if have[k] != want[k]}
         raise ValueError(f"model.init {config.model.init!r} is another model: {diff} (its setting, this config's)")
-    out = {}
-    for k in ("params", "batch_stats"):
-        merged = {name: dict(v) if hasattr(v, "items") else v for name, v in dict(fresh[k]).items()}
-        for name, v in dict(start.variables[k]).items():
-            merged[name] = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(v) if hasattr(v, "items") else v)
-        out[k] = merged
-    return out
+    return {k: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(start.variables[k])) for k in ("params", "batch_stats")}
 
 
 # -- data -----------------------------------------------------------------------------------------

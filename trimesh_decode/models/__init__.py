@@ -22,7 +22,7 @@ from compat.export import export_main, find_model, read_model, write_model
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "mobile"
 # model settings a description may leave out (written before they existed): their values then
-SETTING_DEFAULTS = {"depth": 4, "channels": "all", "output": "image", "refine": 0}
+SETTING_DEFAULTS = {"depth": 4, "channels": "all", "output": "image"}
 
 __all__ = ["MODELS_DIR", "DEFAULT_MODEL", "NeuralDecoder", "list_models", "load_model", "load_run", "export_run"]
 
@@ -33,14 +33,15 @@ class NeuralDecoder:
 
     name: str
     variables: dict  # {"params": ..., "batch_stats": ...}
-    settings: dict  # the config's "model" section: width, stacks, depth, channels, output, refine (always all six)
+    settings: dict  # the config's "model" section: width, stacks, depth, channels, output (always all five)
     meta: dict
 
     @property
     def module(self):
-        from trimesh_decode.model import from_settings
+        from trimesh_decode.model import StackedHourglass
 
-        return from_settings(self.settings)
+        s = self.settings
+        return StackedHourglass(width=s["width"], stacks=s["stacks"], depth=s["depth"], output=s["output"])
 
     def decode(self, previews) -> np.ndarray:
         from trimesh_decode.task import predict
@@ -98,9 +99,9 @@ def _check_shapes(variables: dict, settings: dict, where) -> None:
     import jax
     import jax.numpy as jnp
 
-    from trimesh_decode.model import CHANNEL_SETS, from_settings
+    from trimesh_decode.model import CHANNEL_SETS, StackedHourglass
 
-    m = from_settings(settings)
+    m = StackedHourglass(width=settings["width"], stacks=settings["stacks"], depth=settings["depth"], output=settings["output"])
     c = len(CHANNEL_SETS[settings["channels"]])
     want = jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 64, 64, c)), interp=jnp.zeros((1, 64, 64, 3))))
     got = jax.tree.map(lambda a: a.shape, variables)
