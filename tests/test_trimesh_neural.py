@@ -50,6 +50,44 @@ def test_mobile_model_is_phone_sized_and_paper_model_is_wider():
     assert mobile * 2 < 10e6  # float16 weights under 10 MB
 
 
+@pytest.mark.parametrize("new_width", [32, 48])
+def test_widening_computes_the_same_function_and_the_copies_train_apart(new_width):
+    """model.widen: a 16-filter network as a wider one (2x, and 3x with uneven copies) gives the same
+    images in both BatchNorm modes; each weight is shared out between the copies of its input channel
+    (sums to the old weight, unequal parts), so one training step moves the copies apart."""
+    from trimesh_decode.model import widen
+
+    x = jax.random.uniform(jax.random.key(1), (2, 64, 64, 8))
+    small, big = (StackedHourglass(width=w, stacks=2, depth=2, output="residual") for w in (16, new_width))
+    v = small.init(jax.random.key(0), x, interp=x[..., 2:5])
+    noise = lambda t, k: jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(k), a.shape), t)  # noqa: E731
+    v = {"params": noise(v["params"], 2), "batch_stats": jax.tree.map(jnp.abs, noise(v["batch_stats"], 3))}
+    wide = widen(v, 16, new_width)
+    for train in (False, True):
+        a, _ = small.apply(v, x, interp=x[..., 2:5], train=train, mutable=["batch_stats"])
+        b, _ = big.apply(wide, x, interp=x[..., 2:5], train=train, mutable=["batch_stats"])
+        for p, q in zip(a, b):
+            np.testing.assert_allclose(np.asarray(q), np.asarray(p), atol=1e-4)
+    k_old = np.asarray(v["params"]["hourglass0"]["skip1"]["Conv_0"]["kernel"])
+    k_new = wide["params"]["hourglass0"]["skip1"]["Conv_0"]["kernel"]
+    assert k_new.shape == (3, 3, new_width, new_width)
+    # the copies of a channel stay in its DepthToSpace(4) run: old channel 0 (16 filters: one per run)
+    # is new 0 and 1 (and 2); the weights reading the copies sum to the one that read it
+    copies = range(new_width // 16)
+    np.testing.assert_allclose(sum(k_new[:, :, c, 0] for c in copies), k_old[:, :, 0, 0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(k_new[:, :, 0, 0], k_new[:, :, 1, 0])
+
+    def loss(params):
+        out, _ = big.apply({"params": params, "batch_stats": wide["batch_stats"]}, x, interp=x[..., 2:5], train=True,
+                           mutable=["batch_stats"])
+        return jnp.mean(jnp.square(out[-1] - 0.5))
+
+    g = jax.grad(loss)(jax.tree.map(jnp.asarray, wide["params"]))["hourglass0"]["skip1"]["Conv_0"]["kernel"]
+    assert not np.allclose(np.asarray(g[..., 0]), np.asarray(g[..., 1]))  # output copies get different gradients
+    with pytest.raises(ValueError, match="multiples of 16"):
+        widen(v, 16, 24)
+
+
 def test_input_side_must_fit_the_hourglass():
     m = StackedHourglass(width=16, stacks=1, depth=4)
     with pytest.raises(ValueError, match="multiple of 64"):
@@ -184,9 +222,18 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     same = jax.tree.map(lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))),
                         {"params": start.params, "batch_stats": start.batch_stats}, from_run.variables)
     assert all(jax.tree.leaves(same))
+    # a wider model grows from the run (model.widen) and decodes as it does; another design is refused
+    from trimesh_decode.task import make_model, predict
+
     wider = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(work), "model.width": 32})
-    with pytest.raises(ValueError, match="width"):
-        make_task(wider).init(jax.random.key(0))
+    w = make_task(wider).init(jax.random.key(0))
+    assert w.params["stem1"]["Conv_0"]["kernel"].shape[-1] == 32
+    grown = predict({"params": w.params, "batch_stats": w.batch_stats}, [preview], make_model(wider))
+    assert np.abs(grown.astype(int) - b.astype(int)).max() <= 1
+    narrower = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(npz), "model.width": 16,
+                                         "model.stacks": 3})
+    with pytest.raises(ValueError, match="stacks"):
+        make_task(narrower).init(jax.random.key(0))
 
     # a fine-tuning run resumes from its own checkpoint without its start model on disk
     moved = tmp_path / "start.npz"

@@ -29,8 +29,9 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["Hourglass", "StackedHourglass", "space_to_depth", "depth_to_space", "CHANNEL_SETS", "select_channels"]
+__all__ = ["Hourglass", "StackedHourglass", "widen", "space_to_depth", "depth_to_space", "CHANNEL_SETS", "select_channels"]
 
 # The decoder's input channels (trimesh_decode.raster.decoder_channels) and the ablations of them.
 CHANNEL_SETS: dict[str, tuple[int, ...]] = {
@@ -127,3 +128,75 @@ class StackedHourglass(nn.Module):
             y = jnp.tanh(y)
             images.append(interp + y if self.output == "residual" else (y + 1.0) / 2.0)
         return images
+
+
+# -- widening a trained decoder (Net2WiderNet, Chen et al. 2016) ---------------------------------
+
+
+def _channel_map(new: int, old: int, blocks: int) -> np.ndarray:
+    """For each of ``new`` channels, the one of ``old`` it copies. The channels fall in ``blocks``
+    equal runs (the sub-pixel positions of a DepthToSpace): a copy stays in its own run, so the
+    image a DepthToSpace makes of the copies is the old one's."""
+    n, o = new // blocks, old // blocks
+    idx = np.arange(new)
+    return (idx // n) * o + (idx % n) % o
+
+
+def widen(variables: dict, width: int, new_width: int, seed: int = 0) -> dict:
+    """The variables of a :class:`StackedHourglass` of ``width`` filters as one of ``new_width``
+    (both multiples of 16) that computes the same function: every channel of the wider network
+    copies one of the narrower's (weights, biases, BatchNorm scale, shift and statistics), and the
+    weights that read a channel's copies share its weight out between them in random proportions
+    that sum to one. The copies start equal in value but not in weights, so training moves them apart.
+    """
+    if width % 16 or new_width % 16 or new_width < width:
+        raise ValueError(f"widening {width} -> {new_width}: both must be multiples of 16, the new one no smaller")
+    rng = np.random.default_rng(seed)
+    out_map = _channel_map(new_width, width, 16)  # every width-sized activation
+    in_maps = {
+        "stem1": None,  # the input channels
+        "down": np.concatenate([p * width + out_map for p in range(4)]),  # SpaceToDepth(2) of a width activation
+        "up": _channel_map(new_width // 4, width // 4, 4),  # DepthToSpace(2) of one
+        "head": _channel_map(new_width // 16, width // 16, 1),  # DepthToSpace(4) of one
+    }
+
+    def in_map_of(name: str) -> np.ndarray | None:
+        for key, m in in_maps.items():
+            if name.startswith(key):
+                return m
+        return out_map  # stem2, skip*, bottom: a width activation as it is
+
+    def kernel(k: np.ndarray, i_map, o_map) -> np.ndarray:
+        k = np.asarray(k, np.float32)
+        if i_map is not None:
+            k = k[..., i_map, :]
+            # share each old weight between the copies of its input channel: u / (sum of u over the copies)
+            u = rng.uniform(0.5, 1.5, k.shape).astype(np.float32)
+            total = np.zeros(k.shape[:-2] + (int(i_map.max()) + 1, k.shape[-1]), np.float32)
+            np.add.at(total, (..., i_map, slice(None)), u)
+            k = k * u / total[..., i_map, :]
+        return k if o_map is None else k[..., o_map]
+
+    def layer(name: str, tree: dict, stats: bool) -> dict:
+        is_head = name.startswith("head")
+        o_map = None if is_head else out_map
+        out = {}
+        for key, v in tree.items():
+            if hasattr(v, "items"):
+                out[key] = layer(name, dict(v), stats)
+            elif key == "kernel":
+                out[key] = kernel(v, in_map_of(name), o_map)
+            else:  # bias, BatchNorm scale / bias / mean / var: one per output channel
+                out[key] = np.asarray(v, np.float32) if o_map is None else np.asarray(v, np.float32)[..., o_map]
+        return out
+
+    def walk(tree: dict, stats: bool) -> dict:
+        out = {}
+        for name, v in tree.items():
+            if name.startswith("hourglass"):
+                out[name] = {n: layer(n, dict(sub), stats) for n, sub in dict(v).items()}
+            else:
+                out[name] = layer(name, dict(v), stats)
+        return out
+
+    return {"params": walk(dict(variables["params"]), False), "batch_stats": walk(dict(variables["batch_stats"]), True)}

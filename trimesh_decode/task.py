@@ -34,7 +34,7 @@ from compat.images import load_image
 from compat.trainer import Task, global_norm, guard_update
 from trimesh_decode import raster
 from trimesh_decode.bitstream import from_bytes
-from trimesh_decode.model import CHANNEL_SETS, INTERP, StackedHourglass, select_channels
+from trimesh_decode.model import CHANNEL_SETS, INTERP, StackedHourglass, select_channels, widen
 from trimesh_decode.triangulate import preview_triangles
 
 __all__ = [
@@ -64,7 +64,8 @@ def base_config():
          "crop": SIZE, "threads": 2, "workers": 0}
     )
     # init: start from a trained decoder (a shipped name, an exported .npz, or a run folder: its newest
-    # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh
+    # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh. A start
+    # of a smaller width is widened to this one, computing the same function (model.widen)
     c.model = ml_collections.ConfigDict(
         {"width": 256, "stacks": 2, "depth": 4, "channels": "all", "output": "image", "init": ""}
     )
@@ -216,10 +217,15 @@ def start_variables(config) -> dict:
     keys = ("width", "stacks", "depth", "channels", "output")
     want = {k: config.model.get(k) for k in keys}
     have = {k: start.settings[k] for k in keys}
-    if want != have:
+    variables = start.variables
+    if want["width"] > have["width"] and {**have, "width": want["width"]} == want:
+        # a wider model of the same design: the start's function, widened (trimesh_decode.model.widen)
+        variables = widen(variables, have["width"], want["width"], seed=config.seed)
+    elif want != have:
         diff = {k: (have[k], want[k]) for k in keys if have[k] != want[k]}
-        raise ValueError(f"model.init {config.model.init!r} is another model: {diff} (its setting, this config's)")
-    return {k: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(start.variables[k])) for k in ("params", "batch_stats")}
+        raise ValueError(f"model.init {config.model.init!r} is another model: {diff} (its setting, this config's; "
+                         "only a wider width can be grown from a start)")
+    return {k: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(variables[k])) for k in ("params", "batch_stats")}
 
 
 # -- data -----------------------------------------------------------------------------------------
