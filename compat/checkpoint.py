@@ -133,6 +133,9 @@ def read_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, 
         step = ck.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{workdir} holds no checkpoint")
+        if step not in ck.steps():
+            kept = ", ".join(map(str, ck.steps())) or "none"
+            raise FileNotFoundError(f"{workdir} holds no checkpoint of step {step} (it keeps steps {kept})")
         state = ck.read(step)
     finally:
         ck.close()

@@ -197,6 +197,8 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     assert log[-1]["psnr"] > log[-1]["psnr_interp"] + 0.5  # the residual network beats interpolation
 
     npz = export_run(work, "tiny", command="pytest", directory=tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint of step 7 .*keeps steps 15, 30"):
+        export_run(work, "early", command="pytest", step=7, directory=tmp_path)
     meta = json.loads(npz.with_suffix(".json").read_text())
     assert meta["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest() and meta["step"] == 30
     dec = load_model(npz)
