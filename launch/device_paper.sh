@@ -19,7 +19,12 @@
 # STEPS2 (phase 2's steps instead of the measured ones), WORKERS (Grain processes, 12), RUN
 # (phase 1's run, default runs/trimesh_paper_gpu; phase 2 writes $RUN-decay), KIT (.kit), WHEELS
 # ($KIT/wheels; empty: installed already), PREVIEWS (where to unpack, /tmp/previews), OUT, EXPORT,
-# EXTRA (config overrides for both phases, comma-first: ",optim.lr=2e-3").
+# EXTRA (config overrides for both phases, comma-first: ",optim.lr=2e-3"; phase 2's start and
+# schedule override it).
+#
+# A warm start: EXTRA=",model.output=residual,model.init=mobile" starts the 256-filter model from the
+# shipped `mobile` decoder widened 4x (trimesh_decode.model.widen: the same function), so training
+# begins at mobile's quality instead of the paper's from-scratch image head.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -73,7 +78,7 @@ PY
 [ -n "$STEPS2" ] || exit 1
 WARM2=$((STEPS2 / 10 < 50 ? STEPS2 / 10 : 50))
 case "$RUN" in /*) FROM=$RUN ;; *) FROM=$PWD/$RUN ;; esac
-CONFIG2="$BASE,model.init=$FROM,steps=$STEPS2,optim.warmup=$((WARM2 > 1 ? WARM2 : 1)),optim.decay_steps=$STEPS2$EXTRA"
+CONFIG2="$BASE$EXTRA,model.init=$FROM,steps=$STEPS2,optim.warmup=$((WARM2 > 1 ? WARM2 : 1)),optim.decay_steps=$STEPS2"
 RUN2="$RUN-decay"
 rm -rf "$RUN2"
 echo "phase 2: $CONFIG2 (${left}s left) in $RUN2"
