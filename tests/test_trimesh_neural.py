@@ -199,6 +199,21 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     npz = export_run(work, "tiny", command="pytest", directory=tmp_path)
     with pytest.raises(FileNotFoundError, match="no checkpoint of step 7 .*keeps steps 15, 30"):
         export_run(work, "early", command="pytest", step=7, directory=tmp_path)
+    # a setting this version does not know (an experimental branch's model) is refused, not ignored
+    import shutil
+
+    newer = tmp_path / "newer"
+    shutil.copytree(work, newer)
+    cfg = json.loads((newer / "config.json").read_text())
+    cfg["model"]["refine"] = 32
+    (newer / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "newer.npz").write_bytes(npz.read_bytes())
+    desc = json.loads(npz.with_suffix(".json").read_text())
+    desc["model"]["refine"] = 32
+    (tmp_path / "newer.json").write_text(json.dumps(desc))
+    for path in (newer, tmp_path / "newer.npz"):
+        with pytest.raises(ValueError, match="refine are unknown"):
+            load_model(path)
     meta = json.loads(npz.with_suffix(".json").read_text())
     assert meta["sha256"] == hashlib.sha256(npz.read_bytes()).hexdigest() and meta["step"] == 30
     dec = load_model(npz)

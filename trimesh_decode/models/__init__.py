@@ -80,19 +80,31 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> NeuralDecoder:
     p = Path(name_or_path)
     if p.is_dir():
         variables, config, step = load_run(p)
-        return NeuralDecoder(p.name, variables, {**SETTING_DEFAULTS, **config["model"]}, {"run": str(p), "step": step})
+        settings = _settings(config["model"], p / "config.json")
+        _check_shapes(variables, settings, p)
+        return NeuralDecoder(p.name, variables, settings, {"run": str(p), "step": step})
     p = find_model(name_or_path, MODELS_DIR, "neural decoder model")
     arrays, meta = read_model(p, require_meta=True)
     if not isinstance(meta.get("model"), dict):
         raise ValueError(f"{p.with_suffix('.json')}: not a neural decoder description (no 'model' settings)")
-    settings = {**SETTING_DEFAULTS, **meta["model"]}
-    missing = [k for k in ("width", "stacks") if k not in settings]
-    if missing:
-        raise ValueError(f"{p.with_suffix('.json')}: model settings lack {', '.join(missing)}")
+    settings = _settings(meta["model"], p.with_suffix(".json"))
     flat = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
     variables = _unflatten(flat)
     _check_shapes(variables, settings, p)
     return NeuralDecoder(p.stem, variables, settings, meta)
+
+
+def _settings(model: dict, where) -> dict:
+    """A model description's settings, with the defaults of settings added since; settings this code
+    does not know (a newer or an experimental model) are refused rather than ignored."""
+    settings = {**SETTING_DEFAULTS, **model}
+    missing = [k for k in ("width", "stacks") if k not in settings]
+    if missing:
+        raise ValueError(f"{where}: model settings lack {', '.join(missing)}")
+    unknown = sorted(set(settings) - {"width", "stacks", *SETTING_DEFAULTS, "init"})
+    if unknown:
+        raise ValueError(f"{where}: model settings {', '.join(unknown)} are unknown to this version of trimesh_decode")
+    return settings
 
 
 def _check_shapes(variables: dict, settings: dict, where) -> None:
