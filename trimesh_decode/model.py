@@ -177,26 +177,26 @@ def widen(variables: dict, width: int, new_width: int, seed: int = 0) -> dict:
             k = k * u / total[..., i_map, :]
         return k if o_map is None else k[..., o_map]
 
-    def layer(name: str, tree: dict, stats: bool) -> dict:
+    def layer(name: str, tree: dict) -> dict:
         is_head = name.startswith("head")
         o_map = None if is_head else out_map
         out = {}
         for key, v in tree.items():
             if hasattr(v, "items"):
-                out[key] = layer(name, dict(v), stats)
+                out[key] = layer(name, dict(v))
             elif key == "kernel":
                 out[key] = kernel(v, in_map_of(name), o_map)
             else:  # bias, BatchNorm scale / bias / mean / var: one per output channel
                 out[key] = np.asarray(v, np.float32) if o_map is None else np.asarray(v, np.float32)[..., o_map]
         return out
 
-    def walk(tree: dict, stats: bool) -> dict:
+    def walk(tree: dict) -> dict:
         out = {}
         for name, v in tree.items():
             if name.startswith("hourglass"):
-                out[name] = {n: layer(n, dict(sub), stats) for n, sub in dict(v).items()}
+                out[name] = {n: layer(n, dict(sub)) for n, sub in dict(v).items()}
             else:
-                out[name] = layer(name, dict(v), stats)
+                out[name] = layer(name, dict(v))
         return out
 
-    return {"params": walk(dict(variables["params"]), False), "batch_stats": walk(dict(variables["batch_stats"]), True)}
+    return {"params": walk(dict(variables["params"])), "batch_stats": walk(dict(variables["batch_stats"]))}
