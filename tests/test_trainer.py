@@ -238,3 +238,27 @@ def test_a_run_killed_mid_training_and_restarted_reaches_the_same_parameters(tmp
     # the log of the resumed run continues where the killed one stopped
     steps_logged = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps_logged[-1] == steps and sorted(set(steps_logged)) == list(range(1, steps + 1))
+
+
+def test_plot_metrics_overlays_runs_and_keeps_an_existing_figure(tmp_path, capsys):
+    import json
+
+    from compat.plot_metrics import _smooth, main
+
+    for name, slope in (("a", 1.0), ("b", 2.0)):
+        (tmp_path / name).mkdir()
+        rows = [{"step": s, "loss": slope * s, "images_per_s": 3.0} for s in range(1, 11)]
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "both.png"
+    args = [str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), "--smooth", "3"]
+    assert main(args) == 0 and out.stat().st_size > 1000
+    assert main(args) == 2 and "exists; pass --force" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+    assert main([str(tmp_path / "a")]) == 0 and (tmp_path / "a" / "metrics.png").exists()
+    assert main([str(tmp_path / "nope"), "-o", str(tmp_path / "x.png")]) == 2
+    (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "lo')  # a write cut short
+    assert main([str(tmp_path / "a"), "-o", str(tmp_path / "y.png")]) == 0
+    (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "lo\n{"step": 3}\n')
+    assert main([str(tmp_path / "a"), "-o", str(tmp_path / "z.png")]) == 2
+    assert "metrics.jsonl:2: not a JSON line" in capsys.readouterr().err
+    assert _smooth([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
