@@ -210,7 +210,8 @@ def make_task(config) -> Task:
 def start_variables(config) -> dict:
     """The variables of the decoder named by ``config.model.init``, checked against this config's model
     (a model of the same settings has weights of the same shapes: :func:`trimesh_decode.models.load_model`
-    checks an exported file's against its settings)."""
+    checks an exported file's against its settings). A start that differs only in being narrower is
+    widened to this config's width, computing the same function (:func:`trimesh_decode.model.widen`)."""
     from trimesh_decode.models import load_model
 
     start = load_model(config.model.init)
