@@ -21,9 +21,10 @@ and the resolved config in the work directory.
 Preemption: SIGTERM (what SLURM, Kubernetes and Cloud TPU send before taking the machine) makes the
 loop finish the step in flight, save a checkpoint of that step (state + data iterator, synchronously)
 and return with ``metrics["preempted"] = step``; the same command started again continues
-identically. With several processes JAX's preemption service (started by
-``jax.distributed.initialize``) hears the signal on any process and orbax's ``reached_preemption``
-makes all of them stop at the same step.
+identically. A notice that arrives during start-up (building or restoring the state, compiling)
+is held until the first step is done, which is then saved. With several processes JAX's
+preemption service (started by ``jax.distributed.initialize``) hears the signal on any process and
+orbax's ``reached_preemption`` makes all of them stop at the same step.
 """
 
 from __future__ import annotations
@@ -150,45 +151,47 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> 
         max_to_keep=config.get("keep_checkpoints", 3),
         async_save=config.get("async_checkpoints", True),
     )
-    # a resume restores into a template (when the task has one) and reads no start model: a
-    # checkpoint present either restores or raises NoUsableCheckpointError, never a silent fresh start
-    resuming = ckpt.latest_step() is not None and task.template is not None
-    state = meshlib.replicate((task.template if resuming else task.init)(init_rng), mesh)
-    iterator = iter(task.dataset(pid, nproc, local_bs))
-    restored, start = ckpt.restore_latest(state, iterator)
-    if restored is not None:
-        state = restored
-        log.info("resumed from step %d", start)
-    start = start or 0
-
-    repl = meshlib.replicated_sharding(mesh)
-    step_fn = jax.jit(
-        task.train_step,
-        in_shardings=(repl, meshlib.data_sharding(mesh), repl),
-        out_shardings=(repl, repl),
-        donate_argnums=0,
-    )
-
-    writer = tb = bar = None
-    if pid == 0:
-        writer = JsonlWriter(workdir / "metrics.jsonl")
-        try:
-            from tensorboardX import SummaryWriter
-
-            tb = SummaryWriter(str(workdir / "tensorboard"))
-        except ImportError:  # pragma: no cover - tensorboardX is a dependency
-            log.warning("tensorboardX not installed: no TensorBoard events")
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=config.steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True)
-
-    metrics: dict = {}
-    preempted = None
+    # SIGTERM from here on (start-up included: loading, restoring, compiling can take minutes) lets
+    # the step in flight finish and saves it, so a preemption notice never kills the run outright
     watch = _PreemptionWatch(ckpt.manager)
-    last_good = start if restored is not None else None
-    t_last, steps_since = time.perf_counter(), 0
+    writer = tb = bar = None
     try:
+        # a resume restores into a template (when the task has one) and reads no start model: a
+        # checkpoint present either restores or raises NoUsableCheckpointError, never a silent fresh start
+        resuming = ckpt.latest_step() is not None and task.template is not None
+        state = meshlib.replicate((task.template if resuming else task.init)(init_rng), mesh)
+        iterator = iter(task.dataset(pid, nproc, local_bs))
+        restored, start = ckpt.restore_latest(state, iterator)
+        if restored is not None:
+            state = restored
+            log.info("resumed from step %d", start)
+        start = start or 0
+
+        repl = meshlib.replicated_sharding(mesh)
+        step_fn = jax.jit(
+            task.train_step,
+            in_shardings=(repl, meshlib.data_sharding(mesh), repl),
+            out_shardings=(repl, repl),
+            donate_argnums=0,
+        )
+
+        if pid == 0:
+            writer = JsonlWriter(workdir / "metrics.jsonl")
+            try:
+                from tensorboardX import SummaryWriter
+
+                tb = SummaryWriter(str(workdir / "tensorboard"))
+            except ImportError:  # pragma: no cover - tensorboardX is a dependency
+                log.warning("tensorboardX not installed: no TensorBoard events")
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=config.steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True)
+
+        metrics: dict = {}
+        preempted = None
+        last_good = start if restored is not None else None
+        t_last, steps_since = time.perf_counter(), 0
         for step in range(start, config.steps):
             batch = meshlib.global_batch(next(iterator), mesh)
             state, m = step_fn(state, batch, jax.random.fold_in(step_rng, step))

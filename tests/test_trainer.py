@@ -180,6 +180,29 @@ def test_a_nan_in_a_batch_stops_the_run_naming_the_step_and_keeps_the_last_good_
     ck.close()
 
 
+def test_a_preemption_notice_during_start_up_saves_the_first_step_instead_of_killing_the_run(tmp_path):
+    """SIGTERM while the run is still starting (here: inside init; in practice loading a start model,
+    restoring or compiling) is held until the first step is done, which is saved; the process lives."""
+    import dataclasses
+    import os
+
+    toy = _toy_task()
+
+    def init(rng):
+        os.kill(os.getpid(), signal.SIGTERM)  # the notice arrives before any step
+        return toy.init(rng)
+
+    before = signal.getsignal(signal.SIGTERM)
+    _, last = train(_toy_config(), tmp_path, dataclasses.replace(toy, init=init), progress=False)
+    assert last["preempted"] == 1
+    ck = Checkpointer(tmp_path / "checkpoints", async_save=False)
+    assert ck.steps() == [1]
+    ck.close()
+    assert signal.getsignal(signal.SIGTERM) == before  # the previous handler is back
+    _, last = train(_toy_config(), tmp_path, toy, progress=False)  # the same command continues
+    assert last["step"] == 6 and "preempted" not in last
+
+
 def test_the_loop_logs_jsonl_and_tensorboard_and_writes_its_config(tmp_path):
     state, _ = train(_toy_config(), tmp_path, _toy_task(), progress=False)
     target = np.array([1.0, -2.0, 0.5])
