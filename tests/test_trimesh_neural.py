@@ -511,3 +511,59 @@ def test_device_script_unpacks_trains_and_returns_the_exported_weights_in_pieces
     from trimesh_decode.bitstream import from_bytes
 
     assert decoder.decode([from_bytes(preview)]).shape == (1, 256, 256, 3)
+
+
+def test_weight_average_follows_every_step_resumes_and_is_what_the_run_decodes_with(tiny_dataset, tmp_path):
+    """optim.ema keeps ``d * ema + (1 - d) * new`` of the weights and BatchNorm statistics after
+    every step, with ``d = min(ema, (1 + step) / (10 + step))``; a run's checkpoints carry it, a
+    resumed run continues it, and evaluation / export / warm starts read it."""
+    from compat.trainer import train
+    from trimesh_decode.models import export_run, load_model, load_run
+    from trimesh_decode.task import ema_decay, make_task
+
+    assert float(ema_decay(0, 0.999)) == pytest.approx(0.1)
+    assert float(ema_decay(90, 0.999)) == pytest.approx(0.91)
+    assert float(ema_decay(10_000, 0.999)) == pytest.approx(0.999)
+
+    config = _config(tiny_dataset, steps=3, checkpoint_every=3, log_every=1,
+                     **{"optim.lr": 3e-3, "optim.ema": 0.5, "model.output": "residual", "data.flip": False})
+    task, batch = _first_batch(config)
+    state = task.init(jax.random.key(0))
+    step = jax.jit(task.train_step)
+    expect = {"params": state.params, "batch_stats": state.batch_stats}
+    for i in range(3):
+        state, _ = step(state, batch, jax.random.key(i))
+        d = min(0.5, (1 + i) / (10 + i))
+        expect = jax.tree.map(lambda e, n: d * e + (1 - d) * n, expect,
+                              {"params": state.params, "batch_stats": state.batch_stats})
+    for a, b in zip(jax.tree.leaves(state.ema), jax.tree.leaves(expect)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+                for a, b in zip(jax.tree.leaves(state.ema["params"]), jax.tree.leaves(state.params)))
+    assert moved > 1e-5  # the average lags the weights
+
+    work = tmp_path / "ema"
+    train(config, work, make_task(config), progress=False)
+    config.steps = 5  # resumed: the average comes back with the weights and goes on
+    _, last = train(config, work, make_task(config), progress=False)
+    assert last["step"] == 5
+    averaged, _, at = load_run(work)
+    trained, _, _ = load_run(work, ema=False)
+    assert at == 5
+    gap = [float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(averaged), jax.tree.leaves(trained))]
+    assert max(gap) > 1e-5
+    dec = load_model(work)
+    assert dec.meta["weights"] == "ema"
+    for a, b in zip(jax.tree.leaves(dec.variables), jax.tree.leaves(averaged)):
+        np.testing.assert_array_equal(a, b)
+    npz = export_run(work, "averaged", command="pytest", directory=tmp_path)
+    assert json.loads(npz.with_suffix(".json").read_text())["weights"] == "ema"
+
+    # without an average the state holds none, and the run decodes with its weights
+    plain = _config(tiny_dataset, steps=1, checkpoint_every=1, **{"model.output": "residual"})
+    assert make_task(plain).init(jax.random.key(0)).ema is None
+    train(plain, tmp_path / "plain", make_task(plain), progress=False)
+    assert load_model(tmp_path / "plain").meta["weights"] == "trained"
+
+    with pytest.raises(ValueError, match=r"optim.ema 1.0 must be in \[0, 1\)"):
+        make_task(_config(tiny_dataset, **{"optim.ema": 1.0}))

@@ -82,7 +82,8 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> NeuralDecoder:
         variables, config, step = load_run(p)
         settings = _settings(config["model"], p / "config.json")
         _check_shapes(variables, settings, p)
-        return NeuralDecoder(p.name, variables, settings, {"run": str(p), "step": step})
+        meta = {"run": str(p), "step": step, "weights": _weights(config)}
+        return NeuralDecoder(p.name, variables, settings, meta)
     p = find_model(name_or_path, MODELS_DIR, "neural decoder model")
     arrays, meta = read_model(p, require_meta=True)
     if not isinstance(meta.get("model"), dict):
@@ -122,12 +123,21 @@ def _check_shapes(variables: dict, settings: dict, where) -> None:
         raise ValueError(f"{where}: the weights do not fit the model {settings}")
 
 
-def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, int]:
-    """``({"params", "batch_stats"}, config dict, step)`` of a run directory (newest checkpoint by default)."""
+def load_run(workdir: str | Path, step: int | None = None, *, ema: bool = True) -> tuple[dict, dict, int]:
+    """``({"params", "batch_stats"}, config dict, step)`` of a run directory (newest checkpoint by
+    default): the moving average of the weights when the run kept one (``optim.ema``) and ``ema``
+    is true, else the trained weights themselves."""
     from compat.checkpoint import read_run
 
     state, config, step = read_run(workdir, step)
-    return {"params": state["params"], "batch_stats": state["batch_stats"]}, config, step
+    source = state.get("ema") if ema else None
+    source = source if source else state
+    return {"params": source["params"], "batch_stats": source["batch_stats"]}, config, step
+
+
+def _weights(config: dict) -> str:
+    """Which weights :func:`load_run` reads from a run of this config."""
+    return "ema" if config.get("optim", {}).get("ema") else "trained"
 
 
 def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None = None, evaluation: dict | None = None,
@@ -139,6 +149,7 @@ def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None
         "model": config["model"],
         "parameters": int(sum(v.size for k, v in flat.items() if k.startswith("params/"))),
         "step": int(step),
+        "weights": _weights(config),
         "command": command,
         "config": config,
         "evaluation": evaluation,
