@@ -71,8 +71,9 @@ def base_config():
     )
     # the paper states Adam at learning rate 0.1; see configs/trimesh_decode/paper.py for what trained.
     # ema: decay of an exponential moving average of the weights and BatchNorm statistics, kept in the
-    # train state beside them (0: none; 0.999 averages about the last 1000 steps). Evaluation, export
-    # and warm starts from the run read the average (trimesh_decode.models.load_run)
+    # train state beside them (0: none; 0.999 averages about the last 1000 steps once past step 9000,
+    # before that about the last ninth of the steps: ema_decay). Evaluation, export and warm starts
+    # from the run read the average (trimesh_decode.models.load_run)
     c.optim = ml_collections.ConfigDict(
         {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "warmup": 100, "decay_steps": 0, "ema": 0.0}
     )
