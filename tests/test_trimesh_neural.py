@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -443,6 +444,30 @@ def test_dihedral_augmentation_moves_inputs_and_targets_together_through_all_8_s
     _, tg = _augment(channels, batch, jax.random.key(3), c)
     seen = {next(i for i, s in enumerate(symmetries) if np.array_equal(np.asarray(y), s)) for y in tg}
     assert seen == {0, 2}
+
+
+def test_colour_permutation_reorders_both_colour_inputs_and_the_target_alike_and_leaves_the_maps():
+    from trimesh_decode.task import _augment, base_config
+
+    c = base_config()
+    c.data.crop, c.data.flip, c.data.colour_permute = 256, False, True
+    rng = np.random.default_rng(1)
+    maps = jnp.asarray(rng.random((48, 8, 8, 2), np.float32))  # edge and vertex maps
+    rgb = jnp.asarray(rng.random((48, 8, 8, 3), np.float32))
+    channels = jnp.concatenate([maps, rgb, 0.5 * rgb], -1)  # interpolated RGB at 2:5, coloured vertices at 5:8
+    # 8x8 images: below the crop, which is then a no-op; the colour order does not care about the size
+    ch, tg = _augment(channels, rgb, jax.random.key(5), c)
+    np.testing.assert_array_equal(ch[..., :2], maps)
+    np.testing.assert_array_equal(ch[..., 2:5], tg)
+    np.testing.assert_array_equal(ch[..., 5:8], 0.5 * tg)
+    orders = set()
+    for i in range(48):
+        order = next(p for p in itertools.permutations(range(3)) if np.array_equal(tg[i], rgb[i][..., list(p)]))
+        orders.add(order)
+    assert len(orders) == 6
+    c.data.colour_permute = False  # the default: colours as they are
+    _, tg = _augment(channels, rgb, jax.random.key(5), c)
+    np.testing.assert_array_equal(tg, rgb)
 
 
 def test_a_cosine_shorter_than_its_warmup_is_refused_by_name():

@@ -3,9 +3,9 @@
 
 A batch travels: preview meshes (triangulated on the host by the Grain workers, padded to fixed
 sizes) -> :func:`trimesh_decode.raster.decoder_channels` on the device (the 8 channels at 256x256)
--> a random horizontal flip (``data.dihedral``: any of the square's 8 symmetries) and an optional
-aligned random crop (the same for input and target) ->
-the stacked hourglass -> MSE at every loss module (intermediate supervision) -> Adam.
+-> a random horizontal flip (``data.dihedral``: any of the square's 8 symmetries), optionally a
+random order of the colour channels (``data.colour_permute``) and an optional aligned random crop
+(the same for input and target) -> the stacked hourglass -> MSE at every loss module (intermediate supervision) -> Adam.
 
 BatchNorm across devices: the batch is one global array sharded over the ``data`` mesh axis and the
 step is one ``jax.jit`` program, so the batch mean and variance a BatchNorm layer takes are over the
@@ -18,6 +18,7 @@ The dataset is a folder written by ``trimesh-decode dataset`` (crops/, previews/
 from __future__ import annotations
 
 import functools
+import itertools
 from pathlib import Path
 
 import flax.struct
@@ -57,11 +58,14 @@ def base_config():
     # dataset: a folder of `trimesh-decode dataset`; meshes padded to fixed sizes (static shapes);
     # crop: train on aligned random crops of this side (multiple of 64; 256 = whole images)
     # flip: random horizontal flips; dihedral: also vertical flips and transposes (all 8 symmetries)
+    # colour_permute: one of the 6 orders of R, G, B per image, the same for the interpolated image,
+    # the coloured-vertex map and the target (the renderer is linear in the vertex colours; only the
+    # palette's YCoCg grid is not symmetric in R, G, B, so the pairs are near, not exact, encodings)
     # threads: host threads that read crops and triangulate previews; workers: as many processes too
     # (0: none) - the host work holds the GIL, so an accelerator needs workers to be fed
     c.data = ml_collections.ConfigDict(
         {"dataset": DEFAULT_DATASET, "pad_points": 320, "pad_triangles": 640, "flip": True, "dihedral": False,
-         "crop": SIZE, "threads": 2, "workers": 0}
+         "colour_permute": False, "crop": SIZE, "threads": 2, "workers": 0}
     )
     # init: start from a trained decoder (a shipped name, an exported .npz, or a run folder: its newest
     # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh. A start
@@ -145,9 +149,16 @@ def loss_fn(params, batch_stats, channels, targets, config, model):
 
 
 def _augment(channels, targets, rng, config):
-    """The same random flip and aligned crop for input channels and targets."""
+    """The same random flip, colour order and aligned crop for input channels and targets."""
     b, h, w, _ = channels.shape
     flip_rng, crop_rng, turn_rng = jax.random.split(rng, 3)
+    if config.data.get("colour_permute", False):
+        # (a fourth key folded from the step's key, so the flips and crops stay those of older runs)
+        orders = jnp.asarray(list(itertools.permutations(range(3))), jnp.int32)
+        order = orders[jax.random.randint(jax.random.fold_in(rng, 4), (b,), 0, len(orders))][:, None, None, :]
+        rgb = functools.partial(jnp.take_along_axis, indices=order, axis=-1)
+        channels = jnp.concatenate([channels[..., :2], rgb(channels[..., 2:5]), rgb(channels[..., 5:8])], -1)
+        targets = rgb(targets)
     if config.data.get("flip", True):
         flip = jax.random.bernoulli(flip_rng, 0.5, (b,))[:, None, None, None]
         channels = jnp.where(flip, channels[:, :, ::-1], channels)
