@@ -413,6 +413,19 @@ def test_tile_views_are_the_images_own_pixels_on_a_centred_grid():
         views_of("k", image, "corners")
 
 
+def test_scores_taken_in_chunks_equal_the_scores_of_the_whole_set():
+    from trimesh_decode.evaluate import SEMANTIC, _scores
+
+    rng = np.random.default_rng(2)
+    originals = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    recons = np.clip(originals.astype(int) + rng.integers(-40, 41, originals.shape), 0, 255).astype(np.uint8)
+    whole, chunked = _scores(originals, recons, chunk=5), _scores(originals, recons, chunk=2)
+    assert set(whole) == set(chunked) == {"psnr", "ssim", *SEMANTIC}
+    for k in whole:
+        assert chunked[k].shape == (5,)
+        np.testing.assert_allclose(chunked[k], whole[k], rtol=1e-5, atol=1e-4, err_msg=k)
+
+
 def test_recall_test_counts_the_images_only_one_decoder_gets_right():
     from trimesh_decode.evaluate import _mcnemar
 
