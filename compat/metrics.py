@@ -305,7 +305,6 @@ def classifier_preprocess(images: jax.Array) -> jax.Array:
 
 def classify(images: jax.Array) -> jax.Array:
     """ImageNet logits ``(..., 1000)`` of EfficientNet-Lite0 for images in [0, 255]."""
-    images = jnp.asarray(images)
     return _classify(nets.efficientnet_lite0_variables(), images)
 
 

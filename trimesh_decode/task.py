@@ -5,7 +5,8 @@ A batch travels: preview meshes (triangulated on the host by the Grain workers, 
 sizes) -> :func:`trimesh_decode.raster.decoder_channels` on the device (the 8 channels at 256x256)
 -> a random horizontal flip (``data.dihedral``: any of the square's 8 symmetries), optionally a
 random order of the colour channels (``data.colour_permute``) and an optional aligned random crop
-(the same for input and target) -> the stacked hourglass -> MSE at every loss module (intermediate supervision) -> Adam.
+(the same for input and target) -> the stacked hourglass -> MSE at every loss module (intermediate
+supervision) -> Adam.
 
 BatchNorm across devices: the batch is one global array sharded over the ``data`` mesh axis and the
 step is one ``jax.jit`` program, so the batch mean and variance a BatchNorm layer takes are over the
@@ -157,7 +158,7 @@ def _augment(channels, targets, rng, config):
         orders = jnp.asarray(list(itertools.permutations(range(3))), jnp.int32)
         order = orders[jax.random.randint(jax.random.fold_in(rng, 4), (b,), 0, len(orders))][:, None, None, :]
         rgb = functools.partial(jnp.take_along_axis, indices=order, axis=-1)
-        channels = jnp.concatenate([channels[..., :2], rgb(channels[..., 2:5]), rgb(channels[..., 5:8])], -1)
+        channels = jnp.concatenate([channels[..., :2], rgb(channels[..., INTERP]), rgb(channels[..., 5:8])], -1)
         targets = rgb(targets)
     if config.data.get("flip", True):
         flip = jax.random.bernoulli(flip_rng, 0.5, (b,))[:, None, None, None]
