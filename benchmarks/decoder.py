@@ -59,6 +59,10 @@ def decoding(repeats: int) -> dict:
         params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v["params"]))
         ms = _median_ms(lambda: _predict(v, mesh, model, "all"), max(3, repeats // (4 if name == "paper" else 1)))
         out[name] = {"ms_per_preview": round(ms, 1), "parameters": params, "ratio_to_interp": round(ms / out["interp_ms"], 1)}
+        if name == "mobile":  # averaged over the 8 symmetries of the square (--symmetries 8)
+            ms8 = _median_ms(lambda: _predict(v, mesh, model, "all", 8), max(3, repeats // 4))
+            out[name]["ms_per_preview_x8"] = round(ms8, 1)
+            out[name]["ratio_x8_to_single"] = round(ms8 / ms, 1)
     return out
 
 

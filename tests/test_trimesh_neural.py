@@ -234,6 +234,15 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     assert "neural decoder tiny" in capsys.readouterr().out
     assert main(["decode", str(tri), "-o", str(tmp_path / "i.png")]) == 0
     assert np.asarray(Image.open(tmp_path / "n.png")).shape == np.asarray(Image.open(tmp_path / "i.png")).shape
+    # averaged over the 8 symmetries: another decoding of the same file; interpolation has none to average
+    assert main(["decode", str(tri), "-o", str(tmp_path / "n8.png"), "--decoder", "neural", "--model", str(npz),
+                 "--symmetries", "8"]) == 0
+    assert "neural decoder tiny_x8" in capsys.readouterr().out
+    n1, n8 = (np.asarray(Image.open(tmp_path / f)) for f in ("n.png", "n8.png"))
+    np.testing.assert_array_equal(n8, dec.averaged(8).decode([preview])[0])
+    assert not np.array_equal(n1, n8)  # (30 steps on 8 unflipped crops: far from equivariant)
+    assert main(["decode", str(tri), "-o", str(tmp_path / "i8.png"), "--symmetries", "8"]) == 2
+    assert "--symmetries is for --decoder neural" in capsys.readouterr().err
 
     # fine-tuning starts from the run's weights and BatchNorm statistics; another model is refused
     tuned = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(work)})
@@ -362,6 +371,7 @@ def test_nan_loss_stops_training_without_applying_the_update(tiny_dataset, tmp_p
 
 def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     from compat.trainer import train
+    from compat.cli import UsageError
     from trimesh_decode.evaluate import evaluate
     from trimesh_decode.models import export_run
     from trimesh_decode.task import make_task
@@ -392,8 +402,14 @@ def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     assert s["mean"]["blur5"]["ssim"] != s["mean"]["blur1"]["ssim"]
     # a rerun reuses the cached previews (same bytes)
     before = {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}
-    evaluate(images, out, models=[str(npz)], target_bytes=120, iterations=40, processes=1, figures=1, baselines=False)
+    s = evaluate(images, out, models=[str(npz)], target_bytes=120, iterations=40, processes=1, figures=1, baselines=False,
+                 symmetries=8)
     assert before == {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}
+    # the first model averaged over the 8 symmetries is one more decoder, scored against the single pass
+    assert s["models"] == ["tiny", "tiny_x8"] and set(s["neural_seconds_per_image"]) == {"neural", "neural_tiny_x8"}
+    assert s["versus_neural"]["neural_tiny_x8"]["delta_psnr"] != 0.0
+    with pytest.raises(UsageError, match="symmetries must be one of 1, 2, 4, 8, got 3"):
+        evaluate(images, out, models=[str(npz)], processes=1, figures=0, baselines=False, symmetries=3)
     assert len(list((out / "figures").glob("compare_*.png"))) == 1  # this run's pick; none left stale
 
 
@@ -457,6 +473,39 @@ def test_dihedral_augmentation_moves_inputs_and_targets_together_through_all_8_s
     _, tg = _augment(channels, batch, jax.random.key(3), c)
     seen = {next(i for i, s in enumerate(symmetries) if np.array_equal(np.asarray(y), s)) for y in tg}
     assert seen == {0, 2}
+
+
+def test_the_8_symmetries_are_distinct_and_each_is_undone_by_its_inverse():
+    from trimesh_decode.task import dihedral
+
+    x = jnp.asarray(np.random.default_rng(0).random((2, 16, 16, 3), np.float32))
+    turned = [np.asarray(dihedral(x, k)) for k in range(8)]
+    assert len({t.tobytes() for t in turned}) == 8
+    for k, t in enumerate(turned):
+        np.testing.assert_array_equal(dihedral(jnp.asarray(t), k, inverse=True), x)
+
+
+def test_decodings_averaged_over_a_subgroup_of_symmetries_are_equivariant_to_it_and_only_to_it():
+    from trimesh_decode.task import decode_channels, dihedral
+
+    rng = np.random.default_rng(1)
+    ramp = jnp.asarray(rng.random((1, 16, 16, 1), np.float32))  # a decoder that knows where it is
+
+    def apply(x, interp):
+        return interp * ramp + 0.3 * jnp.roll(x[..., :3], 1, axis=2)
+
+    x = jnp.asarray(rng.random((2, 16, 16, 8), np.float32))
+    np.testing.assert_allclose(decode_channels(apply, x), jnp.clip(apply(x, x[..., 2:5]), 0, 1), atol=1e-6)
+    for symmetries in (1, 2, 4, 8):
+        y = decode_channels(apply, x, symmetries)
+        for k in range(8):
+            d = float(jnp.abs(decode_channels(apply, dihedral(x, k), symmetries) - dihedral(y, k)).max())
+            if k < symmetries:
+                assert d < 1e-5, (symmetries, k)
+            else:
+                assert d > 1e-2, (symmetries, k)
+    with pytest.raises(ValueError, match="one of 1, 2, 4, 8, got 3"):
+        decode_channels(apply, x, 3)
 
 
 def test_colour_permutation_reorders_both_colour_inputs_and_the_target_alike_and_leaves_the_maps():

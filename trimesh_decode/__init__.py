@@ -4,3 +4,13 @@ Baluja et al., 2019. ``bitstream`` (with ``coder``) is the preview format, ``tri
 deterministic Delaunay mesh, ``raster`` the batched barycentric renderer and the decoder network's
 8 input channels, ``encoder`` the stochastic hill-climbing encoder that writes previews.
 """
+
+# How many symmetries of the square a neural decoding may be averaged over (test-time
+# self-ensembling): each count is a subgroup of the 8, see :func:`trimesh_decode.task.dihedral`.
+SYMMETRIES = (1, 2, 4, 8)
+
+
+def check_symmetries(symmetries: int) -> int:
+    if symmetries not in SYMMETRIES:
+        raise ValueError(f"symmetries must be one of {', '.join(map(str, SYMMETRIES))}, got {symmetries}")
+    return symmetries

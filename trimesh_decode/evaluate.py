@@ -6,7 +6,8 @@ the grid centred - six per Kodak image, 144 in all) the preview is encoded once 
 ``OUT/previews``, so a rerun reuses it) and decoded by
 
 * ``interp`` - barycentric interpolation (the standard decoder);
-* ``neural`` - each given model (the first one is "the" neural decoder; more are ablations);
+* ``neural`` - each given model (the first one is "the" neural decoder; more are ablations), and
+  optionally the first one averaged over the square's symmetries (``symmetries``);
 * ``blur1`` / ``blur5`` - interpolation then a Gaussian blur of radius 2, once / five times;
 * ``webp`` / ``jpeg`` - Pillow at the preview's own byte count (downscale, encode, upscale; JPEG
   counts scan bytes, see :mod:`trimesh_decode.baselines`).
@@ -156,8 +157,10 @@ def _mcnemar(neural: np.ndarray, interp: np.ndarray) -> dict:
 
 def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("mobile",), target_bytes: int = 200,
              seed: int = 0, iterations: int = 3000, processes: int | None = None, figures: int = 6,
-             baselines: bool = True, limit: int | None = None, views: str = "centre") -> dict:
-    """Run the evaluation (see the module docstring); returns the summary."""
+             baselines: bool = True, limit: int | None = None, views: str = "centre", symmetries: int = 1) -> dict:
+    """Run the evaluation (see the module docstring); returns the summary. ``symmetries`` > 1 adds
+    the first model's decodings averaged over that many symmetries of the square (``neural_<name>_x8``),
+    scored against the single pass image by image like any further model."""
     from trimesh_decode import baselines as bl
     from trimesh_decode import raster
     from trimesh_decode.models import load_model
@@ -176,6 +179,13 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
             decoders.append(load_model(m))
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from None
+    if symmetries != 1:
+        if not decoders:
+            raise UsageError("--symmetries averages a neural decoder's decodings; give a --model")
+        try:
+            decoders.append(decoders[0].averaged(symmetries))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     t0 = time.perf_counter()
     previews, sizes = _previews(names, list(originals), out, target_bytes, seed, iterations, processes, views)
     t_enc = time.perf_counter() - t0
@@ -184,7 +194,7 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
     recons["interp"] = np.stack([raster.interpolate(p, SIZE) for p in previews])
     timing = {}
     for k, d in enumerate(decoders):
-        key = "neural" if k == 0 else f"neural_{d.name}"
+        key = "neural" if k == 0 else f"neural_{d.label}"
         chunks = [previews[i : i + 8] for i in range(0, len(previews), 8)]
         for c in chunks:  # compile every batch shape first (sizes and paddings vary): time decoding alone
             d.decode(c)
@@ -214,7 +224,7 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
     summary: dict = {
         "images": len(names), "source": str(images), "views": views, "source_images": len(loaded),
         "preview_bytes_mean": float(np.mean(sizes)),
-        "models": [d.name for d in decoders], "encode_seconds": round(t_enc, 1),
+        "models": [d.label for d in decoders], "encode_seconds": round(t_enc, 1),
         "neural_seconds_per_image": {k: round(v, 4) for k, v in timing.items()},
         "mean": {k: {m: float(np.mean(v)) for m, v in s.items()} for k, s in scores.items()},
     }

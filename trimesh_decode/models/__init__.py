@@ -12,12 +12,13 @@ command, the step, the evaluation, and the sha256 of the .npz, checked on every 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from compat.export import export_main, find_model, read_model, write_model
+from trimesh_decode import check_symmetries
 
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "mobile"
@@ -29,12 +30,23 @@ __all__ = ["MODELS_DIR", "DEFAULT_MODEL", "NeuralDecoder", "list_models", "load_
 
 @dataclass(frozen=True)
 class NeuralDecoder:
-    """A trained decoder: ``decode(previews)`` gives uint8 (B, 256, 256, 3) images."""
+    """A trained decoder: ``decode(previews)`` gives uint8 (B, 256, 256, 3) images, averaged over
+    ``symmetries`` symmetries of the square (1: one pass; see :func:`trimesh_decode.task.predict`)."""
 
     name: str
     variables: dict  # {"params": ..., "batch_stats": ...}
     settings: dict  # the config's "model" section: width, stacks, depth, channels, output (always all five)
     meta: dict
+    symmetries: int = 1
+
+    def averaged(self, symmetries: int) -> "NeuralDecoder":
+        """The same weights, decoding as the average over ``symmetries`` symmetries (1, 2, 4 or 8)."""
+        return replace(self, symmetries=check_symmetries(symmetries))
+
+    @property
+    def label(self) -> str:
+        """The name, with ``_x8`` (etc.) when decodings are averaged over symmetries."""
+        return self.name if self.symmetries == 1 else f"{self.name}_x{self.symmetries}"
 
     @property
     def module(self):
@@ -46,7 +58,7 @@ class NeuralDecoder:
     def decode(self, previews) -> np.ndarray:
         from trimesh_decode.task import predict
 
-        return predict(self.variables, previews, self.module, self.settings["channels"])
+        return predict(self.variables, previews, self.module, self.settings["channels"], self.symmetries)
 
 
 def list_models() -> list[str]:
