@@ -196,7 +196,12 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
     for k, d in enumerate(decoders):
         key = "neural" if k == 0 else f"neural_{d.label}"
         chunks = [previews[i : i + 8] for i in range(0, len(previews), 8)]
-        for c in chunks:  # compile every batch shape first (sizes and paddings vary): time decoding alone
+        # compile each batch shape first (sizes and paddings vary; one chunk of each), to time decoding alone
+        shapes = {}
+        for c in chunks:
+            m = raster.pack(c)
+            shapes.setdefault((m.points.shape, m.triangles.shape), c)
+        for c in shapes.values():
             d.decode(c)
         t = time.perf_counter()
         recons[key] = np.concatenate([d.decode(c) for c in chunks])
