@@ -61,6 +61,7 @@ def square_256(image: np.ndarray) -> np.ndarray:
 
 VIEWS = ("centre", "tiles")
 SCORE_CHUNK = 32  # images scored at a time
+DECODE_BATCH = 8  # network passes per decoding call (previews x symmetries averaged)
 
 
 def views_of(name: str, image: np.ndarray, views: str = "centre") -> list[tuple[str, np.ndarray]]:
@@ -195,7 +196,8 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
     timing = {}
     for k, d in enumerate(decoders):
         key = "neural" if k == 0 else f"neural_{d.label}"
-        chunks = [previews[i : i + 8] for i in range(0, len(previews), 8)]
+        per = max(1, DECODE_BATCH // d.symmetries)  # network passes per call stay DECODE_BATCH: flat memory
+        chunks = [previews[i : i + per] for i in range(0, len(previews), per)]
         # compile each batch shape first (sizes and paddings vary; one chunk of each), to time decoding alone
         shapes = {}
         for c in chunks:
