@@ -413,6 +413,44 @@ def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     assert len(list((out / "figures").glob("compare_*.png"))) == 1  # this run's pick; none left stale
 
 
+def test_evaluation_of_a_dataset_scores_the_previews_stored_in_it(tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    from compat import metrics
+    from compat.cli import UsageError
+    from compat.images import load_image
+    from trimesh_decode import raster
+    from trimesh_decode.bitstream import from_bytes
+    from trimesh_decode.cli import main
+    from trimesh_decode.evaluate import evaluate
+
+    out = tmp_path / "eval"
+    s = evaluate(None, out, models=["mobile"], figures=0, baselines=False, limit=3, dataset=tiny_dataset)
+    assert s["images"] == 3 and s["views"] == "dataset" and s["source"] == str(tiny_dataset)
+    res = json.loads((out / "evaluation.json").read_text())
+    crops = sorted((tiny_dataset / "crops").iterdir())[:3]
+    assert [r["image"] for r in res["images"]] == [c.stem for c in crops]
+    for row, crop in zip(res["images"], crops):
+        tri = tiny_dataset / "previews" / (crop.stem + ".tri")  # the stored bitstream, not a new encoding
+        assert row["preview_bytes"] == tri.stat().st_size
+        interp = raster.interpolate(from_bytes(tri.read_bytes()), 256)
+        want = float(metrics.psnr(np.float32(load_image(crop))[None], np.float32(interp)[None])[0])
+        assert row["interp"]["psnr"] == pytest.approx(want, abs=1e-4)
+    assert not (out / "previews").exists()
+    assert "stored previews" in (out / "evaluation.md").read_text()
+    # a damaged stored preview is named; --images and --dataset together are refused
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dataset, broken)
+    first = sorted((broken / "previews").iterdir())[0]
+    first.write_bytes(first.read_bytes()[:20])
+    with pytest.raises(UsageError, match=first.name):
+        evaluate(None, tmp_path / "e2", models=["mobile"], figures=0, baselines=False, dataset=broken)
+    assert main(["evaluate", "--dataset", str(tiny_dataset), "--images", str(tiny_dataset / "crops"), "-o", str(tmp_path / "e3")]) == 2
+    assert "give --images or --dataset, not both" in capsys.readouterr().err
+    assert main(["evaluate", "--dataset", str(tmp_path / "none"), "-o", str(tmp_path / "e4")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
 def test_tile_views_are_the_images_own_pixels_on_a_centred_grid():
     from trimesh_decode.evaluate import square_256, views_of
 

@@ -25,6 +25,7 @@ EXAMPLE = """examples:
   trimesh-decode decode photo.tri -o preview.png --size 256
   trimesh-decode decode photo.tri -o better.png --decoder neural [--symmetries 8]
   trimesh-decode evaluate --images ../shared/data/kodak --out results/previews
+  trimesh-decode evaluate --dataset data/previews --limit 400 --out /tmp/seen --no-baselines --model mobile
   trimesh-decode dataset --images ../shared/data/photos --out data/previews --crops 1000 --size 256
   trimesh-decode pack data/previews -o .kit/previews && trimesh-decode unpack .kit/previews -o /tmp/previews
 """
@@ -71,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-scale", type=float, default=1.0, help="crop squares of up to this many times --size (random, log-uniform; capped by the photo) and resize them to --size, so crops look like previews of whole photos (default 1: the photos' own resolution)")
     s.add_argument("--processes", type=_positive, default=None, help="worker processes (default: all cores)")
     v = sub.add_parser("evaluate", help="interpolation vs neural decoding on held-out images", description="Encode each image's 256x256 centre square as a preview (cached in OUT), decode it by interpolation, by each neural model, by blurred interpolation and by WebP/JPEG at the same bytes; write evaluation.json, evaluation.md and figures/.", epilog=EXAMPLE, formatter_class=fmt)
-    v.add_argument("--images", default=str(KODAK), help=f"folder of held-out images (default {KODAK})")
+    v.add_argument("--images", default=None, help=f"folder of held-out images (default {KODAK})")
+    v.add_argument("--dataset", default=None, help="instead of --images: a `trimesh-decode dataset` folder, scored on the previews stored in it (the bitstreams a model trained on, or a held-out folder built the same way); --limit takes the first N crops")
     v.add_argument("--out", "-o", default="results/previews", help="output folder (default results/previews)")
     v.add_argument("--model", action="append", default=None, help="neural decoder (repeat for ablations; the first is 'neural'; default: the shipped 'mobile')")
     v.add_argument("--bytes", type=_positive, default=200, help="preview byte target (default 200)")
@@ -99,11 +101,17 @@ def _parser() -> argparse.ArgumentParser:
 def evaluate_command(args) -> str:
     from trimesh_decode.evaluate import evaluate
 
-    if not Path(args.images).is_dir():
-        raise UsageError(f"--images {args.images} is not a folder")
-    s = evaluate(args.images, args.out, models=args.model or ["mobile"], target_bytes=args.bytes, seed=args.seed,
+    if args.dataset is not None and args.images is not None:
+        raise UsageError("give --images or --dataset, not both")
+    if args.dataset is not None and args.views != "centre":
+        raise UsageError("--views is for --images; a --dataset is scored on its own crops")
+    images = args.images or str(KODAK)
+    if args.dataset is None and not Path(images).is_dir():
+        raise UsageError(f"--images {images} is not a folder")
+    s = evaluate(images, args.out, models=args.model or ["mobile"], target_bytes=args.bytes, seed=args.seed,
                  iterations=args.iterations, processes=args.processes, figures=args.figures,
-                 baselines=not args.no_baselines, limit=args.limit, views=args.views, symmetries=args.symmetries)
+                 baselines=not args.no_baselines, limit=args.limit, views=args.views, symmetries=args.symmetries,
+                 dataset=args.dataset)
     m = s["mean"]
     line = f"{s['images']} images, {s['preview_bytes_mean']:.1f} bytes: interp {m['interp']['psnr']:.2f} dB / SSIM {m['interp']['ssim']:.3f}"
     if "neural" in m:

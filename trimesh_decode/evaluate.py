@@ -36,7 +36,7 @@ from PIL import Image, ImageFilter
 from compat.cli import UsageError, load_folder, write_atomic
 from compat.images import center_crop
 
-__all__ = ["square_256", "evaluate", "PAPER"]
+__all__ = ["square_256", "dataset_views", "evaluate", "PAPER"]
 
 log = logging.getLogger(__name__)
 SIZE = 256
@@ -120,6 +120,42 @@ def _previews(names, images, out: Path, target: int, seed: int, iterations: int,
     return previews, [p.stat().st_size for p in paths]
 
 
+def dataset_views(root: str | Path, limit: int | None = None):
+    """The crops of a ``trimesh-decode dataset`` folder with the previews stored beside them, by
+    index (the first ``limit``): ``(names, originals, previews, byte counts)``. Scoring these instead
+    of fresh encodings asks how a decoder does on the very bitstreams it trained on, or on a
+    held-out folder built the same way (another ``--seed``, other photos)."""
+    from compat.images import ImageError, load_image
+    from trimesh_decode.bitstream import PreviewFormatError, from_bytes
+    from trimesh_decode.dataset import read_manifest
+
+    root = Path(root)
+    if not root.is_dir():
+        raise UsageError(f"--dataset {root} is not a folder")
+    recs = read_manifest(root)
+    if not recs:
+        raise UsageError(f"--dataset {root} has no finished crops (manifest.jsonl is missing or lists none)")
+    order = sorted(recs)[:limit] if limit else sorted(recs)
+    names, originals, previews, sizes = [], [], [], []
+    for i in order:
+        crop, tri = root / recs[i]["crop"], root / recs[i]["preview"]
+        try:
+            image = load_image(crop)
+        except ImageError as e:
+            raise UsageError(str(e)) from None
+        if image.shape != (SIZE, SIZE, 3):
+            raise UsageError(f"{crop}: the evaluation scores {SIZE}x{SIZE} RGB crops, this one is {image.shape[1]}x{image.shape[0]}")
+        data = tri.read_bytes()
+        try:
+            previews.append(from_bytes(data))
+        except PreviewFormatError as e:
+            raise UsageError(f"{tri}: {e}") from None
+        names.append(crop.stem)
+        originals.append(image)
+        sizes.append(len(data))
+    return names, np.stack(originals), previews, sizes
+
+
 def _scores(originals: np.ndarray, recons: np.ndarray, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
     """Per-image PSNR, SSIM and semantic measures, ``chunk`` images at a time (memory stays flat
     however large the folder: the classifier's activations for 400 images at once took 8 GB)."""
@@ -158,10 +194,13 @@ def _mcnemar(neural: np.ndarray, interp: np.ndarray) -> dict:
 
 def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("mobile",), target_bytes: int = 200,
              seed: int = 0, iterations: int = 3000, processes: int | None = None, figures: int = 6,
-             baselines: bool = True, limit: int | None = None, views: str = "centre", symmetries: int = 1) -> dict:
+             baselines: bool = True, limit: int | None = None, views: str = "centre", symmetries: int = 1,
+             dataset: str | Path | None = None) -> dict:
     """Run the evaluation (see the module docstring); returns the summary. ``symmetries`` > 1 adds
     the first model's decodings averaged over that many symmetries of the square (``neural_<name>_x8``),
-    scored against the single pass image by image like any further model."""
+    scored against the single pass image by image like any further model. ``dataset``: score a
+    ``trimesh-decode dataset`` folder's crops on its stored previews (:func:`dataset_views`) instead
+    of encoding views of ``images`` (which is then ignored)."""
     from trimesh_decode import baselines as bl
     from trimesh_decode import raster
     from trimesh_decode.models import load_model
@@ -170,10 +209,15 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
     out.mkdir(parents=True, exist_ok=True)
     if views not in VIEWS:
         raise UsageError(f"--views must be one of {', '.join(VIEWS)}, got {views!r}")
-    loaded = load_folder(images, limit=limit, min_side=16, what="the evaluation")
-    viewed = [v for n, im in loaded for v in views_of(n, im, views)]
-    names = [n for n, _ in viewed]
-    originals = np.stack([v for _, v in viewed])
+    if dataset is not None:
+        names, originals, stored, stored_sizes = dataset_views(dataset, limit)
+        images, views, source_images = dataset, "dataset", len(names)
+    else:
+        loaded = load_folder(images, limit=limit, min_side=16, what="the evaluation")
+        viewed = [v for n, im in loaded for v in views_of(n, im, views)]
+        names = [n for n, _ in viewed]
+        originals = np.stack([v for _, v in viewed])
+        source_images = len(loaded)
     decoders = []
     for m in models:
         try:
@@ -188,7 +232,10 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         except ValueError as e:
             raise UsageError(str(e)) from None
     t0 = time.perf_counter()
-    previews, sizes = _previews(names, list(originals), out, target_bytes, seed, iterations, processes, views)
+    if dataset is not None:
+        previews, sizes = stored, stored_sizes
+    else:
+        previews, sizes = _previews(names, list(originals), out, target_bytes, seed, iterations, processes, views)
     t_enc = time.perf_counter() - t0
 
     recons: dict[str, np.ndarray] = {}
@@ -229,7 +276,7 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         per_image.append(row)
 
     summary: dict = {
-        "images": len(names), "source": str(images), "views": views, "source_images": len(loaded),
+        "images": len(names), "source": str(images), "views": views, "source_images": source_images,
         "preview_bytes_mean": float(np.mean(sizes)),
         "models": [d.label for d in decoders], "encode_seconds": round(t_enc, 1),
         "neural_seconds_per_image": {k: round(v, 4) for k, v in timing.items()},
@@ -265,7 +312,8 @@ def _markdown(s: dict) -> str:
         f"# Interpolation vs neural decoding of {s['images']} previews ({s['preview_bytes_mean']:.1f} bytes mean)",
         "",
         f"Images: {s['source']}"
-        + (f" ({s['source_images']} images, {s['views']} views)" if s.get("views", "centre") != "centre" else "")
+        + (" (crops of a `trimesh-decode dataset` folder, on their stored previews)" if s.get("views") == "dataset"
+           else f" ({s['source_images']} images, {s['views']} views)" if s.get("views", "centre") != "centre" else "")
         + f"; models: {', '.join(s['models']) or 'none'}.",
         "",
         "| decoder | PSNR (dB) | SSIM | logit L2 | top-1 in top-1 | in top-5 | in top-10 | paper PSNR | paper SSIM | paper top-1 |",
