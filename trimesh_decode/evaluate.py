@@ -12,6 +12,10 @@ the grid centred - six per Kodak image, 144 in all) the preview is encoded once 
 * ``webp`` / ``jpeg`` - Pillow at the preview's own byte count (downscale, encode, upscale; JPEG
   counts scan bytes, see :mod:`trimesh_decode.baselines`).
 
+With ``dataset`` (``--dataset DIR``) the views are instead the 256x256 crops of a ``trimesh-decode
+dataset`` folder, decoded from the previews stored beside them (:func:`dataset_views`): how a model
+does on the very bitstreams it trained on, or on a held-out folder built the same way.
+
 Scores per image: PSNR (RGB, 0..255), SSIM, and the semantic measures of the paper's Table 1 with
 compat's EfficientNet-Lite0 (standing in for Inception-ResNet-v2): L2 between logit vectors, and
 whether the original's top-1 class is in the reconstruction's top 1 / 5 / 10. Summary: means, the
