@@ -214,7 +214,7 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
     if views not in VIEWS:
         raise UsageError(f"--views must be one of {', '.join(VIEWS)}, got {views!r}")
     if dataset is not None:
-        names, originals, stored, stored_sizes = dataset_views(dataset, limit)
+        names, originals, previews, sizes = dataset_views(dataset, limit)
         images, views, source_images = dataset, "dataset", len(names)
     else:
         loaded = load_folder(images, limit=limit, min_side=16, what="the evaluation")
@@ -236,9 +236,7 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         except ValueError as e:
             raise UsageError(str(e)) from None
     t0 = time.perf_counter()
-    if dataset is not None:
-        previews, sizes = stored, stored_sizes
-    else:
+    if dataset is None:
         previews, sizes = _previews(names, list(originals), out, target_bytes, seed, iterations, processes, views)
     t_enc = time.perf_counter() - t0
 
