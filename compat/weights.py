@@ -112,55 +112,213 @@ def _verified(path: Path, expected_sha256: str | None) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------
-# Pickled numpy trees.
+# Limits on what an untrusted file can make us build. Every array's bytes must be bytes the file
+# holds (or, for a zip member, bytes it decompresses to within MAX_INFLATION of its compressed size);
+# everything materialised together stays under MAX_ARRAY_BYTES and within MAX_EXPANSION times the
+# file's size; containers nest at most MAX_DEPTH deep and are never shared or recursive.
 
-_NUMPY_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-}
+MAX_ARRAY_BYTES = 1 << 30
+MAX_EXPANSION = 2
+MAX_DEPTH = 16
+MAX_NDIM = 32
+MAX_INFLATION = 16
+_SLACK = 1 << 20
 
 
-class _NumpyUnpickler(pickle.Unpickler):
+class _Budget:
+    """Bytes left to materialise for one file: ``take(n)`` raises WeightsError past the limit."""
+
+    def __init__(self, path, file_bytes: int):
+        self.path = path
+        self.left = min(MAX_ARRAY_BYTES, MAX_EXPANSION * file_bytes + _SLACK)
+
+    def take(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise WeightsError(f"{self.path}: {what} needs {nbytes} bytes, more than the file can hold "
+                               f"(limit {self.left} bytes left): a crafted or damaged file")
+        self.left -= nbytes
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _shape(shape, what: str, *, strides: bool = False) -> tuple[int, ...]:
+    """A shape (or strides) of at most MAX_NDIM non-negative integers; a shape's non-zero sizes
+    multiply to at most 2^40 (numpy refuses more, even for an empty array)."""
+    if not isinstance(shape, (tuple, list)) or len(shape) > MAX_NDIM or not all(_is_int(n) and n >= 0 for n in shape):
+        raise pickle.UnpicklingError(f"{what} is not a shape of at most {MAX_NDIM} non-negative integers")
+    if not strides and _numel([n for n in shape if n]) > 1 << 40:
+        raise pickle.UnpicklingError(f"{what} {tuple(shape)} is impossibly large")
+    return tuple(shape)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d  # Python integers: no overflow
+    return n
+
+
+# The C unpickler sizes its memo by the largest index a file names and allocates a bytes object
+# of the length a file claims before reading it (gigabytes from a few bytes); the Python one keeps a
+# dict memo and reads only what is there. Weight files have few opcodes, so its speed is no cost.
+class _SafeUnpickler(pickle._Unpickler):
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def _load_bytearray8(self):  # the library's allocates the claimed length first
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)
+        if len(data) != n:
+            raise pickle.UnpicklingError("BYTEARRAY8 claims more bytes than the file holds")
+        self.append(bytearray(data))
+
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+
+
+# ----------------------------------------------------------------------------------------------
+# Pickled numpy trees. numpy's own reconstructors are never called (``_reconstruct`` allocates
+# whatever shape it is told): arrays are rebuilt here from the bytes the pickle carries.
+
+_PLAIN_DTYPES = frozenset(
+    f"{k}{n}" for k, sizes in (("b", (1,)), ("i", (1, 2, 4, 8)), ("u", (1, 2, 4, 8)), ("f", (2, 4, 8))) for n in sizes
+)
+
+
+class _DtypeSpec:
+    """What ``numpy.dtype(obj, align, copy)`` plus its BUILD state describe: a plain numeric dtype."""
+
+    def __init__(self, obj=None, align=False, copy=True, *_):
+        if not isinstance(obj, str) or obj not in _PLAIN_DTYPES:
+            raise pickle.UnpicklingError(f"refusing dtype {obj!r}: only plain numbers are weights")
+        self.dtype = np.dtype(obj)
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) >= 2 and state[1] in ("<", ">", "|", "=")):
+            raise pickle.UnpicklingError("a dtype with an unreadable state")
+        if state[1] == ">":
+            self.dtype = self.dtype.newbyteorder(">")
+
+
+class _NdarrayType:
+    """Stands for ``numpy.ndarray``: only ever the first argument of ``_reconstruct``."""
+
+
+class _ArraySpec:
+    """``_reconstruct(ndarray, shape, dtype)`` plus its BUILD state ``(version, shape, dtype,
+    fortran, bytes)``: the array is built from exactly the bytes given, and charged to the budget."""
+
+    def __init__(self, budget: _Budget):
+        self.budget = budget
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise pickle.UnpicklingError("an array with an unreadable state")
+        _, shape, dt, fortran, raw = state
+        shape = _shape(shape, "an array's shape")
+        if not isinstance(dt, _DtypeSpec) or not isinstance(fortran, bool) or not isinstance(raw, (bytes, bytearray)):
+            raise pickle.UnpicklingError("an array whose state is not (shape, plain dtype, order, bytes)")
+        nbytes = _numel(shape) * dt.dtype.itemsize
+        if nbytes != len(raw):
+            raise pickle.UnpicklingError(f"an array of shape {shape} {dt.dtype} carries {len(raw)} bytes, not {nbytes}")
+        self.budget.take(nbytes, f"an array of shape {shape}")
+        self.array = np.frombuffer(bytes(raw), dt.dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+class _NumpyUnpickler(_SafeUnpickler):
+    def __init__(self, file, budget: _Budget):
+        super().__init__(file)
+        self.budget = budget
+
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _NUMPY_GLOBALS:
-            module = module.replace("numpy.core.", "numpy._core.") if hasattr(np, "_core") else module
-            return super().find_class(module, name)
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return self._reconstruct
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "scalar":
+            return self._scalar
+        if (module, name) == ("numpy", "ndarray"):
+            return _NdarrayType
+        if (module, name) == ("numpy", "dtype"):
+            return _DtypeSpec
+        if (module, name) == ("_codecs", "encode"):  # protocol 2 spells bytes as encode(str, 'latin1')
+            return _latin1
         if (module, name) in {("collections", "OrderedDict"), ("builtins", "dict")}:
             return collections.OrderedDict
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not a numpy array or container")
 
+    def _reconstruct(self, subtype, shape, base):
+        if subtype is not _NdarrayType:
+            raise pickle.UnpicklingError("refusing to reconstruct anything but a plain numpy array")
+        return _ArraySpec(self.budget)
 
-def _check_tree(tree: Any, path: str = "") -> None:
-    if isinstance(tree, dict):
-        for k, v in tree.items():
+    def _scalar(self, dt, raw):
+        if not isinstance(dt, _DtypeSpec) or not isinstance(raw, (bytes, bytearray)) or len(raw) != dt.dtype.itemsize:
+            raise pickle.UnpicklingError("a numpy scalar whose bytes do not fit its dtype")
+        self.budget.take(len(raw), "a scalar")
+        spec = _ArraySpec(self.budget)
+        spec.array = np.frombuffer(bytes(raw), dt.dtype).reshape(()).copy()
+        return spec
+
+
+def _latin1(text, encoding="latin1"):
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError("refusing _codecs.encode other than of text to latin1 bytes")
+    return text.encode("latin1")
+
+
+def _plain_tree(tree: Any, path) -> dict:
+    """The unpickled tree as plain dicts of arrays, walked without recursion: a non-string key,
+    anything but an array or dict, nesting past MAX_DEPTH or a container met twice (shared or
+    recursive structure, which can stand for exponentially many paths) is refused."""
+    if not isinstance(tree, dict):
+        raise WeightsError(f"{path}: top level is {type(tree).__name__}, expected a dict")
+    seen: set[int] = set()
+    out: dict = {}
+    stack = [(tree, out, "", 1)]
+    while stack:
+        node, dest, where, depth = stack.pop()
+        if id(node) in seen:
+            raise WeightsError(f"{path}: shared or recursive structure at {where or '/'}: not a weights tree")
+        seen.add(id(node))
+        if depth > MAX_DEPTH:
+            raise WeightsError(f"{path}: nested deeper than {MAX_DEPTH} at {where}: not a weights tree")
+        for k, v in node.items():
             if not isinstance(k, str):
-                raise WeightsError(f"unexpected key {k!r} at {path or '/'}")
-            _check_tree(v, f"{path}/{k}")
-    elif not isinstance(tree, np.ndarray):
-        raise WeightsError(f"unexpected {type(tree).__name__} at {path}: only arrays are expected")
+                raise WeightsError(f"{path}: unexpected key {k!r} at {where or '/'}")
+            if isinstance(v, dict):
+                dest[k] = {}
+                stack.append((v, dest[k], f"{where}/{k}", depth + 1))
+            elif isinstance(v, _ArraySpec) and v.array is not None:
+                if id(v) in seen:
+                    raise WeightsError(f"{path}: the array at {where}/{k} appears twice: not a weights tree")
+                seen.add(id(v))
+                dest[k] = v.array
+            else:
+                raise WeightsError(f"{path}: unexpected {type(v).__name__} at {where}/{k}: only arrays are expected")
+    return out
+
+
+def _one_line(e: BaseException, limit: int = 160) -> str:
+    return " ".join(str(e).split())[:limit]
+
+
+def _unpickle(unpickler: pickle.Unpickler, path, what: str):
+    """``unpickler.load()`` with every failure on untrusted bytes turned into one WeightsError line
+    (pickle raises a dozen kinds on damaged input; a crafted one reaches MemoryError or RecursionError)."""
+    try:
+        return unpickler.load()
+    except WeightsError:
+        raise
+    except (Exception, RecursionError, MemoryError) as e:  # noqa: BLE001 - the bytes are untrusted
+        raise WeightsError(f"{path}: not {what} ({type(e).__name__}: {_one_line(e)})") from None
 
 
 def load_pickled_numpy(path: str | Path, expected_sha256: str | None = None) -> dict:
-    """A nested dict of numpy arrays from a pickle, verified and restricted to arrays."""
+    """A nested dict of numpy arrays from a pickle, verified and restricted to arrays: nothing but
+    plain numeric arrays, built from the bytes the file holds, in unshared dicts of bounded depth."""
     data = _verified(Path(path), expected_sha256)
-    try:
-        tree = _NumpyUnpickler(io.BytesIO(data)).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise WeightsError(f"{path}: not a pickled tree of numpy arrays ({e})") from e
-    if not isinstance(tree, dict):
-        raise WeightsError(f"{path}: top level is {type(tree).__name__}, expected a dict")
-    _check_tree(tree)
-    return _to_plain_dict(tree)
-
-
-def _to_plain_dict(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _to_plain_dict(v) for k, v in tree.items()}
-    return tree
+    tree = _unpickle(_NumpyUnpickler(io.BytesIO(data), _Budget(path, len(data))), path, "a pickled tree of numpy arrays")
+    return _plain_tree(tree, path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,7 +352,7 @@ class _TensorSpec:
     __slots__ = ("storage", "offset", "size", "stride")
 
     def __init__(self, storage: _StorageRef, offset: int, size: tuple, stride: tuple):
-        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+        self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
 
 class _StorageType:
@@ -205,10 +363,15 @@ class _StorageType:
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     if not isinstance(storage, _StorageRef):
         raise pickle.UnpicklingError("tensor without storage")
-    return _TensorSpec(storage, int(storage_offset), size, stride)
+    if not _is_int(storage_offset) or storage_offset < 0:
+        raise pickle.UnpicklingError(f"a tensor at storage offset {storage_offset!r}: offsets are non-negative integers")
+    size, stride = _shape(size, "a tensor's size"), _shape(stride, "a tensor's stride", strides=True)
+    if len(size) != len(stride):
+        raise pickle.UnpicklingError(f"a tensor with {len(size)} sizes and {len(stride)} strides")
+    return _TensorSpec(storage, storage_offset, size, stride)
 
 
-class _LegacyTorchUnpickler(pickle.Unpickler):
+class _LegacyTorchUnpickler(_SafeUnpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
@@ -224,32 +387,59 @@ class _LegacyTorchUnpickler(pickle.Unpickler):
         _, storage_type, key, _location, numel = pid[:5]
         if not isinstance(storage_type, _StorageType):
             raise pickle.UnpicklingError(f"unknown storage type {storage_type!r}")
-        return _StorageRef(str(key), storage_type.dtype, int(numel))
+        if not _is_int(numel) or numel < 0:
+            raise pickle.UnpicklingError(f"a storage of {numel!r} elements")
+        return _StorageRef(str(key), storage_type.dtype, numel)
 
 
-def _tensors(specs: dict, storages: dict[str, np.ndarray], path) -> dict[str, np.ndarray]:
-    """Materialise tensor specs over their storages (offsets and strides honoured, bounds checked)."""
+def _tensors(specs: dict, storages: dict[str, np.ndarray], path, budget: _Budget) -> dict[str, np.ndarray]:
+    """Materialise tensor specs over their storages: every element inside the storage (offset and
+    strides non-negative, the furthest element within it), no tensor with more elements than its
+    storage holds, all of them within the file's budget."""
     out: dict[str, np.ndarray] = {}
     for name, spec in specs.items():
         flat = storages.get(spec.storage.key)
         if flat is None:
             raise WeightsError(f"{path}: tensor {name} refers to a missing storage")
         size, stride = spec.size, spec.stride
-        span = spec.offset + sum((n - 1) * s for n, s in zip(size, stride) if n > 0) + 1
-        if any(s < 0 for s in stride) or len(stride) != len(size) or (np.prod(size) > 0 and span > flat.size):
-            raise WeightsError(f"{path}: tensor {name} lies outside its storage")
-        if not size:  # a 0-d tensor (as_strided would ignore an empty shape)
+        numel = _numel(size)
+        if numel > 0:
+            last = spec.offset + sum((n - 1) * s for n, s in zip(size, stride))
+            if last >= flat.size or numel > flat.size:
+                raise WeightsError(f"{path}: tensor {name} lies outside its storage")
+        budget.take(numel * flat.dtype.itemsize, f"tensor {name}")
+        if numel == 0:
+            out[name] = np.zeros(size, flat.dtype)
+        elif not size:  # a 0-d tensor (as_strided would ignore an empty shape)
             out[name] = np.array(flat[spec.offset])
-            continue
-        item = flat.dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            flat[spec.offset :], shape=size, strides=tuple(s * item for s in stride), writeable=False
-        )
-        out[name] = np.ascontiguousarray(view)
+        else:
+            item = flat.dtype.itemsize
+            view = np.lib.stride_tricks.as_strided(
+                flat[spec.offset :], shape=size, strides=tuple(s * item for s in stride), writeable=False
+            )
+            out[name] = np.ascontiguousarray(view)
     return out
 
 
-_UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, AttributeError)
+def _state_specs(state, path) -> dict:
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a state_dict, found {type(state).__name__}")
+    return {str(k): v for k, v in state.items() if isinstance(v, _TensorSpec)}
+
+
+def _zip_member(zf, name: str, limit: int, path) -> bytes:
+    """At most ``limit`` bytes of a zip member, refusing one that inflates past MAX_INFLATION times
+    its compressed size (a deflate bomb) before decompressing it."""
+    import zipfile
+
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        raise WeightsError(f"{path}: no member {name}") from None
+    if info.compress_type != zipfile.ZIP_STORED and min(info.file_size, limit) > MAX_INFLATION * info.compress_size + _SLACK:
+        raise WeightsError(f"{path}: member {name} inflates {info.compress_size} bytes to {info.file_size}: refused")
+    with zf.open(info) as f:
+        return f.read(limit)
 
 
 def _load_zip_torch(data: bytes, path) -> dict[str, np.ndarray]:
@@ -257,6 +447,7 @@ def _load_zip_torch(data: bytes, path) -> dict[str, np.ndarray]:
     little-endian entry ``<archive>/data/<key>`` per storage."""
     import zipfile
 
+    budget = _Budget(path, len(data))
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         names = zf.namelist()
@@ -264,24 +455,25 @@ def _load_zip_torch(data: bytes, path) -> dict[str, np.ndarray]:
         if len(pkl) != 1:
             raise WeightsError(f"{path}: a zip file without one data.pkl: not a torch file")
         prefix = pkl[0][: -len("data.pkl")]
-        if f"{prefix}byteorder" in names and zf.read(f"{prefix}byteorder").strip() != b"little":
+        if f"{prefix}byteorder" in names and _zip_member(zf, f"{prefix}byteorder", 16, path).strip() != b"little":
             raise WeightsError(f"{path}: big-endian torch files are not supported")
-        state = _LegacyTorchUnpickler(io.BytesIO(zf.read(pkl[0]))).load()
-        if not isinstance(state, dict):
-            raise WeightsError(f"{path}: expected a state_dict")
-        specs = {k: v for k, v in state.items() if isinstance(v, _TensorSpec)}
+        state_pickle = _zip_member(zf, pkl[0], len(data) * MAX_INFLATION + _SLACK, path)
+        specs = _state_specs(_unpickle(_LegacyTorchUnpickler(io.BytesIO(state_pickle)), path, "a torch state_dict"), path)
         storages = {}
         for spec in specs.values():
             key = spec.storage.key
             if key not in storages:
-                raw = zf.read(f"{prefix}data/{key}")
                 need = spec.storage.numel * spec.storage.dtype.itemsize
+                budget.take(need, f"storage {key}")
+                raw = _zip_member(zf, f"{prefix}data/{key}", need, path)
                 if len(raw) < need:
                     raise WeightsError(f"{path}: storage {key} is truncated")
-                storages[key] = np.frombuffer(raw[:need], dtype=spec.storage.dtype)
-    except (zipfile.BadZipFile, *_UNPICKLE_ERRORS) as e:
-        raise WeightsError(f"{path}: not a readable torch file ({e})") from e
-    return _tensors(specs, storages, path)
+                storages[key] = np.frombuffer(raw, dtype=spec.storage.dtype)
+    except WeightsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile and its decompressors raise many kinds on crafted input
+        raise WeightsError(f"{path}: not a readable torch file ({type(e).__name__}: {_one_line(e)})") from None
+    return _tensors(specs, storages, path, _Budget(path, len(data)))
 
 
 def load_torch(path: str | Path, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
@@ -304,25 +496,21 @@ def load_legacy_torch(path: str | Path, expected_sha256: str | None = None) -> d
 def _load_legacy(data: bytes, path) -> dict[str, np.ndarray]:
     f = io.BytesIO(data)
 
-    def load() -> Any:
-        return _LegacyTorchUnpickler(f).load()
+    def load(what: str) -> Any:
+        return _unpickle(_LegacyTorchUnpickler(f), path, what)
 
-    try:
-        if load() != _TORCH_MAGIC:
-            raise WeightsError(f"{path}: not a legacy torch file (bad magic number)")
-        if load() != _TORCH_PROTOCOL:
-            raise WeightsError(f"{path}: unsupported torch serialisation protocol")
-        sys_info = load()
-        if not (isinstance(sys_info, dict) and sys_info.get("little_endian", True)):
-            raise WeightsError(f"{path}: big-endian torch files are not supported")
-        state = load()
-        keys = load()
-    except _UNPICKLE_ERRORS as e:
-        raise WeightsError(f"{path}: not a readable legacy torch file ({e})") from e
-    if not isinstance(state, dict) or not isinstance(keys, list):
-        raise WeightsError(f"{path}: expected a state_dict and a storage key list")
+    if load("a legacy torch file") != _TORCH_MAGIC:
+        raise WeightsError(f"{path}: not a legacy torch file (bad magic number)")
+    if load("a legacy torch file") != _TORCH_PROTOCOL:
+        raise WeightsError(f"{path}: unsupported torch serialisation protocol")
+    sys_info = load("a legacy torch file")
+    if not (isinstance(sys_info, dict) and sys_info.get("little_endian", True)):
+        raise WeightsError(f"{path}: big-endian torch files are not supported")
+    specs = _state_specs(load("a torch state_dict"), path)
+    keys = load("a legacy torch file")
+    if not isinstance(keys, list):
+        raise WeightsError(f"{path}: expected a storage key list")
 
-    specs = {k: v for k, v in state.items() if isinstance(v, _TensorSpec)}
     dtypes = {s.storage.key: s.storage.dtype for s in specs.values()}
     storages: dict[str, np.ndarray] = {}
     for key in keys:
@@ -332,11 +520,10 @@ def _load_legacy(data: bytes, path) -> dict[str, np.ndarray]:
         (numel,) = struct.unpack("<q", header)
         dtype = dtypes.get(str(key), np.dtype(np.uint8))
         nbytes = numel * dtype.itemsize
-        raw = f.read(nbytes)
-        if numel < 0 or len(raw) != nbytes:
+        if numel < 0 or nbytes > len(data) - f.tell():
             raise WeightsError(f"{path}: truncated inside storage {key}")
-        storages[str(key)] = np.frombuffer(raw, dtype=dtype)
-    return _tensors(specs, storages, path)
+        storages[str(key)] = np.frombuffer(f.read(nbytes), dtype=dtype)
+    return _tensors(specs, storages, path, _Budget(path, len(data)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,17 +1,18 @@
 """compat.weights: checksums, restricted unpickling, and the legacy torch reader."""
 
-import collections
 import io
 import os
 import pickle
 import struct
 import sys
-import types
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compat import weights as W
+from weights_helpers import fake_torch_modules, legacy_file, zip_file
 
 
 def test_shipped_files_have_the_published_checksums():
@@ -66,64 +67,15 @@ def test_pickled_numpy_round_trip(tmp_path):
 
 @pytest.fixture
 def fake_torch(monkeypatch):
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-
-    def _rebuild_tensor_v2(*args):  # pragma: no cover - never called, only named
-        raise AssertionError
-
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
-    storages = {}
-    for name in ("FloatStorage", "LongStorage"):
-        cls = type(name, (), {"__module__": "torch", "__qualname__": name})
-        setattr(torch, name, cls)
-        storages[name] = cls
-    torch._utils = utils
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
-    return _rebuild_tensor_v2, storages
-
-
-def _legacy_file(fake_torch, tensors: dict, storages: dict) -> bytes:
-    rebuild, storage_types = fake_torch
-
-    class Storage:
-        def __init__(self, key, arr):
-            self.key, self.arr = key, arr
-
-    class Tensor:
-        def __init__(self, storage, offset, size, stride):
-            self.args = (storage, offset, size, stride, False, collections.OrderedDict())
-
-        def __reduce__(self):
-            return (rebuild, self.args)
-
-    st = {k: Storage(k, a) for k, a in storages.items()}
-    state = collections.OrderedDict((n, Tensor(st[k], off, size, stride)) for n, (k, off, size, stride) in tensors.items())
-
-    class P(pickle.Pickler):
-        def persistent_id(self, obj):
-            if isinstance(obj, Storage):
-                kind = storage_types["LongStorage" if obj.arr.dtype == np.int64 else "FloatStorage"]
-                return ("storage", kind, obj.key, "cpu", obj.arr.size)
-            return None
-
-    buf = io.BytesIO()
-    for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
-        pickle.dump(header, buf, protocol=2)
-    P(buf, protocol=2).dump(state)
-    keys = sorted(st)
-    pickle.dump(keys, buf, protocol=2)
-    for k in keys:
-        buf.write(struct.pack("<q", st[k].arr.size) + st[k].arr.astype("<" + st[k].arr.dtype.str[1:]).tobytes())
-    return buf.getvalue()
+    fake = fake_torch_modules()
+    for name, module in fake.modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return fake
 
 
 def test_legacy_torch_reader_honours_offsets_and_strides(tmp_path, fake_torch):
     s = np.arange(12, dtype=np.float32)
-    data = _legacy_file(
+    data = legacy_file(
         fake_torch,
         {
             "transposed": ("s0", 0, (2, 3), (1, 2)),  # column-major: [i, j] = s[i + 2 j]
@@ -145,11 +97,11 @@ def test_legacy_torch_reader_honours_offsets_and_strides(tmp_path, fake_torch):
 
 def test_legacy_torch_reader_refuses_broken_files(tmp_path, fake_torch):
     s = np.arange(6, dtype=np.float32)
-    good = _legacy_file(fake_torch, {"w": ("s0", 0, (2, 3), (3, 1))}, {"s0": s})
+    good = legacy_file(fake_torch, {"w": ("s0", 0, (2, 3), (3, 1))}, {"s0": s})
     (tmp_path / "cut.pth").write_bytes(good[:-5])
     with pytest.raises(W.WeightsError, match="truncated"):
         W.load_legacy_torch(tmp_path / "cut.pth")
-    outside = _legacy_file(fake_torch, {"w": ("s0", 2, (2, 3), (3, 1))}, {"s0": s})
+    outside = legacy_file(fake_torch, {"w": ("s0", 2, (2, 3), (3, 1))}, {"s0": s})
     (tmp_path / "out.pth").write_bytes(outside)
     with pytest.raises(W.WeightsError, match="outside its storage"):
         W.load_legacy_torch(tmp_path / "out.pth")
@@ -188,41 +140,9 @@ def test_efficientnet_tree_fits_the_flax_module():
 # torch's zip format, and VGG-19 files of the real layouts (torchvision .pth, Keras .h5)
 
 
-def _zip_file(fake_torch, tensors: dict, storages: dict) -> bytes:
-    """A zip-format torch file: archive/data.pkl + archive/data/<key>, as torch.save writes it."""
-    import zipfile
-
-    legacy = _legacy_file(fake_torch, tensors, storages)
-    # The legacy file's fourth pickle is the state dict with the same persistent ids the zip format uses.
-    f = io.BytesIO(legacy)
-    for _ in range(3):
-        pickle.load(f)
-    start = f.tell()
-
-    class Loader(pickle.Unpickler):  # only to find where the state pickle ends
-        def persistent_load(self, pid):
-            return pid
-
-        def find_class(self, module, name):
-            if (module, name) == ("collections", "OrderedDict"):
-                return collections.OrderedDict
-            return lambda *args: None
-
-    Loader(f).load()
-    state_pickle = legacy[start : f.tell()]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("archive/data.pkl", state_pickle)
-        z.writestr("archive/byteorder", "little")
-        z.writestr("archive/version", "3\n")
-        for k, a in storages.items():
-            z.writestr(f"archive/data/{k}", a.astype("<" + a.dtype.str[1:]).tobytes())
-    return buf.getvalue()
-
-
 def test_zip_torch_reader_honours_offsets_and_strides(tmp_path, fake_torch):
     s = np.arange(12, dtype=np.float32)
-    data = _zip_file(fake_torch, {"a": ("s0", 0, (2, 3), (3, 1)), "t": ("s0", 1, (3, 2), (1, 3))}, {"s0": s})
+    data = zip_file(fake_torch, {"a": ("s0", 0, (2, 3), (3, 1)), "t": ("s0", 1, (3, 2), (1, 3))}, {"s0": s})
     (tmp_path / "m.pth").write_bytes(data)
     sd = W.load_torch(tmp_path / "m.pth")
     np.testing.assert_array_equal(sd["a"], s[:6].reshape(2, 3))
@@ -255,7 +175,7 @@ def test_vgg19_from_a_torchvision_file(tmp_path, fake_torch, fmt):
         tensors[f"features.{idx}.bias"] = (f"b{idx}", 0, b.shape, (1,))
     tensors["classifier.0.weight"] = ("c", 0, (4, 5), (5, 1))  # the rest of the model is ignored
     storages["c"] = np.zeros(20, np.float32)
-    maker = _legacy_file if fmt == "legacy" else _zip_file
+    maker = legacy_file if fmt == "legacy" else zip_file
     (tmp_path / "vgg19-dcbb9e9d.pth").write_bytes(maker(fake_torch, tensors, storages))
     got = W.vgg19_weights(tmp_path / "vgg19-dcbb9e9d.pth")
     assert len(got) == 16
@@ -291,3 +211,177 @@ def test_vgg19_from_a_keras_h5_file(tmp_path):
 def test_vgg19_needs_a_file():
     with pytest.raises(W.WeightsNotInstalledError, match="vgg19"):
         W.vgg19_weights("/nonexistent/vgg19.pth")
+
+
+# ----------------------------------------------------------------------------------------------
+# Hostile files: every size bounded by the bytes the file holds, every failure one WeightsError.
+
+
+def test_a_negative_storage_offset_is_refused_not_read_from_foreign_memory(tmp_path, fake_torch):
+    data = legacy_file(fake_torch, {"w": ("s0", -1, (64,), (1,))}, {"s0": np.zeros(64, np.float32)})
+    (tmp_path / "neg.pth").write_bytes(data)
+    with pytest.raises(W.WeightsError, match="offset"):
+        W.load_legacy_torch(tmp_path / "neg.pth")
+
+
+def test_a_stride_zero_view_cannot_expand_a_small_storage(tmp_path, fake_torch):
+    data = legacy_file(fake_torch, {"w": ("s0", 0, (1 << 30,), (0,))}, {"s0": np.zeros(4, np.float32)})
+    assert len(data) < 400
+    (tmp_path / "zero.pth").write_bytes(data)
+    with pytest.raises(W.WeightsError, match="outside its storage"):
+        W.load_legacy_torch(tmp_path / "zero.pth")
+    many = legacy_file(fake_torch, {f"w{i}": ("s0", 0, (1 << 16,), (1,)) for i in range(64)}, {"s0": np.zeros(1 << 16, np.float32)})
+    (tmp_path / "many.pth").write_bytes(many)  # 64 full views of one storage: 64x the file's bytes
+    with pytest.raises(W.WeightsError, match="more than the file can hold"):
+        W.load_legacy_torch(tmp_path / "many.pth")
+
+
+def test_a_storage_count_beyond_the_file_is_truncation(tmp_path, fake_torch):
+    good = legacy_file(fake_torch, {"w": ("s0", 0, (4,), (1,))}, {"s0": np.zeros(4, np.float32)})
+    for numel in (-1, 1 << 40):
+        bad = good[: -24] + struct.pack("<q", numel) + good[-16:]
+        (tmp_path / "n.pth").write_bytes(bad)
+        with pytest.raises(W.WeightsError, match="truncated"):
+            W.load_legacy_torch(tmp_path / "n.pth")
+
+
+def test_a_deflate_bomb_storage_is_refused_before_it_is_inflated(tmp_path, fake_torch):
+    import zipfile
+
+    n = 16 << 20  # 64 MiB of float32 zeros deflate to ~64 KiB
+    legacy = zip_file(fake_torch, {"w": ("s0", 0, (4,), (1,))}, {"s0": np.zeros(4, np.float32)})
+    with zipfile.ZipFile(io.BytesIO(legacy)) as z:
+        pkl = z.read("archive/data.pkl").replace(b"K\x04", b"J" + struct.pack("<i", n), 1)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", pkl)
+        z.writestr("archive/data/s0", bytes(4 * n), compress_type=zipfile.ZIP_DEFLATED)
+    assert len(buf.getvalue()) < 200_000
+    (tmp_path / "bomb.pth").write_bytes(buf.getvalue())
+    with pytest.raises(W.WeightsError, match="more than the file can hold|inflates"):
+        W.load_torch(tmp_path / "bomb.pth")
+
+
+class _Reconstruct:
+    """Pickles as numpy's own ``_reconstruct(ndarray, shape, 'b')``, which allocates the shape."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def __reduce__(self):
+        return (np.ndarray.__reduce__(np.zeros(0))[0], (np.ndarray, self.shape, b"b"))
+
+
+def test_a_tiny_pickle_cannot_allocate_a_huge_array(tmp_path):
+    data = pickle.dumps({"a": _Reconstruct((1 << 32,))}, protocol=3)
+    assert len(data) < 120
+    (tmp_path / "big.ckpt").write_bytes(data)
+    with pytest.raises(W.WeightsError, match="only arrays"):
+        W.load_pickled_numpy(tmp_path / "big.ckpt")
+    # an array whose stated shape needs more bytes than it carries
+    good = pickle.dumps({"a": np.zeros(4, np.float32)}, protocol=3)
+    lying = good.replace(b"K\x04\x85", b"J" + struct.pack("<i", 1 << 28) + b"\x85", 1)
+    assert lying != good
+    (tmp_path / "lying.ckpt").write_bytes(lying)
+    with pytest.raises(W.WeightsError, match="carries 16 bytes"):
+        W.load_pickled_numpy(tmp_path / "lying.ckpt")
+    (tmp_path / "obj.ckpt").write_bytes(pickle.dumps({"a": np.array([None, 1], dtype=object)}, protocol=3))
+    with pytest.raises(W.WeightsError, match="refusing"):
+        W.load_pickled_numpy(tmp_path / "obj.ckpt")
+
+
+def test_shared_and_deeply_nested_pickles_are_refused_quickly(tmp_path):
+    import time
+
+    d = {"x": np.zeros(1, np.float32)}
+    for _ in range(40):  # 2^40 paths in a few hundred bytes through the pickle memo
+        d = {"a": d, "b": d}
+    data = pickle.dumps(d, protocol=3)
+    assert len(data) < 1000
+    (tmp_path / "shared.ckpt").write_bytes(data)
+    t = time.perf_counter()
+    with pytest.raises(W.WeightsError, match="shared or recursive|deeper"):
+        W.load_pickled_numpy(tmp_path / "shared.ckpt")
+    shallow = {"a": {"k": np.zeros(1)}}
+    shallow["b"] = shallow["a"]
+    (tmp_path / "shallow.ckpt").write_bytes(pickle.dumps(shallow, protocol=3))
+    with pytest.raises(W.WeightsError, match="shared or recursive"):
+        W.load_pickled_numpy(tmp_path / "shallow.ckpt")
+    n = 200_000  # nested dicts written as opcodes (pickle.dumps itself would recurse)
+    deep = b"\x80\x02" + (b"}X\x01\x00\x00\x00a") * n + b"}" + b"s" * n + b"."
+    (tmp_path / "deep.ckpt").write_bytes(deep)
+    with pytest.raises(W.WeightsError, match="deeper than"):
+        W.load_pickled_numpy(tmp_path / "deep.ckpt")
+    assert time.perf_counter() - t < 2.0
+
+
+def _fuzz_check(path, loader):
+    """A crafted file either loads into arrays that fit the limits or raises one WeightsError
+    line, within 2 s and 1 GiB."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    t = time.perf_counter()
+    try:
+        out = loader(path)
+    except W.WeightsError as e:
+        assert "\n" not in str(e)
+        out = None
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert time.perf_counter() - t < 2.0
+    assert peak < 1 << 30
+    if out is not None:
+        leaves = []
+        stack = [out]
+        while stack:
+            node = stack.pop()
+            for v in node.values():
+                (stack.append(v) if isinstance(v, dict) else leaves.append(v))
+        assert all(isinstance(a, np.ndarray) for a in leaves)
+        assert sum(a.nbytes for a in leaves) <= W.MAX_EXPANSION * path.stat().st_size + (1 << 20)
+
+
+_dims = st.lists(st.integers(-3, 1 << 33) | st.integers(0, 9), min_size=0, max_size=4)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(-(1 << 40), 1 << 40) | st.integers(-2, 12), size=_dims, stride=_dims,
+       numel=st.integers(0, 64), fmt=st.sampled_from(["legacy", "zip"]))
+def test_crafted_torch_headers_never_crash_or_blow_up(tmp_path_factory, fake_torch, offset, size, stride, numel, fmt):
+    path = tmp_path_factory.mktemp("fuzz") / "w.pth"
+    maker = legacy_file if fmt == "legacy" else zip_file
+    path.write_bytes(maker(fake_torch, {"w": ("s0", offset, tuple(size), tuple(stride))},
+                           {"s0": np.arange(numel, dtype=np.float32)}))
+    _fuzz_check(path, W.load_torch)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6),
+       kind=st.sampled_from(["pickle", "legacy", "zip"]), cut=st.integers(-40, 0))
+def test_mutated_weight_files_never_crash_or_blow_up(tmp_path_factory, fake_torch, edits, kind, cut):
+    s = np.arange(24, dtype=np.float32)
+    if kind == "pickle":
+        data, loader = pickle.dumps({"l": {"k": s.reshape(4, 6), "b": s[:3].astype(np.int64)}}, protocol=3), W.load_pickled_numpy
+    else:
+        maker = legacy_file if kind == "legacy" else zip_file
+        data = maker(fake_torch, {"a": ("s0", 2, (2, 3), (3, 1)), "t": ("s0", 0, (3, 4), (1, 3))}, {"s0": s})
+        loader = W.load_torch
+    d = bytearray(data[: len(data) + cut] if cut else data)
+    for where, value in edits:
+        d[int(where * len(d))] = value
+    path = tmp_path_factory.mktemp("fuzz") / "w.bin"
+    path.write_bytes(bytes(d))
+    _fuzz_check(path, loader)
+
+
+@pytest.mark.parametrize("opcodes", [
+    b"\x80\x02}r\xff\xff\xff\x3f.",  # LONG_BINPUT at index 2^30: the C unpickler's memo grows to 8 GiB
+    b"\x80\x05\x96\x00\x00\x00\x00\x01\x00\x00\x00.",  # BYTEARRAY8 claiming 4 GiB it does not hold
+    b"\x80\x03B\xff\xff\xff\x7f.",  # BINBYTES claiming 2 GiB
+])
+def test_pickle_opcodes_that_claim_memory_the_file_does_not_hold_are_refused(tmp_path, opcodes):
+    (tmp_path / "w.ckpt").write_bytes(opcodes)
+    _fuzz_check(tmp_path / "w.ckpt", W.load_pickled_numpy)  # refused, or an empty tree, in bounded memory
