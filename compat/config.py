@@ -10,7 +10,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Mapping
 
-__all__ = ["parse_overrides", "trainer_config", "config_module"]
+__all__ = ["ConfigError", "parse_overrides", "trainer_config", "config_module", "validate", "choice", "at_least",
+           "between", "TRAINER_RULES"]
+
+
+class ConfigError(ValueError):
+    """A config names a field that does not exist, or gives one a value of the wrong type or range."""
 
 
 def config_module(path: str | Path) -> ModuleType:
@@ -51,7 +56,7 @@ def parse_overrides(config, arg: str | None, aliases: Mapping[str, str] | None =
     aliases = dict(aliases or {})
     for item in arg.split(","):
         if "=" not in item:
-            raise ValueError(f"config argument {item!r} is not key=value")
+            raise ConfigError(f"config argument {item!r} is not key=value")
         key, value = (t.strip() for t in item.split("=", 1))
         key = aliases.get(key, key)
         node = config
@@ -61,11 +66,89 @@ def parse_overrides(config, arg: str | None, aliases: Mapping[str, str] | None =
                 node = node[part]
             old = node[leaf]
         except (KeyError, AttributeError):
-            raise ValueError(f"config has no field {key!r}") from None
+            raise ConfigError(f"config has no field {key!r}") from None
         if isinstance(old, bool):
+            if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise ConfigError(f"{key}={value!r}: expected a boolean (true/false, yes/no, 1/0)")
             node[leaf] = value.lower() in ("1", "true", "yes")
         elif isinstance(old, (list, tuple)):
             node[leaf] = [v for v in value.split(";") if v]
+        elif isinstance(old, dict) or hasattr(old, "items"):
+            raise ConfigError(f"{key} is a section, not a field: set its fields ({key}.NAME=VALUE)")
         else:
-            node[leaf] = type(old)(value)
+            try:
+                node[leaf] = type(old)(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}={value!r}: expected {type(old).__name__}") from None
     return config
+
+
+# -- validation of a resolved config -------------------------------------------------------------
+# A rule takes a value and returns None when it is fine, else what was expected (a phrase).
+
+
+def choice(*options):
+    def rule(v):
+        return None if v in options else "one of " + ", ".join(map(repr, options))
+    return rule
+
+
+def at_least(lo):
+    def rule(v):
+        return None if v >= lo else f"at least {lo}"
+    return rule
+
+
+def between(lo, hi):
+    def rule(v):
+        return None if lo <= v <= hi else f"between {lo} and {hi}"
+    return rule
+
+
+# the fields compat.trainer.train reads
+TRAINER_RULES = {
+    "steps": at_least(1), "batch_size": at_least(1), "seed": at_least(0), "log_every": at_least(1),
+    "checkpoint_every": at_least(1), "keep_checkpoints": at_least(1),
+}
+
+
+def _leaves(tree, prefix=""):
+    for k, v in tree.items():
+        if hasattr(v, "items"):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _type_ok(ref, v) -> bool:
+    if isinstance(ref, bool):
+        return isinstance(v, bool)
+    if isinstance(ref, int):
+        return isinstance(v, int) and not isinstance(v, bool)
+    if isinstance(ref, float):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if isinstance(ref, (list, tuple)):
+        return isinstance(v, (list, tuple))
+    if ref is None:
+        return True
+    return isinstance(v, type(ref))
+
+
+def validate(config, reference, rules: Mapping[str, object]) -> None:
+    """Check a resolved config against ``reference`` (the package's base config: the same fields,
+    values of the same types) and ``rules`` (dotted key -> rule); raises :class:`ConfigError` with
+    one line naming the first problem."""
+    ref = dict(_leaves(reference.to_dict() if hasattr(reference, "to_dict") else reference))
+    got = dict(_leaves(config.to_dict() if hasattr(config, "to_dict") else config))
+    for key in sorted(set(got) - set(ref)):
+        raise ConfigError(f"config has no field {key!r}")
+    for key in sorted(set(ref) - set(got)):
+        raise ConfigError(f"config lacks the field {key!r}")
+    for key, v in got.items():
+        if not _type_ok(ref[key], v):
+            raise ConfigError(f"{key}={v!r}: expected {type(ref[key]).__name__}")
+    for key, rule in {**TRAINER_RULES, **rules}.items():
+        if key in got:
+            expected = rule(got[key])
+            if expected:
+                raise ConfigError(f"{key}={got[key]!r}: expected {expected}")

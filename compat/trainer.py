@@ -25,14 +25,31 @@ identically. A notice that arrives during start-up (building or restoring the st
 is held until the first step is done, which is then saved. With several processes JAX's
 preemption service (started by ``jax.distributed.initialize``) hears the signal on any process and
 orbax's ``reached_preemption`` makes all of them stop at the same step.
+
+What a work directory is promised (each refusal raises before anything in it is changed):
+
+* one trainer at a time: process 0 holds an exclusive lock on ``WORKDIR/.lock`` for the run; a second
+  trainer raises :class:`WorkdirBusyError`;
+* the run's config is its identity: resuming with a config that differs from ``config.json`` (beyond
+  the logging and checkpoint cadence) raises :class:`ConfigMismatchError` naming the differing keys,
+  unless ``allow_config_change`` (then the old file is kept as ``config-before-<step>.json``);
+* checkpoints are verified against the checksums recorded when they were saved (see
+  :mod:`compat.checkpoint`); a run whose checkpoints were all moved aside as damaged does not start
+  again from step 0 unless ``fresh_start_ok``;
+* ``metrics.jsonl`` holds each step once: on resume the lines after the restored step (logged by a
+  run that was killed before its next checkpoint) are dropped, and TensorBoard purges those steps;
+* a background save that fails (a full disk) stops the run at the next step with
+  :class:`~compat.checkpoint.CheckpointSaveError`, naming the last complete checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -44,15 +61,32 @@ import jax.numpy as jnp
 import numpy as np
 
 from compat import mesh as meshlib
-from compat.checkpoint import Checkpointer
+from compat.checkpoint import Checkpointer, CheckpointError
 
-__all__ = ["Task", "TrainingDiverged", "train", "guard_update", "global_norm", "JsonlWriter"]
+__all__ = ["Task", "TrainingDiverged", "RunRefused", "ConfigMismatchError", "WorkdirBusyError", "train", "guard_update",
+           "global_norm", "JsonlWriter", "CADENCE_KEYS"]
 
 log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(FloatingPointError):
     """The loss or the gradients stopped being finite."""
+
+
+class RunRefused(CheckpointError):
+    """The work directory cannot take this run as asked; nothing in it was changed."""
+
+
+class ConfigMismatchError(RunRefused):
+    """The config differs from the one the work directory's run was started with."""
+
+
+class WorkdirBusyError(RunRefused):
+    """Another trainer holds the work directory."""
+
+
+# config fields that may change between the runs of one work directory: how often to log and save
+CADENCE_KEYS = frozenset({"log_every", "checkpoint_every", "keep_checkpoints", "async_checkpoints"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,47 +159,158 @@ def _to_dict(config) -> dict:
     return dict(config)
 
 
+def _flat(tree, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """``["key: old -> new", ...]`` between two resolved configs (as config.json holds them),
+    leaving out the cadence keys."""
+    a, b = _flat(old), _flat(new)
+    missing = object()
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if k in CADENCE_KEYS:
+            continue
+        va, vb = a.get(k, missing), b.get(k, missing)
+        if va != vb:
+            show = lambda v: "(absent)" if v is missing else json.dumps(v)  # noqa: E731
+            out.append(f"{k}: {show(va)} -> {show(vb)}")
+    return out
+
+
+def _config_json(config) -> dict:
+    return json.loads(json.dumps(_to_dict(config), sort_keys=True, default=str))
+
+
+def _check_config(config, workdir: Path, has_checkpoints: bool, allow_change: bool) -> dict:
+    """The resolved config as JSON; refuses (ConfigMismatchError) one that differs from the run's."""
+    new = _config_json(config)
+    path = workdir / "config.json"
+    if not (has_checkpoints and path.is_file()):
+        return new
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigMismatchError(f"{path} cannot be read ({e}); it records the config of the run in {workdir}") from None
+    diff = config_differences(old, new)
+    if diff and not allow_change:
+        shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+        raise ConfigMismatchError(
+            f"the run in {workdir} was started with another config ({shown}); rerun with its config, "
+            "use a new --workdir, or pass --allow_config_change to continue it with this one"
+        )
+    return new
+
+
+class _WorkdirLock:
+    """An exclusive, non-blocking flock on ``WORKDIR/.lock`` (released when the process ends, however)."""
+
+    def __init__(self, workdir: Path):
+        self.path = workdir / ".lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(self._fd)
+            raise WorkdirBusyError(f"{workdir} is in use by another trainer (pid {holder}); one work directory, one trainer") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _truncate_metrics(path: Path, last_step: int) -> int:
+    """Drop the lines of ``metrics.jsonl`` after ``last_step`` (and a torn last line); returns how
+    many were dropped. The file is replaced atomically."""
+    if not path.is_file():
+        return 0
+    keep, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            step = json.loads(line).get("step", 0)
+        except (ValueError, AttributeError):
+            dropped += 1
+            continue
+        if isinstance(step, (int, float)) and step > last_step:
+            dropped += 1
+        else:
+            keep.append(line + "\n")
+    if dropped:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(keep), encoding="utf-8")
+        os.replace(tmp, path)
+    return dropped
+
+
 def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in metrics.items()}
 
 
-def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> tuple[Any, dict]:
+def train(config, workdir: str | Path, task: Task, *, progress: bool = True, allow_config_change: bool = False,
+          fresh_start_ok: bool = False) -> tuple[Any, dict]:
     """Run ``task`` for ``config.steps`` steps in ``workdir``; returns ``(state, last metrics)``.
 
     Config fields used: ``steps``, ``batch_size`` (global), ``seed``, ``log_every``,
     ``checkpoint_every``, ``keep_checkpoints``; optionally ``async_checkpoints`` (default True).
-    Resumes from ``workdir/checkpoints`` when it holds a checkpoint.
+    Resumes from ``workdir/checkpoints`` when it holds a checkpoint. Raises :class:`RunRefused` (a
+    busy work directory, a changed config), :class:`~compat.checkpoint.CheckpointError` (no usable
+    checkpoint, one that does not fit, a failed save) or :class:`TrainingDiverged`.
     """
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise RunRefused(f"work directory {workdir} exists and is not a directory")
     workdir.mkdir(parents=True, exist_ok=True)
     pid, nproc = jax.process_index(), jax.process_count()
-    mesh = meshlib.data_mesh()
-    local_bs = meshlib.local_batch_size(config.batch_size, mesh)
-    if pid == 0:
-        (workdir / "config.json").write_text(json.dumps(_to_dict(config), indent=1, sort_keys=True, default=str))
-
-    rng = jax.random.key(config.seed)
-    init_rng, step_rng = jax.random.split(rng)
-    ckpt = Checkpointer(
-        workdir / "checkpoints",
-        max_to_keep=config.get("keep_checkpoints", 3),
-        async_save=config.get("async_checkpoints", True),
-    )
-    # SIGTERM from here on (start-up included: loading, restoring, compiling can take minutes) lets
-    # the step in flight finish and saves it, so a preemption notice never kills the run outright
-    watch = _PreemptionWatch(ckpt.manager)
-    writer = tb = bar = None
+    lock = _WorkdirLock(workdir) if pid == 0 else None
+    ckpt = watch = writer = tb = bar = None
     try:
+        mesh = meshlib.data_mesh()
+        local_bs = meshlib.local_batch_size(config.batch_size, mesh)
+        ckdir = workdir / "checkpoints"
+        has_checkpoints = ckdir.is_dir() and any(p.name.isdigit() for p in ckdir.iterdir())
+        resolved = _check_config(config, workdir, has_checkpoints, allow_config_change)
+
+        rng = jax.random.key(config.seed)
+        init_rng, step_rng = jax.random.split(rng)
+        ckpt = Checkpointer(
+            ckdir,
+            max_to_keep=config.get("keep_checkpoints", 3),
+            async_save=config.get("async_checkpoints", True),
+        )
+        # SIGTERM from here on (start-up included: loading, restoring, compiling can take minutes) lets
+        # the step in flight finish and saves it, so a preemption notice never kills the run outright
+        watch = _PreemptionWatch(ckpt.manager)
         # a resume restores into a template (when the task has one) and reads no start model: a
-        # checkpoint present either restores or raises NoUsableCheckpointError, never a silent fresh start
+        # checkpoint present either restores or raises, never a silent fresh start
         resuming = ckpt.latest_step() is not None and task.template is not None
         state = meshlib.replicate((task.template if resuming else task.init)(init_rng), mesh)
         iterator = iter(task.dataset(pid, nproc, local_bs))
-        restored, start = ckpt.restore_latest(state, iterator)
+        restored, start = ckpt.restore_latest(state, iterator, fresh_start_ok=fresh_start_ok)
         if restored is not None:
             state = restored
             log.info("resumed from step %d", start)
         start = start or 0
+        if pid == 0:
+            old = workdir / "config.json"
+            if has_checkpoints and old.is_file() and json.loads(old.read_text()) != resolved:  # an allowed change
+                os.replace(old, workdir / f"config-before-{start}.json")
+            (workdir / "config.json").write_text(json.dumps(resolved, indent=1, sort_keys=True))
+            dropped = _truncate_metrics(workdir / "metrics.jsonl", start)
+            if dropped:
+                log.info("dropped %d lines of metrics.jsonl logged after step %d (redone now)", dropped, start)
 
         repl = meshlib.replicated_sharding(mesh)
         step_fn = jax.jit(
@@ -180,7 +325,8 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> 
             try:
                 from tensorboardX import SummaryWriter
 
-                tb = SummaryWriter(str(workdir / "tensorboard"))
+                # purge_step: TensorBoard drops the events of the steps redone after a resume
+                tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=start + 1 if start else None)
             except ImportError:  # pragma: no cover - tensorboardX is a dependency
                 log.warning("tensorboardX not installed: no TensorBoard events")
             if progress:
@@ -195,6 +341,7 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> 
         for step in range(start, config.steps):
             batch = meshlib.global_batch(next(iterator), mesh)
             state, m = step_fn(state, batch, jax.random.fold_in(step_rng, step))
+            ckpt.check()  # a failed background save stops the run here, not at the next save
             loss, gnorm = float(m["loss"]), float(m["grad_norm"])
             if not (math.isfinite(loss) and math.isfinite(gnorm)):
                 where = f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written yet"
@@ -234,11 +381,16 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True) -> 
                 ckpt.save(done, state, iterator, force=True)
                 last_good = done
     finally:
-        watch.close()
-        ckpt.close()
-        for closer in (writer, tb, bar):
-            if closer is not None:
-                closer.close()
+        try:
+            for closer in (watch, ckpt):
+                if closer is not None:
+                    closer.close()
+        finally:
+            for closer in (writer, tb, bar):
+                if closer is not None:
+                    closer.close()
+            if lock is not None:
+                lock.release()
     if preempted is not None:
         metrics = {**metrics, "preempted": preempted}
     return state, metrics

@@ -19,14 +19,14 @@ import numpy as np
 import optax
 
 from compat import data as datalib
+from compat.config import ConfigError, at_least, between, choice, trainer_config, validate
 from compat.config import parse_overrides as _parse_overrides
-from compat.config import trainer_config
 from compat import metrics
 from compat.trainer import Task, global_norm, guard_update
 from jpegedit import codec, losses
-from jpegedit.model import TABLE_SCALE, AttentionNet, coefficient_features, init_tables, pretrained_backbone, project_tables, tables_from_params
+from jpegedit.model import HEADS, TABLE_SCALE, AttentionNet, coefficient_features, init_tables, pretrained_backbone, project_tables, tables_from_params
 
-__all__ = ["TrainState", "base_config", "parse_overrides", "make_task", "make_optimizer", "loss_fn", "DEFAULT_PHOTOS"]
+__all__ = ["TrainState", "base_config", "parse_overrides", "validate_config", "CONFIG_RULES", "make_task", "make_optimizer", "loss_fn", "DEFAULT_PHOTOS"]
 
 DEFAULT_PHOTOS = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos")
 
@@ -59,6 +59,37 @@ def base_config():
 
 
 IDENTITY_BIAS = 5.0  # sigmoid(5) = 0.993
+
+
+def _crop(v):
+    return None if v >= 16 and v % 8 == 0 else "a multiple of 8, at least 16"
+
+
+def _roots(v):
+    return None if len(v) > 0 else "at least one folder of training photos"
+
+
+CONFIG_RULES = {
+    "chroma": choice(*codec.CHROMA_MODES), "rounding": choice(*codec.ROUNDING_MODES),
+    "data.crop": _crop, "data.roots": _roots,
+    "model.backbone": choice("vgg16", "vgg19"), "model.head": choice(*HEADS), "model.hidden": at_least(1),
+    "optim.lr": between(1e-12, 10.0), "optim.head_lr": between(0.0, 10.0), "optim.table_lr": between(0.0, 10.0),
+    "optim.b1": between(0.0, 0.999999), "optim.b2": between(0.0, 0.999999999),
+    "loss.lam": at_least(0.0), "loss.alpha": at_least(0.0), "loss.beta": at_least(0.0), "loss.gamma": at_least(0.0),
+    "loss.rate": choice("paper", "bits"),
+}
+
+
+def validate_config(config) -> None:
+    """Names, types, choices and ranges of a resolved config, and the combinations make_task
+    refuses: :class:`compat.config.ConfigError` with one line, before anything is created."""
+    validate(config, base_config(), CONFIG_RULES)
+    if config.chroma != "444" and config.model.attention:
+        raise ConfigError("attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'")
+    if config.chroma != "444" and config.loss.rate == "bits":
+        raise ConfigError("loss.rate='bits' estimates 4:4:4 files (its weights were fitted to them); set chroma='444'")
+    if config.model.backbone == "vgg19" and not config.model.backbone_weights:
+        raise ConfigError("model.backbone='vgg19' needs model.backbone_weights (the path of vgg19-*.pth or a Keras .h5)")
 
 _LOSS_ALIASES = {"lam": "loss.lam", "lambda": "loss.lam", "alpha": "loss.alpha", "beta": "loss.beta", "gamma": "loss.gamma",
                  "rate": "loss.rate"}
@@ -163,10 +194,7 @@ def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, 
 
 
 def make_task(config) -> Task:
-    if config.get("chroma", "444") != "444" and config.model.attention:
-        raise ValueError("attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'")
-    if config.get("chroma", "444") != "444" and config.loss.get("rate", "paper") == "bits":
-        raise ValueError("loss.rate='bits' estimates 4:4:4 files (its weights were fitted to them); set chroma='444'")
+    validate_config(config)
     model = _attention_net(config) if config.model.attention else None
 
     def init(rng, with_start: bool = True):

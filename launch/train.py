@@ -9,8 +9,17 @@ overridden as flags: ``--config.steps=100 --config.loss.gamma=50``. A run resume
 tasks, a multi-host TPU slice, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set),
 it calls ``jax.distributed.initialize`` first.
 
-Exit status: 0 finished; 2 bad configuration; 3 stopped on a non-finite loss; 75 stopped by SIGTERM
-after saving a checkpoint (rerun the same command to continue: the cluster scripts in launch/ do).
+The whole resolved config (names, types, choices, ranges) is checked before anything is created.
+A work directory belongs to one run: resuming it with another config is refused, naming the keys
+that differ (``--allow_config_change`` continues it with the new one); a second trainer on it is
+refused; checkpoints that fail their checksums are moved aside, and a run left with none of them
+does not silently start again from step 0 (``--fresh_start`` does that).
+
+Exit status: 0 finished; 2 refused, with one line and nothing written (a bad config, a busy work
+directory, a changed config, no usable checkpoint, one that does not fit); 3 stopped on a non-finite
+loss; 4 a checkpoint could not be saved (e.g. a full disk: the line names the last good one); 75
+stopped by SIGTERM after saving a checkpoint (rerun the same command to continue: the cluster
+scripts in launch/ do).
 """
 
 from __future__ import annotations
@@ -28,33 +37,74 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 PREEMPTED = 75  # EX_TEMPFAIL: stopped on SIGTERM with a checkpoint; rerun to continue
+SAVE_FAILED = 4
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file (with an optional :arg)", lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics.jsonl, tensorboard/, config.json")
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "yes", "no"], "call jax.distributed.initialize")
+_ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False, "continue a run with a config that differs from its config.json")
+_FRESH = flags.DEFINE_bool("fresh_start", False, "start from step 0 when every checkpoint was moved aside as damaged")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _fail(message: str) -> int:
+    print(f"train: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with its errors (a config file's among them, which absl prints with the
+    file's traceback) as one line and exit status 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        flag = lines[0].split(": ", 1)[0].removeprefix("flag ") if lines else "flags"
+        cause = lines[-1] if lines else type(e).__name__
+        if ": " in cause and cause.split(": ", 1)[0].endswith(("Error", "Exception")):
+            cause = cause.split(": ", 1)[1]
+        sys.exit(_fail(f"{flag}: {cause.removeprefix(f'flag {flag}: ')}"))
 
 
 def main(argv) -> int:
     del argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax's per-save chatter
+    # orbax's per-save chatter, and its background threads' tracebacks of a failed save, which the
+    # trainer reports itself as one line (CheckpointSaveError)
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
+    from compat.checkpoint import CheckpointError, CheckpointSaveError
+    from compat.config import ConfigError
     from compat.mesh import maybe_initialize_distributed
     from compat.trainer import TrainingDiverged, train
 
-    maybe_initialize_distributed({"auto": None, "yes": True, "no": False}[_DISTRIBUTED.value])
-    config = _CONFIG.value
-    package = config.get("package")
-    if package not in ("jpegedit", "trimesh_decode"):
-        print(f"train: error: config.package must be 'jpegedit' or 'trimesh_decode', got {package!r}", file=sys.stderr)
-        return 2
-    task = importlib.import_module(f"{package}.task").make_task(config)
+    config, workdir = _CONFIG.value, Path(_WORKDIR.value)
     try:
-        _, metrics = train(config, _WORKDIR.value, task)
+        package = config.get("package")
+    except OSError as e:  # ml_collections reports a config file it could not load only when it is read
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        return _fail(f"--config: {lines[-1] if lines else e}")
+    if package not in ("jpegedit", "trimesh_decode"):
+        return _fail(f"config.package must be 'jpegedit' or 'trimesh_decode', got {package!r}")
+    if workdir.exists() and not workdir.is_dir():
+        return _fail(f"--workdir {workdir} exists and is not a directory")
+    task_module = importlib.import_module(f"{package}.task")
+    try:
+        task_module.validate_config(config)
+    except ConfigError as e:
+        return _fail(str(e))
+    maybe_initialize_distributed({"auto": None, "yes": True, "no": False}[_DISTRIBUTED.value])
+    try:
+        task = task_module.make_task(config)
+        _, metrics = train(config, workdir, task, allow_config_change=_ALLOW_CHANGE.value, fresh_start_ok=_FRESH.value)
     except TrainingDiverged as e:
         print(f"train: stopped: {e}", file=sys.stderr)
         return 3
+    except CheckpointSaveError as e:
+        print(f"train: stopped: {e}", file=sys.stderr)
+        return SAVE_FAILED
+    except (CheckpointError, ConfigError) as e:
+        return _fail(str(e))
     if "preempted" in metrics:
-        print(f"train: preempted (SIGTERM): checkpoint saved at step {metrics['preempted']} in {_WORKDIR.value}/checkpoints; "
+        print(f"train: preempted (SIGTERM): checkpoint saved at step {metrics['preempted']} in {workdir}/checkpoints; "
               f"run the same command again to continue", file=sys.stderr)
         return PREEMPTED
     logging.info("done: %s", {k: round(v, 5) for k, v in metrics.items()})
@@ -62,4 +112,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)

@@ -196,3 +196,25 @@ def test_every_config_builds_and_its_docstring_gives_the_launch_command_and_the_
     assert "launch/train.py" in doc and "expected" in doc.lower(), f"{path}: docstring lacks the launch command or the expectation"
     c = config_module(REPO / path).get_config()
     assert c.package == Path(path).parent.name and c.steps > 0 and c.batch_size > 0
+
+
+@pytest.mark.parametrize("mistake, says", [
+    (":stpes=10", "config has no field 'stpes'"),
+    (":steps=ten", "steps='ten': expected int"),
+    (":loss.rate=bitz", "loss.rate='bitz': expected one of 'paper', 'bits'"),
+    (":steps=-5", "steps=-5: expected at least 1"),
+    (" --config.data.crop=12", "data.crop=12: expected a multiple of 8"),
+    ("-is-a-file", "exists and is not a directory"),
+])
+def test_config_mistakes_exit_2_with_one_line_and_create_nothing(tmp_path, mistake, says):
+    workdir = tmp_path / "run"
+    if mistake == "-is-a-file":
+        workdir.write_text("not a folder")
+        mistake = ""
+    config, *extra = f"{REPO}/configs/jpegedit/smoke.py{mistake}".split(" ")
+    cmd = [sys.executable, str(REPO / "launch" / "train.py"), f"--config={config}", f"--workdir={workdir}", *extra]
+    r = subprocess.run(cmd, env=_env(8), capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train: error: ") and says in lines[0], r.stderr
+    assert workdir.is_file() or not workdir.exists()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from PIL import Image
 
 from compat import data as datalib
 from compat import mesh as meshlib
-from compat.checkpoint import Checkpointer
+from compat.checkpoint import (SUMS_FILE, CheckpointCorruptError, Checkpointer, CheckpointMismatchError,
+                               NoUsableCheckpointError)
 from compat.trainer import Task, TrainingDiverged, global_norm, guard_update, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,20 +95,75 @@ def _small_state(v: float):
     return {"w": jnp.full((4, 3), v), "step": jnp.asarray(int(v), jnp.int32)}
 
 
+def _state_files(step_dir: Path) -> list[Path]:
+    return [f for f in step_dir.rglob("*") if f.is_file() and f.name != SUMS_FILE]
+
+
 def test_a_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     ck = Checkpointer(tmp_path / "ck", async_save=False)
     for step in (1, 2):
         ck.save(step, _small_state(step), force=True)
     ck.wait()
-    # damage every file of step 2's state
-    for f in (tmp_path / "ck" / "2").rglob("*"):
-        if f.is_file():
-            f.write_bytes(b"\x00garbage")
-    with pytest.warns(RuntimeWarning, match="step 2 .* cannot be restored"):
+    for f in _state_files(tmp_path / "ck" / "2"):  # damage every file of step 2's state
+        f.write_bytes(b"\x00garbage")
+    with pytest.warns(RuntimeWarning, match="step 2 .* cannot be used: its files differ from the checksums"):
         state, step = ck.restore_latest(_small_state(0))
     assert step == 1 and float(state["w"][0, 0]) == 1.0
     assert any(p.name.startswith("corrupt-2-") for p in (tmp_path / "ck").iterdir())  # moved aside, not deleted
     ck.save(2, _small_state(22), force=True)  # the step can be written again
+    ck.close()
+
+
+def test_same_size_corruption_inside_a_data_file_is_caught_by_the_checksums(tmp_path):
+    """Garbled bytes that keep the file's size restore without complaint from orbax itself; the
+    sums recorded when the save completed catch them, so the previous checkpoint is used."""
+    ck = Checkpointer(tmp_path / "ck", async_save=True)
+    for step in (1, 2):
+        ck.save(step, {"w": jnp.arange(4096, dtype=jnp.float32) + step}, force=True)
+    ck.wait()
+    assert ck.sealed(1) and ck.sealed(2)
+    data = max(_state_files(tmp_path / "ck" / "2"), key=lambda f: f.stat().st_size)
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 16] = b"\xff" * 16
+    data.write_bytes(bytes(raw))
+    assert ck.verify(2) and ck.verify(1) == []
+    with pytest.warns(RuntimeWarning, match="step 2 .* differ from the checksums"):
+        state, step = ck.restore_latest({"w": jnp.zeros(4096, jnp.float32)})
+    assert step == 1 and float(state["w"][0]) == 1.0
+    ck.close()
+
+
+def test_reading_a_damaged_checkpoint_for_export_is_refused(tmp_path):
+    ck = Checkpointer(tmp_path / "ck", async_save=False)
+    ck.save(1, _small_state(1), force=True)
+    f = max(_state_files(tmp_path / "ck" / "1"), key=lambda f: f.stat().st_size)
+    raw = bytearray(f.read_bytes())
+    raw[-1] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointCorruptError, match="step 1 .* damaged"):
+        ck.read(1)
+    ck.close()
+
+
+def test_an_intact_checkpoint_that_does_not_fit_is_left_in_place_and_named(tmp_path):
+    ck = Checkpointer(tmp_path / "ck", async_save=False)
+    ck.save(1, _small_state(1), force=True)
+    with pytest.raises(CheckpointMismatchError, match="step 1 .* intact .* does not fit"):
+        ck.restore_latest({"w": jnp.zeros((4, 3)), "other": jnp.zeros(2), "step": jnp.zeros((), jnp.int32)})
+    assert ck.steps() == [1] and not list((tmp_path / "ck").glob("corrupt-*"))
+    ck.close()
+
+
+def test_when_every_checkpoint_was_moved_aside_a_fresh_start_needs_to_be_asked_for(tmp_path):
+    ck = Checkpointer(tmp_path / "ck", async_save=False)
+    ck.save(1, _small_state(1), force=True)
+    for f in _state_files(tmp_path / "ck" / "1"):
+        f.write_bytes(b"x")
+    with pytest.warns(RuntimeWarning), pytest.raises(NoUsableCheckpointError, match="refusing to start again"):
+        ck.restore_latest(_small_state(0))
+    with pytest.raises(NoUsableCheckpointError, match="corrupt-1-"):  # and on every later attempt
+        ck.restore_latest(_small_state(0))
+    assert ck.restore_latest(_small_state(0), fresh_start_ok=True) == (None, None)
     ck.close()
 
 
@@ -285,3 +342,110 @@ def test_plot_metrics_overlays_runs_and_keeps_an_existing_figure(tmp_path, capsy
     assert main([str(tmp_path / "a"), "-o", str(tmp_path / "z.png")]) == 2
     assert "metrics.jsonl:2: not a JSON line" in capsys.readouterr().err
     assert _smooth([1.0, 2.0, 3.0, 4.0], 2) == [1.0, 1.5, 2.5, 3.5]
+
+
+# --- what a work directory is promised ---------------------------------------------------------
+
+
+def test_resuming_with_a_changed_config_is_refused_naming_the_keys_and_nothing_changes(tmp_path):
+    from compat.trainer import ConfigMismatchError
+
+    train(_toy_config(steps=4), tmp_path, _toy_task(), progress=False)
+    before = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    config_before = (tmp_path / "config.json").read_text()
+    with pytest.raises(ConfigMismatchError, match=r"seed: 0 -> 1; steps: 4 -> 6.*--allow_config_change"):
+        train(_toy_config(steps=6, seed=1), tmp_path, _toy_task(), progress=False)
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == before  # nothing renamed corrupt-*
+    assert (tmp_path / "config.json").read_text() == config_before
+    # the logging and checkpoint cadence may change; a deliberate change is allowed by the flag
+    train(_toy_config(steps=4, log_every=1, checkpoint_every=1), tmp_path, _toy_task(), progress=False)
+    _, last = train(_toy_config(steps=6), tmp_path, _toy_task(), progress=False, allow_config_change=True)
+    assert last["step"] == 6
+    assert json.loads((tmp_path / "config-before-4.json").read_text())["steps"] == 4
+
+
+def test_a_state_that_no_longer_fits_is_refused_and_the_checkpoints_survive(tmp_path):
+    """The same config but code whose state differs (as model.attention=false once did through the
+    config): the intact checkpoints are not renamed corrupt-*, and the original run still resumes."""
+    import dataclasses
+
+    from compat.checkpoint import CheckpointMismatchError
+
+    train(_toy_config(steps=4), tmp_path, _toy_task(), progress=False)
+    toy = _toy_task()
+    wider = dataclasses.replace(toy, init=lambda rng: {**toy.init(rng), "extra": jnp.zeros(2)})
+    with pytest.raises(CheckpointMismatchError, match="step 4 .* intact"):
+        train(_toy_config(steps=4), tmp_path, wider, progress=False)
+    assert not list((tmp_path / "checkpoints").glob("corrupt-*"))
+    state, _ = train(_toy_config(steps=4), tmp_path, _toy_task(), progress=False)
+    assert int(state["step"]) == 4
+
+
+def test_a_second_trainer_on_a_busy_work_directory_is_refused(tmp_path):
+    from compat.trainer import WorkdirBusyError
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from compat.trainer import _WorkdirLock; "
+         "_WorkdirLock(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WorkdirBusyError, match=rf"in use by another trainer \(pid {holder.pid}\)"):
+            train(_toy_config(), tmp_path, _toy_task(), progress=False)
+        assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    train(_toy_config(), tmp_path, _toy_task(), progress=False)  # the lock died with its process
+
+
+def test_after_a_kill_the_metrics_log_holds_each_step_once(tmp_path):
+    train(_toy_config(log_every=1), tmp_path, _toy_task(), progress=False)
+    # as if killed after logging steps 5 and 6 but before the step-6 checkpoint, mid-line
+    import shutil
+
+    shutil.rmtree(tmp_path / "checkpoints" / "6")
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"loss": 0.1, "st')
+    train(_toy_config(log_every=1), tmp_path, _toy_task(), progress=False)
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_failed_background_save_stops_the_run_at_once_naming_the_last_good_checkpoint(tmp_path):
+    """A full disk, made real by RLIMIT_FSIZE in a child process: from step 4 on no file may pass
+    64 KiB, so the asynchronous saves fail; the run stops within a step of the failing save with one
+    line, instead of training on while nothing is saved."""
+    script = r'''
+import resource, signal, sys
+import jax, jax.numpy as jnp, numpy as np, ml_collections
+from compat.checkpoint import CheckpointSaveError
+from compat.trainer import Task, train
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+def step(state, batch, rng):
+    return {"w": state["w"] * 1.001, "step": state["step"] + 1}, {"loss": jnp.float32(1), "grad_norm": jnp.float32(0)}
+class Stream:
+    def __iter__(self): return self
+    def __next__(self): return {"x": np.zeros((8, 1), np.float32)}
+def describe(state):
+    if int(state["step"]) == 4:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+    return {}
+task = Task(init=lambda rng: {"w": jax.random.normal(rng, (1 << 18,)), "step": jnp.zeros((), jnp.int32)},
+            train_step=step, dataset=lambda p, n, b: Stream(), describe=describe)
+c = ml_collections.ConfigDict({"steps": 40, "batch_size": 8, "seed": 0, "log_every": 2, "checkpoint_every": 2,
+                               "keep_checkpoints": 5, "async_checkpoints": True})
+try:
+    train(c, sys.argv[1], task, progress=False)
+except CheckpointSaveError as e:
+    print("STOPPED:", e)
+'''
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300).stdout
+    stop = [l for l in out.splitlines() if l.startswith("STOPPED:")]
+    assert stop, out[-2000:]
+    assert re.search(r"failed \(.*File too large.*\); (the last good checkpoint is step 2|no checkpoint was completed)$", stop[0])
+    logged = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert max(logged) <= 6  # stopped at the save after the failing one at the latest, not at step 40

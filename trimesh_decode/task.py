@@ -31,7 +31,7 @@ import optax
 
 from compat import data as datalib
 from compat import metrics
-from compat.config import parse_overrides, trainer_config
+from compat.config import ConfigError, at_least, between, choice, parse_overrides, trainer_config, validate
 from compat.images import load_image
 from compat.trainer import Task, global_norm, guard_update
 from trimesh_decode import check_symmetries, raster
@@ -40,7 +40,7 @@ from trimesh_decode.model import CHANNEL_SETS, INTERP, StackedHourglass, select_
 from trimesh_decode.triangulate import preview_triangles
 
 __all__ = [
-    "TrainState", "ema_decay", "update_ema", "base_config", "parse_overrides", "make_model", "make_task", "loss_fn", "predict",
+    "TrainState", "ema_decay", "update_ema", "base_config", "parse_overrides", "validate_config", "CONFIG_RULES", "make_model", "make_task", "loss_fn", "predict",
     "preview_arrays", "DEFAULT_DATASET", "SIZE", "dihedral", "decode_channels",
 ]
 
@@ -83,6 +83,28 @@ def base_config():
         {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "warmup": 100, "decay_steps": 0, "ema": 0.0}
     )
     return c
+
+
+def _crop(v):
+    return None if v % 64 == 0 and 64 <= v <= SIZE else f"a multiple of 64 in 64..{SIZE}"
+
+
+CONFIG_RULES = {
+    "data.pad_points": at_least(4), "data.pad_triangles": at_least(2), "data.crop": _crop,
+    "data.threads": at_least(1), "data.workers": at_least(0),
+    "model.width": at_least(1), "model.stacks": at_least(1), "model.depth": between(1, 6),
+    "model.channels": choice(*CHANNEL_SETS), "model.output": choice("image", "residual"),
+    "optim.lr": between(1e-12, 10.0), "optim.b1": between(0.0, 0.999999), "optim.b2": between(0.0, 0.999999999),
+    "optim.warmup": at_least(0), "optim.decay_steps": at_least(0), "optim.ema": between(0.0, 0.999999999),
+}
+
+
+def validate_config(config) -> None:
+    """Names, types, choices and ranges of a resolved config, and the combinations make_task
+    refuses: :class:`compat.config.ConfigError` with one line, before anything is created."""
+    validate(config, base_config(), CONFIG_RULES)
+    if config.model.output == "residual" and config.model.channels == "no_interp":
+        raise ConfigError("model.output='residual' adds the interpolated image, which model.channels='no_interp' withholds")
 
 
 @flax.struct.dataclass
@@ -189,13 +211,10 @@ def render_batch(batch: dict) -> jax.Array:
 
 
 def make_task(config) -> Task:
+    validate_config(config)
     model = make_model(config)
-    crop = config.data.get("crop", SIZE)
-    if crop % 64 or not 64 <= crop <= SIZE:
-        raise ValueError(f"data.crop {crop} must be a multiple of 64 in 64..{SIZE}")
-    decay = float(config.optim.get("ema", 0.0))
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"optim.ema {decay} must be in [0, 1) (0: no average)")
+    crop = config.data.crop
+    decay = float(config.optim.ema)
 
     def init(rng, with_start: bool = True):
         x = jnp.zeros((1, SIZE, SIZE, len(CHANNEL_SETS[config.model.channels])))
