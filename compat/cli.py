@@ -7,11 +7,11 @@ libjpeg (Pillow) JPEG at quality 20 - so that a fresh install can be checked wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
-import os
 import sys
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,23 +26,40 @@ class UsageError(Exception):
     """Bad input to a command-line tool: reported as one line, exit status 2."""
 
 
-def write_atomic(path: Path, data: bytes, force: bool) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, so an interrupted
-    write never leaves a partial file; refuses to replace an existing file unless ``force``."""
+def check_output_file(path, force: bool) -> Path:
+    """``path`` as a file this command may write: not a folder, in a folder that exists, and not
+    already there unless ``force`` (each a UsageError); nothing is created."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give the name of the file to write")
     if path.exists() and not force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
     if not path.parent.is_dir():
         raise UsageError(f"output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    return path
+
+
+def check_output_folder(path, force: bool, *, resumable: bool = False) -> Path:
+    """``path`` as a folder this command may write into: not a file, and - unless ``force`` - absent
+    or empty, so that results already there (committed ones in ``results/`` among them) are never
+    replaced by accident. ``resumable``: the error says that --force continues the work in it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        then = "pass --force to continue in it (work already done there is reused) or choose another -o" if resumable \
+            else "pass --force to write into it or choose another -o"
+        raise UsageError(f"{path} is not empty; {then}")
+    return path
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, so an interrupted
+    write never leaves a partial file; refuses a folder, a missing folder, and an existing file
+    unless ``force`` (UsageError). The file's mode follows the umask."""
+    from compat.images import write_file_atomic
+
+    write_file_atomic(check_output_file(path, force), data)
 
 
 def load_folder(folder, *, limit: int | None = None, min_side: int = 1, what: str = "this command") -> list:
@@ -78,6 +95,18 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+@contextlib.contextmanager
+def one_line_warnings(prog: str):
+    """Within it, warnings print as ``prog: warning: message`` lines (no file name, line number or
+    source line)."""
+    saved = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"{prog}: warning: {message}\n"
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
 def run_subcommand(prog: str, parser: argparse.ArgumentParser, commands: dict, argv: list[str] | None = None) -> int:
     """Parse ``argv``, run ``commands[args.command](args)`` and print what it returns. A
     :class:`UsageError` becomes one line on stderr and exit status 2; no command prints the help."""
@@ -86,7 +115,8 @@ def run_subcommand(prog: str, parser: argparse.ArgumentParser, commands: dict, a
         parser.print_help()
         return 2
     try:
-        print(commands[args.command](args))
+        with one_line_warnings(prog):
+            print(commands[args.command](args))
     except UsageError as e:
         print(f"{prog} {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -137,6 +167,11 @@ def measure(x: np.ndarray, y: np.ndarray, lpips_net: str = "alex") -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with one_line_warnings("compat-measure"):
+        return _measure_main(args)
+
+
+def _measure_main(args) -> int:
 
     def fail(msg: str) -> int:
         print(f"compat-measure: error: {msg}", file=sys.stderr)
@@ -146,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if (args.original is None) != (args.distorted is None):
         return fail("give both an original and a distorted image, or neither (for the embedded example)")
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not args.force:
-        return fail(f"{out} exists; pass --force to overwrite it")
+    try:
+        out = check_output_file(args.out, args.force) if args.out else None
+    except UsageError as e:
+        return fail(str(e))
     if args.original is None:
         x, y, what = _default_pair()
     else:
@@ -167,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in scores.items():
         print(f"  {k:>14}: {v:.6f}" if isinstance(v, float) else f"  {k:>14}: {v}")
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"pair": what, **scores}, indent=2) + "\n")
+        write_atomic(out, (json.dumps({"pair": what, **scores}, indent=2) + "\n").encode(), args.force)
         print(f"wrote {out}")
     return 0
 

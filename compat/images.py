@@ -45,6 +45,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "load_image",
     "save_png",
+    "write_file_atomic",
     "random_crop",
     "center_crop",
     "list_images",
@@ -53,8 +54,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Default ceiling on width * height (about 16k x 16k); pass ``max_pixels`` to change it.
-DEFAULT_MAX_PIXELS = 1 << 28
+#: Default ceiling on width * height (about 9459 x 9459): Pillow's own decompression-bomb threshold,
+#: so one limit holds everywhere - an image accepted here (and every file a tool writes from it) is
+#: one that any later Pillow decode accepts too - and it is checked from the header, before any
+#: pixel is decoded or any output written. Pass ``max_pixels`` to change it.
+DEFAULT_MAX_PIXELS = 89_478_485
 
 #: File name endings that :func:`list_images` considers (case-insensitive).
 IMAGE_SUFFIXES = frozenset(
@@ -229,6 +233,32 @@ def _as_uint8_image(image: np.ndarray, what: str) -> np.ndarray:
     return a
 
 
+def write_file_atomic(path: str | os.PathLike, write) -> Path:
+    """Write a file atomically: ``write(f)`` fills a temporary file beside ``path`` (or ``write`` is
+    the bytes), which then replaces ``path``; an interrupted write leaves no partial file. The file
+    gets the permissions of any new file (0666 less the umask, 0644 under umask 022), not the
+    temporary file's 0600. ``path`` must not be a folder (IsADirectoryError)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a file name")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(write, (bytes, bytearray, memoryview)):
+                f.write(write)
+            else:
+                write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
 def save_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write ``image`` (uint8, or numbers in 0..255, rounded) as PNG, atomically.
 
@@ -237,19 +267,12 @@ def save_png(path: str | os.PathLike, image: np.ndarray, *, overwrite: bool = Fa
     """
     path = Path(path)
     a = _as_uint8_image(image, f"save_png({path})")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a file name")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists (pass overwrite=True to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(a).save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_file_atomic(path, lambda f: Image.fromarray(a).save(f, format="PNG"))
 
 
 def _crop_size(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compat.cli import OneLineParser, UsageError, load_folder, run_subcommand, write_atomic
+from compat.cli import OneLineParser, UsageError, check_output_file, check_output_folder, load_folder, run_subcommand, write_atomic
 
 EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
@@ -24,7 +24,7 @@ EXAMPLE = """examples:
   jpegedit encode photo.png -o photo.jpg --model attention_lam0.01   # a shipped learned model
   jpegedit encode photo.png -o photo.jpg --target-bpp 0.5            # the learned model that fits 0.5 bpp
   jpegedit encode photo.png -o photo.jpg --lambda 0.01 --rate-term paper   # trained on the paper's rate proxies
-  jpegedit evaluate --data ../shared/data/kodak -o results/kodak       # RD curves and BD-rates
+  jpegedit evaluate --data ../shared/data/kodak -o out/kodak --limit 2   # RD curves and BD-rates
 """
 
 
@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     v.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
-    v.add_argument("-o", "--out", required=True, help="results folder, e.g. results/kodak")
+    v.add_argument("-o", "--out", required=True, help="results folder (refused if it is not empty, unless --force)")
+    v.add_argument("--force", action="store_true", help="write into a non-empty OUT: continue there (per-codec results already in it are reused) and replace its summaries")
     v.add_argument("--models", default=None, help="comma-separated learned models (default: every shipped one)")
     v.add_argument("--codecs", default=None, help="comma-separated baseline codecs (default: every one this install has; jpegli needs the peers extra)")
     v.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest measure on a CPU)")
@@ -97,6 +98,7 @@ def evaluate_command(args: argparse.Namespace) -> str:
 
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder")
+    check_output_folder(args.out, args.force, resumable=True)
     images = load_folder(args.data, limit=args.limit, what="jpegedit evaluate")
     codecs = [c for c in (args.codecs or ",".join(baselines.available())).split(",") if c]
     unknown = [c for c in codecs if c not in baselines.CODECS]
@@ -224,9 +226,7 @@ def encode_command(args: argparse.Namespace) -> str:
     from compat.images import ImageError, load_image
     from jpegedit import codec, jpegfile, libjpeg
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    out = check_output_file(args.out, args.force)
     chosen = [n for n, v in (("--quality", args.quality), ("--model", args.model), ("--lambda", args.lam),
                              ("--target-bpp", args.target_bpp)) if v is not None]
     if len(chosen) > 1:

@@ -89,11 +89,18 @@ def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_pa
     assert "learned-attention-std | libjpeg-444" in table and "learned-qtables-opt | libjpeg-444-opt" in table
     summary = json.loads((out / "summary.json").read_text())
     assert {r["test"] for r in summary["learned_vs_baselines"]} == {f"learned-{n}" for n in curves}
-    # a rerun with one model measures nothing new and keeps only that model's points
+    # a results folder is never written into by accident: a rerun needs --force
+    rerun = ["evaluate", "--data", str(data), "-o", str(out), "--codecs", "libjpeg-444", "--models", "qtables_lam0.01", "--no-lpips"]
     before = (out / "learned-qtables-std.json").read_text()
-    assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "libjpeg-444", "--models", "qtables_lam0.01", "--no-lpips"]) == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(rerun) == 2
+    assert "is not empty; pass --force to continue" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    # with --force it measures nothing new and keeps only that model's points
+    assert main([*rerun, "--force"]) == 0
     assert (out / "learned-qtables-std.json").read_text() == before
-    assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "x264"]) == 2
+    assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "x264", "--force"]) == 2
     assert "unknown codec" in capsys.readouterr().err
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compat.cli import OneLineParser, UsageError, run_subcommand, write_atomic
+from compat.cli import OneLineParser, UsageError, check_output_file, check_output_folder, run_subcommand, write_atomic
 from trimesh_decode import SYMMETRIES
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
@@ -24,8 +24,8 @@ EXAMPLE = """examples:
   trimesh-decode encode photo.jpg -o photo.tri --bytes 200 --seed 0
   trimesh-decode decode photo.tri -o preview.png --size 256
   trimesh-decode decode photo.tri -o better.png --decoder neural [--symmetries 8]
-  trimesh-decode evaluate --images ../shared/data/kodak --out results/previews
-  trimesh-decode evaluate --dataset data/previews --limit 400 --out /tmp/seen --no-baselines --model mobile
+  trimesh-decode evaluate --images ../shared/data/kodak --limit 4 -o out/previews
+  trimesh-decode evaluate --dataset data/previews --limit 400 -o out/seen --no-baselines --model mobile
   trimesh-decode dataset --images ../shared/data/photos --out data/previews --crops 1000 --size 256
   trimesh-decode pack data/previews -o .kit/previews && trimesh-decode unpack .kit/previews -o /tmp/previews
 """
@@ -74,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("evaluate", help="interpolation vs neural decoding on held-out images", description="Encode each image's 256x256 centre square as a preview (cached in OUT), decode it by interpolation, by each neural model, by blurred interpolation and by WebP/JPEG at the same bytes; write evaluation.json, evaluation.md and figures/.", epilog=EXAMPLE, formatter_class=fmt)
     v.add_argument("--images", default=None, help=f"folder of held-out images (default {KODAK})")
     v.add_argument("--dataset", default=None, help="instead of --images: a `trimesh-decode dataset` folder, scored on the previews stored in it (the bitstreams a model trained on, or a held-out folder built the same way); --limit takes the first N crops")
-    v.add_argument("--out", "-o", default="results/previews", help="output folder (default results/previews)")
+    v.add_argument("--out", "-o", required=True, help="output folder (refused if it is not empty, unless --force)")
+    v.add_argument("--force", action="store_true", help="write into a non-empty OUT: previews cached there are reused, evaluation.json, evaluation.md and figures/ replaced")
     v.add_argument("--model", action="append", default=None, help="neural decoder (repeat for ablations; the first is 'neural'; default: the shipped 'mobile')")
     v.add_argument("--bytes", type=_positive, default=200, help="preview byte target (default 200)")
     v.add_argument("--seed", type=int, default=0, help="encoder seed")
@@ -108,6 +109,7 @@ def evaluate_command(args) -> str:
     images = args.images or str(KODAK)
     if args.dataset is None and not Path(images).is_dir():
         raise UsageError(f"--images {images} is not a folder")
+    check_output_folder(args.out, args.force, resumable=True)
     s = evaluate(images, args.out, models=args.model or ["mobile"], target_bytes=args.bytes, seed=args.seed,
                  iterations=args.iterations, processes=args.processes, figures=args.figures,
                  baselines=not args.no_baselines, limit=args.limit, views=args.views, symmetries=args.symmetries,
@@ -142,9 +144,7 @@ def encode_command(args) -> str:
     from trimesh_decode import raster
     from trimesh_decode.encoder import EncoderConfig, encode_image
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    out = check_output_file(args.out, args.force)
     if not 24 <= args.bytes <= 4096:
         raise UsageError(f"--bytes {args.bytes} out of range (24..4096)")
     if not 2 <= args.grid <= 256:
@@ -170,9 +170,7 @@ def decode_command(args) -> str:
     from trimesh_decode import raster
     from trimesh_decode.bitstream import PreviewFormatError, from_bytes
 
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise UsageError(f"{out} exists; pass --force to overwrite it")
+    out = check_output_file(args.out, args.force)
     if args.decoder != "neural" and (args.model or args.symmetries != 1):
         raise UsageError(f"{'--model' if args.model else '--symmetries'} is for --decoder neural")
     decoder = _neural_decoder(args.model).averaged(args.symmetries) if args.decoder == "neural" else None
@@ -187,8 +185,6 @@ def decode_command(args) -> str:
     if args.size > 8192:
         raise UsageError(f"--size {args.size} is larger than 8192")
     h, w = output_size(p.grid_w, p.grid_h, args.size)
-    if not out.parent.is_dir():
-        raise UsageError(f"output directory {out.parent} does not exist")
     t = time.perf_counter()
     if decoder is None:
         img = raster.interpolate(p, (h, w))
