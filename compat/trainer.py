@@ -45,7 +45,6 @@ What a work directory is promised (each refusal raises before anything in it is 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import math
@@ -62,6 +61,7 @@ import numpy as np
 
 from compat import mesh as meshlib
 from compat.checkpoint import Checkpointer, CheckpointError
+from compat.locks import FolderBusyError, FolderLock
 
 __all__ = ["Task", "TrainingDiverged", "RunRefused", "ConfigMismatchError", "WorkdirBusyError", "train", "guard_update",
            "global_norm", "JsonlWriter", "CADENCE_KEYS"]
@@ -81,7 +81,7 @@ class ConfigMismatchError(RunRefused):
     """The config differs from the one the work directory's run was started with."""
 
 
-class WorkdirBusyError(RunRefused):
+class WorkdirBusyError(RunRefused, FolderBusyError):
     """Another trainer holds the work directory."""
 
 
@@ -209,29 +209,6 @@ def _check_config(config, workdir: Path, has_checkpoints: bool, allow_change: bo
     return new
 
 
-class _WorkdirLock:
-    """An exclusive, non-blocking flock on ``WORKDIR/.lock`` (released when the process ends, however)."""
-
-    def __init__(self, workdir: Path):
-        self.path = workdir / ".lock"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(self._fd)
-            raise WorkdirBusyError(f"{workdir} is in use by another trainer (pid {holder}); one work directory, one trainer") from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 def _truncate_metrics(path: Path, last_step: int) -> int:
     """Drop the lines of ``metrics.jsonl`` after ``last_step`` (and a torn last line); returns how
     many were dropped. The file is replaced atomically."""
@@ -274,7 +251,7 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
         raise RunRefused(f"work directory {workdir} exists and is not a directory")
     workdir.mkdir(parents=True, exist_ok=True)
     pid, nproc = jax.process_index(), jax.process_count()
-    lock = _WorkdirLock(workdir) if pid == 0 else None
+    lock = FolderLock(workdir, "trainer", WorkdirBusyError) if pid == 0 else None
     ckpt = watch = writer = tb = bar = None
     try:
         mesh = meshlib.data_mesh()

@@ -385,8 +385,8 @@ def test_a_second_trainer_on_a_busy_work_directory_is_refused(tmp_path):
     from compat.trainer import WorkdirBusyError
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from compat.trainer import _WorkdirLock; "
-         "_WorkdirLock(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)", str(tmp_path)],
+        [sys.executable, "-c", "import sys, time; from compat.locks import FolderLock; "
+         "lock = FolderLock(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path)],
         cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     try:

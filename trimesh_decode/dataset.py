@@ -12,24 +12,40 @@ the training set spans both. ``box`` in the manifest is in the photo's pixels; `
 resize factor (``size / side``).
 Crop ``i`` depends only on ``(seed, i)``, so the work splits over processes in any order, and a
 rerun of the same command continues where an interrupted one stopped (finished crops are read
-from the manifest; a setting that differs from the folder's ``dataset.json`` is refused).
+from the manifest, whose torn last line, if the builder was killed mid-write, is dropped first; a
+setting that differs from the folder's ``dataset.json`` is refused). One builder per folder (a lock);
+the worker processes end with the builder, however it ends.
+
+A packed kit (``pack_dataset``) is untrusted input to ``unpack_dataset``: every name in its
+manifest must be one plain file name under ``crops/`` or ``previews/``, every source a photo inside
+the kit, every number within what the builder itself writes (crop size, scale, a box that fits its
+photo, preview length); otherwise the kit is refused before anything is written.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
+import ctypes
 import io
 import json
+import math
 import multiprocessing
 import os
-from pathlib import Path
+import re
+import signal
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
 from compat.cli import UsageError, write_atomic
-from compat.images import list_images, load_image
+from compat.images import DEFAULT_MAX_PIXELS, list_images, load_image
+from compat.locks import FolderBusyError, FolderLock
+
+SIZE_RANGE = (8, 4096)  # crop sides the builder writes (and a kit may claim)
+MAX_PREVIEW_BYTES = 4096  # the encoder's largest byte target
 
 __all__ = ["build_dataset", "cut", "pack_dataset", "read_manifest", "unpack_dataset"]
 
@@ -74,19 +90,42 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker initialiser: the kernel kills this process when its parent dies (Linux prctl
+    PR_SET_PDEATHSIG), so a killed builder leaves no worker writing on; elsewhere a no-op."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 @contextlib.contextmanager
 def _parallel(fn, jobs: list, processes: int | None):
     """``fn`` over ``jobs``, results as they finish: in spawned worker processes (default: every
-    core), or in this process when one suffices; the workers stop when the block exits."""
+    core), or in this process when one suffices; the workers stop when the block exits, and die
+    with this process if it is killed."""
     processes = min(processes or os.cpu_count() or 1, max(1, len(jobs)))
     if processes <= 1:
         yield map(fn, jobs)
         return
-    pool = multiprocessing.get_context("spawn").Pool(processes)
+    pool = multiprocessing.get_context("spawn").Pool(processes, initializer=_die_with_parent, initargs=(os.getpid(),))
     try:
         yield pool.imap_unordered(fn, jobs)
     finally:
         pool.terminate()
+
+
+def _drop_torn_line(path: Path) -> None:
+    """A manifest whose last line was cut by a kill (no newline) loses that line, so that the next
+    record appended starts a line of its own."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data[: data.rfind(b"\n") + 1]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(keep)
+        os.replace(tmp, path)
 
 
 def _job(args):
@@ -132,10 +171,13 @@ def _job(args):
 def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int = 200, seed: int = 0,
                   iterations: int = 3000, max_scale: float = 1.0, processes: int | None = None,
                   progress: bool = True) -> str:
-    from tqdm import tqdm
 
     if not max_scale >= 1.0:
         raise UsageError(f"--max-scale must be >= 1 (1: crops at the photos' own resolution), got {max_scale}")
+    if not SIZE_RANGE[0] <= size <= SIZE_RANGE[1]:
+        raise UsageError(f"--size must be in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {size}")
+    if not 1 <= target_bytes <= MAX_PREVIEW_BYTES:
+        raise UsageError(f"--bytes must be in 1..{MAX_PREVIEW_BYTES}, got {target_bytes}")
     root, out = Path(images), Path(out)
     if not root.is_dir():
         raise UsageError(f"--images {root} is not a folder")
@@ -145,8 +187,24 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
     settings = {"images": str(root.resolve()), "files": len(paths), "size": size, "bytes": target_bytes,
                 "seed": seed, "iterations": iterations, "max_scale": float(max_scale)}
     defaults = {"max_scale": 1.0}  # folders written before a setting existed were built with its default
-    (out / "crops").mkdir(parents=True, exist_ok=True)
-    (out / "previews").mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = FolderLock(out, "dataset builder")
+    except FolderBusyError as e:
+        raise UsageError(str(e)) from None
+    with lock:
+        return _build(paths, out, settings, defaults, crops, size, target_bytes, seed, iterations, max_scale,
+                      processes, progress)
+
+
+def _build(paths, out, settings, defaults, crops, size, target_bytes, seed, iterations, max_scale, processes, progress):
+    from tqdm import tqdm
+
+    _check_subfolders(out)
+    (out / "crops").mkdir(exist_ok=True)
+    (out / "previews").mkdir(exist_ok=True)
     meta = out / "dataset.json"
     if meta.exists():
         old = json.loads(meta.read_text())
@@ -155,6 +213,7 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
             raise UsageError(f"{out} was built with other settings {diff}; use another --out")
     else:
         write_atomic(meta, json.dumps(settings, indent=1).encode(), force=True)
+    _drop_torn_line(out / "manifest.jsonl")
     done = read_manifest(out)
     order = np.random.default_rng(seed).integers(0, len(paths), size=crops)
     todo = [(i, str(paths[order[i]]), str(out), size, target_bytes, seed, iterations, max_scale)
@@ -171,11 +230,24 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
             f"mean {np.mean(sizes):.1f} bytes; manifest {out / 'manifest.jsonl'}")
 
 
-def _empty_or_forced(out: Path, force: bool) -> None:
+def _check_subfolders(out: Path) -> None:
+    """``crops/`` and ``previews/`` of ``out``, where present, are real folders, not links that
+    would carry the writes elsewhere."""
+    for sub in ("crops", "previews"):
+        p = out / sub
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            raise UsageError(f"{p} is a link or a file, not a folder: refusing to write through it")
+
+
+def _empty_or_forced(out: Path, force: bool, check_only: bool = False) -> None:
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UsageError(f"{out} is a link or a file, not a folder")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise UsageError(f"{out} exists and is not empty; pass --force to write into it")
-    out.mkdir(parents=True, exist_ok=True)
+        _check_subfolders(out)
+    if not check_only:
+        out.mkdir(parents=True, exist_ok=True)
 
 
 def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progress: bool = True) -> str:
@@ -224,6 +296,92 @@ def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progre
     return f"{out}: {len(recs)} previews and {len(names)} photos (JPEG quality {quality}), {mib:.1f} MiB"
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _kit_size(settings: dict, kit: Path) -> int:
+    size = settings.get("size")
+    if not (isinstance(size, int) and not isinstance(size, bool) and SIZE_RANGE[0] <= size <= SIZE_RANGE[1]):
+        raise UsageError(f"{kit}/dataset.json: size {size!r} is not a crop side the builder writes ({SIZE_RANGE[0]}..{SIZE_RANGE[1]})")
+    return size
+
+
+def _kit_file(rec: dict, key: str, folder: str, suffix: str, where: str) -> str:
+    name = rec.get(key)
+    parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+    if not (len(parts) == 2 and parts[0] == folder and _PLAIN_NAME.fullmatch(parts[1]) and parts[1].endswith(suffix)
+            and "\\" not in name and name == f"{parts[0]}/{parts[1]}"):
+        raise UsageError(f"{where}: {key} {name!r} is not one plain file name under {folder}/ (ending {suffix})")
+    return name
+
+
+def _photo_size(kit: Path, source: str) -> tuple[int, int]:
+    from compat.images import _own_pixel_limit
+
+    try:
+        with _own_pixel_limit(), Image.open(kit / source) as im:
+            w, h = im.size
+    except (OSError, ValueError, Image.UnidentifiedImageError) as e:
+        raise UsageError(f"{kit}: photo {source} cannot be read ({e})") from None
+    if w * h > DEFAULT_MAX_PIXELS:
+        raise UsageError(f"{kit}: photo {source} is {w}x{h}, over the image limit of {DEFAULT_MAX_PIXELS} pixels")
+    return w, h
+
+
+def _check_kit(kit: Path, recs: dict, size: int) -> None:
+    """Refuse (UsageError) a kit whose manifest names anything the builder would not have written:
+    see the module doc. Reads only the photos' headers."""
+    root = kit.resolve()
+    names: set[str] = set()
+    sizes: dict[str, tuple[int, int]] = {}
+    for i, rec in recs.items():
+        where = f"{kit}/manifest.jsonl, crop {i}"
+        if not (isinstance(rec.get("index"), int) and rec["index"] >= 0):
+            raise UsageError(f"{where}: index {rec.get('index')!r} is not a non-negative integer")
+        files = (_kit_file(rec, "crop", "crops", ".png", where), _kit_file(rec, "preview", "previews", ".tri", where))
+        if names & set(files):
+            raise UsageError(f"{where}: {files[0]} or {files[1]} is named by another crop too")
+        names.update(files)
+        source = rec.get("source")
+        parts = PurePosixPath(source).parts if isinstance(source, str) else ()
+        if not parts or PurePosixPath(source).is_absolute() or ".." in parts or not (kit / source).resolve().is_relative_to(root):
+            raise UsageError(f"{where}: source {source!r} is not a photo inside the kit")
+        try:
+            data = base64.b64decode(rec.get("preview_bytes", ""), validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise UsageError(f"{where}: preview_bytes is not base64") from None
+        if not 1 <= len(data) <= MAX_PREVIEW_BYTES:
+            raise UsageError(f"{where}: a preview of {len(data)} bytes (the builder writes 1..{MAX_PREVIEW_BYTES})")
+    missing = sorted({r["source"] for r in recs.values() if not (kit / r["source"]).is_file()})
+    if missing:
+        raise UsageError(f"{kit} lacks {len(missing)} of its photos, e.g. {missing[0]}")
+    for i, rec in recs.items():
+        if rec["source"] not in sizes:
+            sizes[rec["source"]] = _photo_size(kit, rec["source"])
+        _check_box(rec.get("box"), rec.get("scale"), sizes[rec["source"]], size, f"{kit}/manifest.jsonl, crop {i}")
+
+
+def _check_box(box, scale, photo: tuple[int, int], size: int, where: str) -> None:
+    """The crop a record describes is one the builder cuts from a ``photo`` (w, h): a square box
+    inside the photo (enlarged to hold one crop when ``scale > 1``) whose side ``scale`` maps to ``size``."""
+    ints = isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in box)
+    if not ints or box[2] != box[3] or box[2] < 1 or box[0] < 0 or box[1] < 0:
+        raise UsageError(f"{where}: box {box!r} is not a square [x, y, side, side]")
+    if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0):
+        raise UsageError(f"{where}: scale {scale!r} is not a positive number")
+    w, h = photo
+    if scale > 1.0:  # a photo too small for one crop, enlarged so its short side is the crop's
+        if box[2] != size or abs(min(w, h) * scale - size) > 1.0:
+            raise UsageError(f"{where}: scale {scale} does not enlarge a {w}x{h} photo to hold one {size}-pixel crop")
+        w, h = max(size, round(w * scale)), max(size, round(h * scale))
+        if w * h > DEFAULT_MAX_PIXELS:
+            raise UsageError(f"{where}: scale {scale} makes a {w}x{h} photo, over the image limit")
+    elif abs(scale * box[2] - size) > 1e-6 * size:
+        raise UsageError(f"{where}: scale {scale} does not map a side of {box[2]} to the crop size {size}")
+    if box[0] + box[2] > w or box[1] + box[3] > h:
+        raise UsageError(f"{where}: box {box} does not fit its {w}x{h} photo")
+
+
 def _unpack_photo(args):
     kit, out, size, recs = args
     image = load_image(Path(kit) / recs[0]["source"])
@@ -246,16 +404,15 @@ def unpack_dataset(kit, out, *, processes: int | None = None, force: bool = Fals
     recs = read_manifest(kit, files=())
     if not recs:
         raise UsageError(f"{kit} has no previews (manifest.jsonl is empty or missing)")
-    missing = sorted({r["source"] for r in recs.values() if not (kit / r["source"]).is_file()})
-    if missing:
-        raise UsageError(f"{kit} lacks {len(missing)} of its photos, e.g. {missing[0]}")
+    size = _kit_size(settings, kit)
+    _check_kit(kit, recs, size)
     _empty_or_forced(out, force)
     (out / "crops").mkdir(exist_ok=True)
     (out / "previews").mkdir(exist_ok=True)
     by_photo: dict[str, list] = {}
     for i in sorted(recs):
         by_photo.setdefault(recs[i]["source"], []).append(recs[i])
-    jobs = [(str(kit), str(out), int(settings["size"]), group) for group in by_photo.values()]
+    jobs = [(str(kit), str(out), size, group) for group in by_photo.values()]
     with tqdm(total=len(recs), desc="crops", unit="crop", disable=not progress) as bar, \
             _parallel(_unpack_photo, jobs, processes) as results:
         for n in results:
