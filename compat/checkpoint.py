@@ -221,7 +221,10 @@ class Checkpointer:
         :class:`CheckpointMismatchError` and nothing is moved. When no checkpoint is usable but some
         were moved aside (now or earlier), :class:`NoUsableCheckpointError` is raised unless
         ``fresh_start_ok``."""
-        self.wait()
+        try:  # not wait(): a step that was never sealed is checked by restoring it, not sealed as it is
+            self._manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001
+            raise self._save_error(None, e) from e
         steps = self.steps()
         for step in reversed(steps):
             bad = self.verify(step)

@@ -449,3 +449,22 @@ except CheckpointSaveError as e:
     assert re.search(r"failed \(.*File too large.*\); (the last good checkpoint is step 2|no checkpoint was completed)$", stop[0])
     logged = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert max(logged) <= 6  # stopped at the save after the failing one at the latest, not at step 40
+
+
+def test_a_checkpoint_that_was_never_sealed_is_tried_and_moved_aside_only_if_unreadable(tmp_path):
+    """A step saved by an older version (or killed between its save and its seal) has no checksums:
+    it is restored if it can be, else moved aside - it is not sealed as it is first."""
+    ck = Checkpointer(tmp_path / "ck", async_save=False)
+    for step in (1, 2, 3):
+        ck.save(step, _small_state(step), force=True)
+    for step in (2, 3):
+        (tmp_path / "ck" / str(step) / SUMS_FILE).unlink()
+    for f in _state_files(tmp_path / "ck" / "3"):
+        f.write_bytes(b"\x00garbage")
+    with pytest.warns(RuntimeWarning, match="step 3 .* never sealed and cannot be restored"):
+        state, step = ck.restore_latest(_small_state(0))
+    assert step == 2 and float(state["w"][0, 0]) == 2.0
+    ck.close()  # what was read back intact is sealed now
+    again = Checkpointer(tmp_path / "ck", async_save=False)
+    assert again.sealed(2) and again.verify(2) == []
+    again.close()
