@@ -61,6 +61,7 @@ import numpy as np
 
 from compat import mesh as meshlib
 from compat.checkpoint import Checkpointer, CheckpointError
+from compat.config import ConfigError
 from compat.locks import FolderBusyError, FolderLock
 
 __all__ = ["Task", "TrainingDiverged", "RunRefused", "ConfigMismatchError", "WorkdirBusyError", "train", "guard_update",
@@ -249,13 +250,16 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
     workdir = Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise RunRefused(f"work directory {workdir} exists and is not a directory")
+    mesh = meshlib.data_mesh()
+    try:
+        local_bs = meshlib.local_batch_size(config.batch_size, mesh)
+    except ValueError as e:
+        raise ConfigError(f"batch_size={config.batch_size}: {e}") from None
     workdir.mkdir(parents=True, exist_ok=True)
     pid, nproc = jax.process_index(), jax.process_count()
     lock = FolderLock(workdir, "trainer", WorkdirBusyError) if pid == 0 else None
     ckpt = watch = writer = tb = bar = None
     try:
-        mesh = meshlib.data_mesh()
-        local_bs = meshlib.local_batch_size(config.batch_size, mesh)
         ckdir = workdir / "checkpoints"
         has_checkpoints = ckdir.is_dir() and any(p.name.isdigit() for p in ckdir.iterdir())
         resolved = _check_config(config, workdir, has_checkpoints, allow_config_change)

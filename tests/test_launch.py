@@ -204,6 +204,7 @@ def test_every_config_builds_and_its_docstring_gives_the_launch_command_and_the_
     (":loss.rate=bitz", "loss.rate='bitz': expected one of 'paper', 'bits'"),
     (":steps=-5", "steps=-5: expected at least 1"),
     (" --config.data.crop=12", "data.crop=12: expected a multiple of 8"),
+    (":batch_size=12", "batch_size=12: global batch 12 does not split over 8 devices"),
     ("-is-a-file", "exists and is not a directory"),
 ])
 def test_config_mistakes_exit_2_with_one_line_and_create_nothing(tmp_path, mistake, says):
