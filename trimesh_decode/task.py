@@ -213,7 +213,6 @@ def render_batch(batch: dict) -> jax.Array:
 def make_task(config) -> Task:
     validate_config(config)
     model = make_model(config)
-    crop = config.data.crop
     decay = float(config.optim.ema)
 
     def init(rng, with_start: bool = True):
