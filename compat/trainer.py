@@ -31,7 +31,7 @@ What a work directory is promised (each refusal raises before anything in it is 
 * one trainer at a time: process 0 holds an exclusive lock on ``WORKDIR/.lock`` for the run; a second
   trainer raises :class:`WorkdirBusyError`;
 * the run's config is its identity: resuming with a config that differs from ``config.json`` (beyond
-  the logging and checkpoint cadence) raises :class:`ConfigMismatchError` naming the differing keys,
+  ``steps`` and the logging and checkpoint cadence) raises :class:`ConfigMismatchError` naming the differing keys,
   unless ``allow_config_change`` (then the old file is kept as ``config-before-<step>.json``);
 * checkpoints are verified against the checksums recorded when they were saved (see
   :mod:`compat.checkpoint`); a run whose checkpoints were all moved aside as damaged does not start
@@ -86,8 +86,9 @@ class WorkdirBusyError(RunRefused, FolderBusyError):
     """Another trainer holds the work directory."""
 
 
-# config fields that may change between the runs of one work directory: how often to log and save
-CADENCE_KEYS = frozenset({"log_every", "checkpoint_every", "keep_checkpoints", "async_checkpoints"})
+# config fields that may change between the runs of one work directory: how long to train (a run is
+# extended by raising steps) and how often to log and save
+CADENCE_KEYS = frozenset({"steps", "log_every", "checkpoint_every", "keep_checkpoints", "async_checkpoints"})
 
 
 @dataclasses.dataclass(frozen=True)

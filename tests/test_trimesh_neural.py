@@ -364,9 +364,11 @@ def test_nan_loss_stops_training_without_applying_the_update(tiny_dataset, tmp_p
     from compat.trainer import TrainingDiverged, train
     from trimesh_decode.task import make_task
 
-    config = _config(tiny_dataset, steps=4, **{"optim.lr": float("nan"), "optim.warmup": 0})
+    config = _config(tiny_dataset, steps=4, **{"optim.warmup": 0})
+    task = make_task(config)  # a valid config (validation refuses lr=nan); the rate turns NaN after it
+    config.optim.lr = float("nan")
     with pytest.raises(TrainingDiverged, match="step"):
-        train(config, tmp_path / "nan", make_task(config), progress=False)
+        train(config, tmp_path / "nan", task, progress=False)
 
 
 def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
