@@ -5,18 +5,15 @@ so the parser goes past it), real previews with 1-4 random byte edits (then the 
 so mutations reach the layout), and real previews cut short or extended. Every input must either
 raise PreviewFormatError or parse to a preview whose canonical bytes are the input. Any other
 exception, or an input taking over 1 s, is a failure (printed with its bytes, hex). Runs in
-parallel processes; writes results/benchmarks/fuzz_preview.json.
+parallel processes; writes results/benchmarks/fuzz_preview.json (or --out).
 
-    python benchmarks/fuzz_preview.py [--count 1000000] [--processes 2]
+    python benchmarks/fuzz_preview.py [--count 1000000] [--processes 2] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _chunk(args):
@@ -70,36 +68,17 @@ def _chunk(args):
 
 
 def main() -> int:
+    import fuzzing
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=1_000_000)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_preview.json")
     args = ap.parse_args()
-    step = 20_000
-    jobs = [(s, min(step, args.count - s), args.seed) for s in range(0, args.count, step)]
-    t0 = time.perf_counter()
-    total = {"inputs": 0, "refused": 0, "accepted": 0, "crashes": [], "slow": [], "max_seconds": 0.0}
-    with multiprocessing.get_context("spawn").Pool(args.processes) as pool:
-        for st in pool.imap_unordered(_chunk, jobs):
-            for k in ("inputs", "refused", "accepted"):
-                total[k] += st[k]
-            total["crashes"] += st["crashes"]
-            total["slow"] += st["slow"]
-            total["max_seconds"] = max(total["max_seconds"], st["max_seconds"])
-            print(f"\r{total['inputs']:,} inputs, {len(total['crashes'])} crashes, {len(total['slow'])} slow", end="", flush=True)
-    secs = time.perf_counter() - t0
-    print()
-    result = {
-        "inputs": total["inputs"], "refused": total["refused"], "accepted": total["accepted"],
-        "crashes": len(total["crashes"]), "slow_over_1s": len(total["slow"]),
-        "max_seconds_per_input": round(total["max_seconds"], 4), "seconds": round(secs, 1),
-        "inputs_per_second": round(total["inputs"] / secs), "processes": args.processes,
-        "machine": platform.machine(), "first_crashes": total["crashes"][:5], "first_slow": total["slow"][:5],
-    }
-    print(json.dumps({k: v for k, v in result.items() if not k.startswith("first")}, indent=1))
-    out = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_preview.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    total, secs = fuzzing.run(_chunk, args.count, 20_000, args.seed, args.processes)
+    fuzzing.report(total, secs, args.processes, args.out,
+                   slow_over_1s=len(total["slow"]), max_seconds_per_input=round(total["max_seconds"], 4))
     return 1 if (total["crashes"] or total["slow"]) else 0
 
 

@@ -15,11 +15,8 @@ failure. Writes results/benchmarks/fuzz_weights.json (or --out).
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
 import os
 import pickle
-import platform
 import resource
 import sys
 import tempfile
@@ -29,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 LIMIT_BYTES = 1 << 30
 LIMIT_SECONDS = 2.0
@@ -122,39 +120,19 @@ def _chunk(args):
 
 
 def main() -> int:
+    import fuzzing
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100_000)
     ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_weights.json")
     args = ap.parse_args()
-    step = 2_000
-    jobs = [(s, min(step, args.count - s), args.seed) for s in range(0, args.count, step)]
-    t0 = time.perf_counter()
-    total = {"inputs": 0, "refused": 0, "accepted": 0, "crashes": [], "slow": [], "max_seconds": 0.0, "max_bytes": 0,
-             "peak_rss_bytes": 0}
-    with multiprocessing.get_context("spawn").Pool(args.processes, maxtasksperchild=1) as pool:
-        for st in pool.imap_unordered(_chunk, jobs):
-            for k in ("inputs", "refused", "accepted"):
-                total[k] += st[k]
-            total["crashes"] += st["crashes"]
-            total["slow"] += st["slow"]
-            for k in ("max_seconds", "max_bytes", "peak_rss_bytes"):
-                total[k] = max(total[k], st[k])
-            print(f"\r{total['inputs']:,} files, {len(total['crashes'])} crashes, {len(total['slow'])} slow", end="", flush=True)
-    secs = time.perf_counter() - t0
-    print()
-    result = {
-        "inputs": total["inputs"], "refused": total["refused"], "accepted": total["accepted"],
-        "crashes": len(total["crashes"]), "slow_over_2s": len(total["slow"]),
-        "max_seconds_per_input": round(total["max_seconds"], 4), "max_materialised_bytes": total["max_bytes"],
-        "peak_worker_rss_mib": round(total["peak_rss_bytes"] / 2**20, 1), "seconds": round(secs, 1),
-        "inputs_per_second": round(total["inputs"] / secs), "processes": args.processes,
-        "machine": platform.machine(), "first_crashes": total["crashes"][:5], "first_slow": total["slow"][:5],
-    }
-    print(json.dumps({k: v for k, v in result.items() if not k.startswith("first")}, indent=1))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    total, secs = fuzzing.run(_chunk, args.count, 2_000, args.seed, args.processes,
+                              maxima=("max_seconds", "max_bytes", "peak_rss_bytes"), maxtasksperchild=1)
+    fuzzing.report(total, secs, args.processes, args.out, slow_over_2s=len(total["slow"]),
+                   max_seconds_per_input=round(total["max_seconds"], 4), max_materialised_bytes=total["max_bytes"],
+                   peak_worker_rss_mib=round(total["peak_rss_bytes"] / 2**20, 1))
     big = total["max_bytes"] > LIMIT_BYTES or total["peak_rss_bytes"] > _ADDRESS_SPACE
     return 1 if (total["crashes"] or total["slow"] or big) else 0
 
