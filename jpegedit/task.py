@@ -136,8 +136,9 @@ def make_optimizer(config, params: dict) -> optax.GradientTransformation:
     return optax.chain(labelled, project_tables())
 
 
-def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None):
-    """``(L, (terms, decoded))`` for a batch of float images in 0..255."""
+def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None, key: jax.Array | None = None):
+    """``(L, (terms, decoded))`` for a batch of float images in 0..255; ``key`` draws the noise of
+    ``rounding='noise'`` (the other roundings are deterministic)."""
     tables = tables_from_params(params["q"])
     chroma, rounding = config.get("chroma", "444"), config.get("rounding", "cubic_ste")
     # codec.roundtrip in steps, so that the coeff head and the rate estimate can read the coefficients
@@ -152,7 +153,10 @@ def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None)
         coeffs = coefficient_features(unrounded.components) if model.head == "coeff" else None
         attention = model.apply({"params": net}, images, coeffs=coeffs)
         unrounded = codec.scale(unrounded, attention)
-    decoded = codec.decode(jax.tree.map(lambda c: codec.round_with(c, rounding), unrounded), tables)
+    leaves, treedef = jax.tree.flatten(unrounded)
+    keys = [None] * len(leaves) if key is None else list(jax.random.split(key, len(leaves)))
+    rounded = jax.tree.unflatten(treedef, [codec.round_with(c, rounding, k) for c, k in zip(leaves, keys)])
+    decoded = codec.decode(rounded, tables)
     total, terms = losses.objective(
         images, decoded, tables, attention,
         lam=config.loss.lam, alpha=config.loss.alpha, beta=config.loss.beta, gamma=config.loss.gamma,
@@ -203,10 +207,9 @@ def make_task(config) -> Task:
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
 
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
-        del rng  # cubic_ste is deterministic; kept for rounding='noise'
         images = batch["image"].astype(jnp.float32)
         tx = make_optimizer(config, state.params)
-        (loss, (terms, decoded)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, images, config, model)
+        (loss, (terms, decoded)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, images, config, model, rng)
         gnorm = global_norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)

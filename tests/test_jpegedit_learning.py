@@ -398,3 +398,18 @@ def test_the_refinement_config_trains_on_kodim13_to_24_from_the_shipped_model():
     c = mod.get_config()
     assert list(c.data.include) == [f"kodim{i}.png" for i in range(13, 25)] and c.model.init == "attention_lam0.01"
     assert c.steps == 10000
+
+
+def test_noise_rounding_trains_with_the_step_key_reaching_the_codec():
+    """rounding='noise' (a config choice) needs the train step's PRNG key in the codec: the step
+    runs, and two keys give two different noisy losses (the key was once dropped)."""
+    config = _config(attention=False)
+    config.rounding = "noise"
+    t = task.make_task(config)
+    state = t.init(jax.random.key(0))
+    step = jax.jit(t.train_step)
+    _, m1 = step(state, _batch(), jax.random.key(1))
+    _, m2 = step(state, _batch(), jax.random.key(2))
+    _, m1b = step(state, _batch(), jax.random.key(1))
+    assert np.isfinite(float(m1["loss"])) and float(m1["loss"]) != float(m2["loss"])
+    assert float(m1["loss"]) == float(m1b["loss"])
