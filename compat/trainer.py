@@ -16,7 +16,9 @@ What the loop adds: the ``data`` mesh over every device of every process, global
 per-process shares, ``jax.jit(train_step, donate_argnums=0)``, an orbax checkpoint of state + data
 iterator every ``checkpoint_every`` steps (async, kept by policy) and resumption from the newest
 readable one, a JSONL log and TensorBoard events every ``log_every`` steps, a progress bar with ETA,
-and the resolved config in the work directory.
+and the resolved config in the work directory. The host reads the device only at logging and saving
+steps (big_vision's habit): a device-side sentinel records the first non-finite step, so the stop
+still names it exactly, and no checkpoint is written after it.
 
 Preemption: SIGTERM (what SLURM, Kubernetes and Cloud TPU send before taking the machine) makes the
 loop finish the step in flight, save a checkpoint of that step (state + data iterator, synchronously)
@@ -47,7 +49,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import signal
 import threading
@@ -234,6 +235,40 @@ def _truncate_metrics(path: Path, last_step: int) -> int:
     return dropped
 
 
+def _new_sentinel(start: int) -> dict:
+    """The device-side record of the first non-finite step: ``step`` -1 until one happens."""
+    return {"next": jnp.asarray(start, jnp.int32), "step": jnp.asarray(-1, jnp.int32),
+            "loss": jnp.zeros((), jnp.float32), "grad_norm": jnp.zeros((), jnp.float32)}
+
+
+def _watched(train_step):
+    """``train_step`` that also keeps the sentinel on the device, so that the loop reads the loss
+    back only at logging and saving steps (no host sync per step) and still names the exact first
+    non-finite step. The task's own guard keeps that step's update out of the state."""
+
+    def step(state, batch, rng, sentinel):
+        state, m = train_step(state, batch, rng)
+        loss, gnorm = jnp.asarray(m["loss"], jnp.float32), jnp.asarray(m["grad_norm"], jnp.float32)
+        hit = (sentinel["step"] < 0) & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm))
+        sentinel = {"next": sentinel["next"] + 1, "step": jnp.where(hit, sentinel["next"], sentinel["step"]),
+                    "loss": jnp.where(hit, loss, sentinel["loss"]), "grad_norm": jnp.where(hit, gnorm, sentinel["grad_norm"])}
+        return state, m, sentinel
+
+    return step
+
+
+def _raise_if_diverged(sentinel: dict, last_good: int | None, workdir: Path) -> None:
+    bad = int(sentinel["step"])
+    if bad < 0:
+        return
+    loss, gnorm = float(sentinel["loss"]), float(sentinel["grad_norm"])
+    where = f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written yet"
+    raise TrainingDiverged(
+        f"non-finite loss ({loss}) or gradient norm ({gnorm}) at step {bad + 1}: stopped without "
+        f"applying the update; {where} in {workdir / 'checkpoints'}"
+    )
+
+
 def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in metrics.items()}
 
@@ -296,11 +331,12 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
 
         repl = meshlib.replicated_sharding(mesh)
         step_fn = jax.jit(
-            task.train_step,
-            in_shardings=(repl, meshlib.data_sharding(mesh), repl),
-            out_shardings=(repl, repl),
-            donate_argnums=0,
+            _watched(task.train_step),
+            in_shardings=(repl, meshlib.data_sharding(mesh), repl, repl),
+            out_shardings=(repl, repl, repl),
+            donate_argnums=(0, 3),
         )
+        sentinel = jax.device_put(_new_sentinel(start), repl)
 
         if pid == 0:
             writer = JsonlWriter(workdir / "metrics.jsonl")
@@ -322,20 +358,18 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
         t_last, steps_since = time.perf_counter(), 0
         for step in range(start, config.steps):
             batch = meshlib.global_batch(next(iterator), mesh)
-            state, m = step_fn(state, batch, jax.random.fold_in(step_rng, step))
+            state, m, sentinel = step_fn(state, batch, jax.random.fold_in(step_rng, step), sentinel)
             ckpt.check()  # a failed background save stops the run here, not at the next save
-            loss, gnorm = float(m["loss"]), float(m["grad_norm"])
-            if not (math.isfinite(loss) and math.isfinite(gnorm)):
-                where = f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written yet"
-                raise TrainingDiverged(
-                    f"non-finite loss ({loss}) or gradient norm ({gnorm}) at step {step + 1}: stopped without "
-                    f"applying the update; {where} in {workdir / 'checkpoints'}"
-                )
             done = step + 1
             steps_since += 1
             if bar is not None:
                 bar.update(1)
-            if done % config.log_every == 0 or done == config.steps:
+            logging_step = done % config.log_every == 0 or done == config.steps
+            preempt = watch.reached(done)
+            saving_step = preempt or done % config.checkpoint_every == 0
+            if logging_step or saving_step:  # the only host syncs: nothing is logged or saved past a bad step
+                _raise_if_diverged(sentinel, last_good, workdir)
+            if logging_step:
                 now = time.perf_counter()
                 dt = (now - t_last) / steps_since
                 metrics = _scalars(m)
@@ -352,7 +386,7 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
                 if bar is not None:
                     bar.set_postfix(loss=f"{metrics['loss']:.4g}")
                 t_last, steps_since = time.perf_counter(), 0
-            if watch.reached(done):
+            if preempt:
                 ckpt.save(done, state, iterator, force=True)
                 ckpt.wait()
                 preempted = done

@@ -237,6 +237,16 @@ def test_a_nan_in_a_batch_stops_the_run_naming_the_step_and_keeps_the_last_good_
     ck.close()
 
 
+def test_the_loss_is_read_only_at_logging_and_saving_steps_and_the_first_bad_step_is_still_named(tmp_path):
+    """No host sync per step: a NaN at step 3 is seen at step 5 (the first logging and saving step),
+    named as step 3, and no checkpoint is written after it."""
+    config = _toy_config(steps=10, log_every=5, checkpoint_every=5)
+    with pytest.raises(TrainingDiverged, match=r"at step 3: .*no checkpoint was written yet"):
+        train(config, tmp_path, _toy_task(nan_at=3), progress=False)
+    assert not (tmp_path / "checkpoints").is_dir() or not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+    assert not (tmp_path / "metrics.jsonl").read_text()
+
+
 def test_a_preemption_notice_during_start_up_saves_the_first_step_instead_of_killing_the_run(tmp_path):
     """SIGTERM while the run is still starting (here: inside init; in practice loading a start model,
     restoring or compiling) is held until the first step is done, which is saved; the process lives."""
