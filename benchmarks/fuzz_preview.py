@@ -12,8 +12,6 @@ parallel processes; writes results/benchmarks/fuzz_preview.json (or --out).
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -70,12 +68,7 @@ def _chunk(args):
 def main() -> int:
     import fuzzing
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--count", type=int, default=1_000_000)
-    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_preview.json")
-    args = ap.parse_args()
+    args = fuzzing.arguments(__doc__, 1_000_000, Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_preview.json")
     total, secs = fuzzing.run(_chunk, args.count, 20_000, args.seed, args.processes)
     fuzzing.report(total, secs, args.processes, args.out,
                    slow_over_1s=len(total["slow"]), max_seconds_per_input=round(total["max_seconds"], 4))

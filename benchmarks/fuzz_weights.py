@@ -14,8 +14,6 @@ failure. Writes results/benchmarks/fuzz_weights.json (or --out).
 
 from __future__ import annotations
 
-import argparse
-import os
 import pickle
 import resource
 import sys
@@ -122,12 +120,7 @@ def _chunk(args):
 def main() -> int:
     import fuzzing
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--count", type=int, default=100_000)
-    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_weights.json")
-    args = ap.parse_args()
+    args = fuzzing.arguments(__doc__, 100_000, Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_weights.json")
     total, secs = fuzzing.run(_chunk, args.count, 2_000, args.seed, args.processes,
                               maxima=("max_seconds", "max_bytes", "peak_rss_bytes"), maxtasksperchild=1)
     fuzzing.report(total, secs, args.processes, args.out, slow_over_2s=len(total["slow"]),

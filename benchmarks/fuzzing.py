@@ -3,8 +3,10 @@ summed and their worst cases kept, a progress line, and the result JSON."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import multiprocessing
+import os
 import platform
 import time
 from pathlib import Path
@@ -12,6 +14,16 @@ from typing import Callable
 
 COUNTS = ("inputs", "refused", "accepted")
 LISTS = ("crashes", "slow")
+
+
+def arguments(doc: str, count: int, out: Path) -> argparse.Namespace:
+    """``--count`` (default ``count``), ``--processes`` (every core), ``--seed``, ``--out`` (``out``)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=count)
+    ap.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=out)
+    return ap.parse_args()
 
 
 def run(chunk: Callable, count: int, step: int, seed: int, processes: int, maxima: tuple[str, ...] = ("max_seconds",),

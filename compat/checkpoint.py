@@ -123,12 +123,12 @@ class Checkpointer:
             self._seal()
         return saved
 
-    def check(self, step: int | None = None) -> None:
+    def check(self) -> None:
         """Raise :class:`CheckpointSaveError` at once if a background save has failed."""
         try:
             self._manager.check_for_errors()
         except Exception as e:  # noqa: BLE001
-            raise self._save_error(step, e) from e
+            raise self._save_error(None, e) from e
 
     def wait(self) -> None:
         """Block until the asynchronous saves in flight are on disk, then seal them."""

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Mapping
 
 __all__ = ["ConfigError", "parse_overrides", "trainer_config", "config_module", "validate", "choice", "at_least",
-           "between", "TRAINER_RULES"]
+           "between", "flatten", "TRAINER_RULES"]
 
 
 class ConfigError(ValueError):
@@ -112,12 +112,15 @@ TRAINER_RULES = {
 }
 
 
-def _leaves(tree, prefix=""):
+def flatten(tree, prefix: str = "") -> dict:
+    """``{"a.b": value}`` of a nested config (a ConfigDict or the dicts config.json holds)."""
+    out = {}
     for k, v in tree.items():
         if hasattr(v, "items"):
-            yield from _leaves(v, f"{prefix}{k}.")
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
-            yield f"{prefix}{k}", v
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def _type_ok(ref, v) -> bool:
@@ -138,8 +141,7 @@ def validate(config, reference, rules: Mapping[str, object]) -> None:
     """Check a resolved config against ``reference`` (the package's base config: the same fields,
     values of the same types) and ``rules`` (dotted key -> rule); raises :class:`ConfigError` with
     one line naming the first problem."""
-    ref = dict(_leaves(reference.to_dict() if hasattr(reference, "to_dict") else reference))
-    got = dict(_leaves(config.to_dict() if hasattr(config, "to_dict") else config))
+    ref, got = flatten(reference), flatten(config)
     for key in sorted(set(got) - set(ref)):
         raise ConfigError(f"config has no field {key!r}")
     for key in sorted(set(ref) - set(got)):

@@ -44,6 +44,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "load_image",
+    "image_size",
     "save_png",
     "write_file_atomic",
     "random_crop",
@@ -189,14 +190,7 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     except (OSError, SyntaxError, ValueError, struct.error) as e:
         raise CorruptImageError(f"{path}: unreadable image header ({e})") from e
     with img:
-        w, h = img.size
-        if w == 0 or h == 0:
-            raise EmptyImageError(f"{path}: image of zero size ({w}x{h})")
-        if w * h > max_pixels:
-            raise ImageTooLargeError(
-                f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
-                "(possible decompression bomb; raise max_pixels to allow it)"
-            )
+        w, h = _checked_size(img, path, max_pixels)
         if getattr(img, "n_frames", 1) > 1:
             warnings.warn(f"{path}: has {img.n_frames} frames; using the first", stacklevel=2)
         try:
@@ -213,6 +207,34 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
         raise CorruptImageError(f"{path}: decoded to an unexpected array {rgb.shape} {rgb.dtype}")
     return np.ascontiguousarray(rgb)
+
+
+def _checked_size(img: Image.Image, path: Path, max_pixels: int) -> tuple[int, int]:
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise EmptyImageError(f"{path}: image of zero size ({w}x{h})")
+    if w * h > max_pixels:
+        raise ImageTooLargeError(
+            f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+            "(possible decompression bomb; raise max_pixels to allow it)"
+        )
+    return w, h
+
+
+def image_size(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header (no pixel is decoded), under the same limit
+    as :func:`load_image`; failures are :class:`ImageError`s naming the file. EXIF orientation is
+    not applied."""
+    path = Path(path)
+    try:
+        with _own_pixel_limit(), Image.open(path) as img:
+            return _checked_size(img, path, max_pixels)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageNotFoundError(f"{path}: no such file") from None
+    except (OSError, SyntaxError, ValueError, struct.error, Image.UnidentifiedImageError) as e:
+        raise CorruptImageError(f"{path}: unreadable image header ({e})") from None
 
 
 def _as_uint8_image(image: np.ndarray, what: str) -> np.ndarray:

@@ -62,7 +62,7 @@ import numpy as np
 
 from compat import mesh as meshlib
 from compat.checkpoint import Checkpointer, CheckpointError
-from compat.config import ConfigError
+from compat.config import ConfigError, flatten
 from compat.locks import FolderBusyError, FolderLock
 
 __all__ = ["Task", "TrainingDiverged", "RunRefused", "ConfigMismatchError", "WorkdirBusyError", "train", "guard_update",
@@ -162,20 +162,10 @@ def _to_dict(config) -> dict:
     return dict(config)
 
 
-def _flat(tree, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def config_differences(old: dict, new: dict) -> list[str]:
     """``["key: old -> new", ...]`` between two resolved configs (as config.json holds them),
     leaving out the cadence keys."""
-    a, b = _flat(old), _flat(new)
+    a, b = flatten(old), flatten(new)
     missing = object()
     out = []
     for k in sorted(set(a) | set(b)):
@@ -192,12 +182,13 @@ def _config_json(config) -> dict:
     return json.loads(json.dumps(_to_dict(config), sort_keys=True, default=str))
 
 
-def _check_config(config, workdir: Path, has_checkpoints: bool, allow_change: bool) -> dict:
-    """The resolved config as JSON; refuses (ConfigMismatchError) one that differs from the run's."""
+def _check_config(config, workdir: Path, has_checkpoints: bool, allow_change: bool) -> tuple[dict, dict | None]:
+    """``(resolved config as JSON, the run's config.json or None)``; refuses (ConfigMismatchError)
+    a config that differs from the run's."""
     new = _config_json(config)
     path = workdir / "config.json"
     if not (has_checkpoints and path.is_file()):
-        return new
+        return new, None
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -209,7 +200,7 @@ def _check_config(config, workdir: Path, has_checkpoints: bool, allow_change: bo
             f"the run in {workdir} was started with another config ({shown}); rerun with its config, "
             "use a new --workdir, or pass --allow_config_change to continue it with this one"
         )
-    return new
+    return new, old
 
 
 def _truncate_metrics(path: Path, last_step: int) -> int:
@@ -298,7 +289,7 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
     try:
         ckdir = workdir / "checkpoints"
         has_checkpoints = ckdir.is_dir() and any(p.name.isdigit() for p in ckdir.iterdir())
-        resolved = _check_config(config, workdir, has_checkpoints, allow_config_change)
+        resolved, recorded = _check_config(config, workdir, has_checkpoints, allow_config_change)
 
         rng = jax.random.key(config.seed)
         init_rng, step_rng = jax.random.split(rng)
@@ -321,9 +312,8 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
             log.info("resumed from step %d", start)
         start = start or 0
         if pid == 0:
-            old = workdir / "config.json"
-            if has_checkpoints and old.is_file() and json.loads(old.read_text()) != resolved:  # an allowed change
-                os.replace(old, workdir / f"config-before-{start}.json")
+            if recorded is not None and recorded != resolved:  # an allowed change: the old config is kept
+                os.replace(workdir / "config.json", workdir / f"config-before-{start}.json")
             (workdir / "config.json").write_text(json.dumps(resolved, indent=1, sort_keys=True))
             dropped = _truncate_metrics(workdir / "metrics.jsonl", start)
             if dropped:

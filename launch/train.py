@@ -84,16 +84,9 @@ def main(argv) -> int:
         return _fail(f"--config: {lines[-1] if lines else e}")
     if package not in ("jpegedit", "trimesh_decode"):
         return _fail(f"config.package must be 'jpegedit' or 'trimesh_decode', got {package!r}")
-    if workdir.exists() and not workdir.is_dir():
-        return _fail(f"--workdir {workdir} exists and is not a directory")
-    task_module = importlib.import_module(f"{package}.task")
-    try:
-        task_module.validate_config(config)
-    except ConfigError as e:
-        return _fail(str(e))
     maybe_initialize_distributed({"auto": None, "yes": True, "no": False}[_DISTRIBUTED.value])
     try:
-        task = task_module.make_task(config)
+        task = importlib.import_module(f"{package}.task").make_task(config)  # validates the config first
         _, metrics = train(config, workdir, task, allow_config_change=_ALLOW_CHANGE.value, fresh_start_ok=_FRESH.value)
     except TrainingDiverged as e:
         print(f"train: stopped: {e}", file=sys.stderr)

@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from compat.cli import UsageError, write_atomic
-from compat.images import DEFAULT_MAX_PIXELS, list_images, load_image
+from compat.images import DEFAULT_MAX_PIXELS, ImageError, image_size, list_images, load_image
 from compat.locks import FolderBusyError, FolderLock
 
 SIZE_RANGE = (8, 4096)  # crop sides the builder writes (and a kit may claim)
@@ -171,6 +171,7 @@ def _job(args):
 def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int = 200, seed: int = 0,
                   iterations: int = 3000, max_scale: float = 1.0, processes: int | None = None,
                   progress: bool = True) -> str:
+    from tqdm import tqdm
 
     if not max_scale >= 1.0:
         raise UsageError(f"--max-scale must be >= 1 (1: crops at the photos' own resolution), got {max_scale}")
@@ -195,39 +196,32 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
     except FolderBusyError as e:
         raise UsageError(str(e)) from None
     with lock:
-        return _build(paths, out, settings, defaults, crops, size, target_bytes, seed, iterations, max_scale,
-                      processes, progress)
-
-
-def _build(paths, out, settings, defaults, crops, size, target_bytes, seed, iterations, max_scale, processes, progress):
-    from tqdm import tqdm
-
-    _check_subfolders(out)
-    (out / "crops").mkdir(exist_ok=True)
-    (out / "previews").mkdir(exist_ok=True)
-    meta = out / "dataset.json"
-    if meta.exists():
-        old = json.loads(meta.read_text())
-        diff = {k: (old.get(k, defaults.get(k)), v) for k, v in settings.items() if old.get(k, defaults.get(k)) != v}
-        if diff:
-            raise UsageError(f"{out} was built with other settings {diff}; use another --out")
-    else:
-        write_atomic(meta, json.dumps(settings, indent=1).encode(), force=True)
-    _drop_torn_line(out / "manifest.jsonl")
-    done = read_manifest(out)
-    order = np.random.default_rng(seed).integers(0, len(paths), size=crops)
-    todo = [(i, str(paths[order[i]]), str(out), size, target_bytes, seed, iterations, max_scale)
-            for i in range(crops) if i not in done]
-    bar = tqdm(total=crops, initial=crops - len(todo), desc="previews", unit="crop", disable=not progress)
-    with open(out / "manifest.jsonl", "a") as manifest, bar, _parallel(_job, todo, processes) as results:
-        for rec in results:
-            manifest.write(json.dumps(rec) + "\n")
-            manifest.flush()
-            bar.update(1)
-    recs = read_manifest(out)
-    sizes = [r["bytes"] for r in recs.values()]
-    return (f"{out}: {len(recs)} of {crops} crops encoded ({crops - len(todo)} were already there), "
-            f"mean {np.mean(sizes):.1f} bytes; manifest {out / 'manifest.jsonl'}")
+        _check_subfolders(out)
+        (out / "crops").mkdir(exist_ok=True)
+        (out / "previews").mkdir(exist_ok=True)
+        meta = out / "dataset.json"
+        if meta.exists():
+            old = json.loads(meta.read_text())
+            diff = {k: (old.get(k, defaults.get(k)), v) for k, v in settings.items() if old.get(k, defaults.get(k)) != v}
+            if diff:
+                raise UsageError(f"{out} was built with other settings {diff}; use another --out")
+        else:
+            write_atomic(meta, json.dumps(settings, indent=1).encode(), force=True)
+        _drop_torn_line(out / "manifest.jsonl")
+        done = read_manifest(out)
+        order = np.random.default_rng(seed).integers(0, len(paths), size=crops)
+        todo = [(i, str(paths[order[i]]), str(out), size, target_bytes, seed, iterations, max_scale)
+                for i in range(crops) if i not in done]
+        bar = tqdm(total=crops, initial=crops - len(todo), desc="previews", unit="crop", disable=not progress)
+        with open(out / "manifest.jsonl", "a") as manifest, bar, _parallel(_job, todo, processes) as results:
+            for rec in results:
+                manifest.write(json.dumps(rec) + "\n")
+                manifest.flush()
+                bar.update(1)
+        recs = read_manifest(out)
+        sizes = [r["bytes"] for r in recs.values()]
+        return (f"{out}: {len(recs)} of {crops} crops encoded ({crops - len(todo)} were already there), "
+                f"mean {np.mean(sizes):.1f} bytes; manifest {out / 'manifest.jsonl'}")
 
 
 def _check_subfolders(out: Path) -> None:
@@ -239,15 +233,14 @@ def _check_subfolders(out: Path) -> None:
             raise UsageError(f"{p} is a link or a file, not a folder: refusing to write through it")
 
 
-def _empty_or_forced(out: Path, force: bool, check_only: bool = False) -> None:
+def _empty_or_forced(out: Path, force: bool) -> None:
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise UsageError(f"{out} is a link or a file, not a folder")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise UsageError(f"{out} exists and is not empty; pass --force to write into it")
         _check_subfolders(out)
-    if not check_only:
-        out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progress: bool = True) -> str:
@@ -316,16 +309,10 @@ def _kit_file(rec: dict, key: str, folder: str, suffix: str, where: str) -> str:
 
 
 def _photo_size(kit: Path, source: str) -> tuple[int, int]:
-    from compat.images import _own_pixel_limit
-
     try:
-        with _own_pixel_limit(), Image.open(kit / source) as im:
-            w, h = im.size
-    except (OSError, ValueError, Image.UnidentifiedImageError) as e:
-        raise UsageError(f"{kit}: photo {source} cannot be read ({e})") from None
-    if w * h > DEFAULT_MAX_PIXELS:
-        raise UsageError(f"{kit}: photo {source} is {w}x{h}, over the image limit of {DEFAULT_MAX_PIXELS} pixels")
-    return w, h
+        return image_size(kit / source)
+    except ImageError as e:
+        raise UsageError(f"{kit}: photo {e}") from None
 
 
 def _check_kit(kit: Path, recs: dict, size: int) -> None:
