@@ -82,6 +82,7 @@ def main() -> None:
         def step(acc, one):
             value, (gi, gq) = jax.value_and_grad(loss, argnums=(0, 1))(one, q)
             return (acc[0] + value, acc[1] + gq), gi
+
         (value, gq), gi = jax.lax.scan(step, (0.0, jnp.zeros_like(q)), img)
         return value, (gi, gq)
 
@@ -115,25 +116,44 @@ def main() -> None:
     peer = mpix / timed(pillow_roundtrip, args.repeats)
 
     backend = jax.default_backend()
-    print(f"{source}; batch {n} x {h}x{w} = {mpix:.2f} MP, quality {QUALITY}, 4:4:4; JAX on {backend} "
-          f"({jax.devices()[0].device_kind}, {os.cpu_count()} CPUs)")
+    print(
+        f"{source}; batch {n} x {h}x{w} = {mpix:.2f} MP, quality {QUALITY}, 4:4:4; JAX on {backend} "
+        f"({jax.devices()[0].device_kind}, {os.cpu_count()} CPUs)"
+    )
     print(f"  {'Pillow libjpeg-turbo encode+decode':38s} {peer:8.1f} MP/s   1.00x   (peer, one image at a time)")
     for name, v in results.items():
         m = mem[name]
-        print(f"  {name:38s} {v:8.1f} MP/s   {v / peer:.2f}x   peak {m / 2**30 if m else float('nan'):.2f} GiB (XLA, batch {n})")
+        print(
+            f"  {name:38s} {v:8.1f} MP/s   {v / peer:.2f}x   peak {m / 2**30 if m else float('nan'):.2f} GiB (XLA, batch {n})"
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"  process peak RSS {rss:.2f} GiB")
 
     out = Path(args.out or REPO / "results" / "benchmarks" / f"codec_{backend}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "source": source, "batch": n, "height": h, "width": w, "quality": QUALITY, "chroma": "444",
-        "backend": backend, "device": jax.devices()[0].device_kind, "cpus": os.cpu_count(),
-        "machine": platform.machine(), "jax": jax.__version__, "pillow": Image.__version__,
-        "megapixels_per_s": {"pillow_libjpeg_turbo": peer, **results},
-        "ratio_to_pillow": {k: v / peer for k, v in results.items()},
-        "peak_bytes_xla": mem, "peak_rss_gib": rss,
-    }, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "source": source,
+                "batch": n,
+                "height": h,
+                "width": w,
+                "quality": QUALITY,
+                "chroma": "444",
+                "backend": backend,
+                "device": jax.devices()[0].device_kind,
+                "cpus": os.cpu_count(),
+                "machine": platform.machine(),
+                "jax": jax.__version__,
+                "pillow": Image.__version__,
+                "megapixels_per_s": {"pillow_libjpeg_turbo": peer, **results},
+                "ratio_to_pillow": {k: v / peer for k, v in results.items()},
+                "peak_bytes_xla": mem,
+                "peak_rss_gib": rss,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -20,7 +20,9 @@ import sys
 
 if "--all-cores" not in sys.argv:
     # one core for the decoding figures: set before JAX starts its thread pools
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
@@ -46,8 +48,8 @@ def decoding(repeats: int) -> dict:
     from preview_helpers import random_preview
 
     from trimesh_decode import raster
-    from trimesh_decode.model import StackedHourglass
-    from trimesh_decode.task import _predict
+    from trimesh_decode.decoding import _predict
+    from trimesh_decode.hourglass import StackedHourglass
 
     rng = np.random.default_rng(0)
     preview = random_preview(rng, 64, 64, 170, 8)
@@ -58,7 +60,11 @@ def decoding(repeats: int) -> dict:
         v = model.init(jax.random.key(0), jnp.zeros((1, 256, 256, 8)), interp=jnp.zeros((1, 256, 256, 3)))
         params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v["params"]))
         ms = _median_ms(lambda: _predict(v, mesh, model, "all"), max(3, repeats // (4 if name == "paper" else 1)))
-        out[name] = {"ms_per_preview": round(ms, 1), "parameters": params, "ratio_to_interp": round(ms / out["interp_ms"], 1)}
+        out[name] = {
+            "ms_per_preview": round(ms, 1),
+            "parameters": params,
+            "ratio_to_interp": round(ms / out["interp_ms"], 1),
+        }
         if name == "mobile":  # averaged over the 8 symmetries of the square (--symmetries 8)
             ms8 = _median_ms(lambda: _predict(v, mesh, model, "all", 8), max(3, repeats // 4))
             out[name]["ms_per_preview_x8"] = round(ms8, 1)
@@ -73,7 +79,7 @@ def loading(n: int) -> dict:
     from preview_helpers import random_preview
 
     from trimesh_decode.bitstream import to_bytes
-    from trimesh_decode.task import _LoadPair, dataset_records
+    from trimesh_decode.pipeline import _LoadPair, dataset_records
 
     real = ROOT / "data" / "trimesh_previews_scaled"
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,23 +105,32 @@ def loading(n: int) -> dict:
         for crop, _ in records:
             np.asarray(Image.open(root / crop).convert("RGB"))
         png = (time.perf_counter() - t) / len(records) * 1e3
-    return {"source": source, "elements": len(records), "ms_per_element": round(element, 2),
-            "png_read_ms": round(png, 2), "ratio_to_png_read": round(element / png, 1),
-            "elements_per_s_per_process": round(1e3 / element)}
+    return {
+        "source": source,
+        "elements": len(records),
+        "ms_per_element": round(element, 2),
+        "png_read_ms": round(png, 2),
+        "ratio_to_png_read": round(element / png, 1),
+        "elements_per_s_per_process": round(1e3 / element),
+    }
 
 
 def training(steps: int) -> dict:
-    from compat.config import config_module
     from preview_helpers import random_preview
 
-    from trimesh_decode.task import make_task, preview_arrays
+    from compat.config import config_module
+    from trimesh_decode.meshes import preview_arrays
+    from trimesh_decode.task import make_task
 
     res = {}
     rng = np.random.default_rng(1)
     for name in ("mobile", "paper"):
         config = config_module(ROOT / "configs" / "trimesh_decode" / f"{name}.py").get_config()
         b = config.batch_size if name == "mobile" else 8  # paper: a smaller batch, so a CPU finishes
-        arrays = [preview_arrays(random_preview(rng, 64, 64, 170, 8), config.data.pad_points, config.data.pad_triangles) for _ in range(b)]
+        arrays = [
+            preview_arrays(random_preview(rng, 64, 64, 170, 8), config.data.pad_points, config.data.pad_triangles)
+            for _ in range(b)
+        ]
         batch = {k: np.stack([a[k] for a in arrays]) for k in arrays[0]}
         batch["image"] = rng.integers(0, 256, (b, 256, 256, 3), dtype=np.uint8)
         task = make_task(config)
@@ -142,12 +157,21 @@ def main() -> None:
     if args.all_cores:
         print(json.dumps(training(args.train_steps)))
         return
-    res = {"device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(),
-           "decode_one_core": decoding(args.repeats), "load_one_core": loading(args.elements)}
+    res = {
+        "device": str(jax.devices()[0]),
+        "machine": platform.processor() or platform.machine(),
+        "decode_one_core": decoding(args.repeats),
+        "load_one_core": loading(args.elements),
+    }
     # training uses every core: a fresh process, not pinned
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    proc = subprocess.run([sys.executable, __file__, "--all-cores", "--train-steps", str(args.train_steps)],
-                          capture_output=True, text=True, env=env, check=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--all-cores", "--train-steps", str(args.train_steps)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     res["train_all_cores"] = json.loads(proc.stdout.strip().splitlines()[-1])
     res["train_all_cores"]["cores"] = os.cpu_count()
     print(json.dumps(res, indent=1))

@@ -24,7 +24,8 @@ import numpy as np  # noqa: E402
 
 from compat.images import list_images, load_image  # noqa: E402
 from jpegedit import baselines  # noqa: E402
-from jpegedit.models import encode_jpeg, load_model  # noqa: E402
+from jpegedit.encoder import encode_jpeg  # noqa: E402
+from jpegedit.models import load_model  # noqa: E402
 
 
 def per_image(f, images) -> list[float]:
@@ -39,7 +40,9 @@ def per_image(f, images) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", default=str(Path(os.environ.get("COMPAT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "kodak"))
+    ap.add_argument(
+        "--images", default=str(Path(os.environ.get("COMPAT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "kodak")
+    )
     ap.add_argument("--count", type=int, default=6)
     ap.add_argument("--model", default="attention_lam0.01")
     args = ap.parse_args()
@@ -50,11 +53,15 @@ def main() -> None:
     t_moz = per_image(lambda x: baselines.encode("mozjpeg-444", x, 50), images)
     med = {k: float(np.median(v)) for k, v in (("jpegedit", t_ours), ("libjpeg", t_lib), ("mozjpeg", t_moz))}
     res = {
-        "images": len(images), "size": list(images[0].shape[:2]), "model": model.name, "device": str(jax.devices()[0]),
+        "images": len(images),
+        "size": list(images[0].shape[:2]),
+        "model": model.name,
+        "device": str(jax.devices()[0]),
         "seconds_per_image_median": {k: round(v, 4) for k, v in med.items()},
         "ratio_jpegedit_to_libjpeg": round(med["jpegedit"] / med["libjpeg"], 1),
         "ratio_jpegedit_to_mozjpeg": round(med["jpegedit"] / med["mozjpeg"], 1),
-        "cores": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
     }
     print(json.dumps(res, indent=1))
     out = ROOT / "results" / "benchmarks" / f"encode_{jax.default_backend()}.json"

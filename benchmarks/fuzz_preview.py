@@ -68,10 +68,18 @@ def _chunk(args):
 def main() -> int:
     import fuzzing
 
-    args = fuzzing.arguments(__doc__, 1_000_000, Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_preview.json")
+    args = fuzzing.arguments(
+        __doc__, 1_000_000, Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_preview.json"
+    )
     total, secs = fuzzing.run(_chunk, args.count, 20_000, args.seed, args.processes)
-    fuzzing.report(total, secs, args.processes, args.out,
-                   slow_over_1s=len(total["slow"]), max_seconds_per_input=round(total["max_seconds"], 4))
+    fuzzing.report(
+        total,
+        secs,
+        args.processes,
+        args.out,
+        slow_over_1s=len(total["slow"]),
+        max_seconds_per_input=round(total["max_seconds"], 4),
+    )
     return 1 if (total["crashes"] or total["slow"]) else 0
 
 

@@ -70,8 +70,12 @@ def _pool(fake) -> list[tuple[bytes, str]]:
     tensors = {"a": ("s0", 2, (2, 3), (3, 1)), "t": ("s0", 0, (3, 4), (1, 3)), "c": ("s1", 0, (), ())}
     storages = {"s0": s, "s1": np.array([7], np.int64)}
     tree = {"l": {"k": s.reshape(4, 6), "b": s[:3].astype(np.int64)}, "m": {"h": np.ones((2, 2), np.float16)}}
-    return [(legacy_file(fake, tensors, storages), "torch"), (zip_file(fake, tensors, storages), "torch"),
-            (pickle.dumps(tree, protocol=3), "pickle"), (pickle.dumps(tree, protocol=2), "pickle")]
+    return [
+        (legacy_file(fake, tensors, storages), "torch"),
+        (zip_file(fake, tensors, storages), "torch"),
+        (pickle.dumps(tree, protocol=3), "pickle"),
+        (pickle.dumps(tree, protocol=2), "pickle"),
+    ]
 
 
 def _chunk(args):
@@ -120,12 +124,28 @@ def _chunk(args):
 def main() -> int:
     import fuzzing
 
-    args = fuzzing.arguments(__doc__, 100_000, Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_weights.json")
-    total, secs = fuzzing.run(_chunk, args.count, 2_000, args.seed, args.processes,
-                              maxima=("max_seconds", "max_bytes", "peak_rss_bytes"), maxtasksperchild=1)
-    fuzzing.report(total, secs, args.processes, args.out, slow_over_2s=len(total["slow"]),
-                   max_seconds_per_input=round(total["max_seconds"], 4), max_materialised_bytes=total["max_bytes"],
-                   peak_worker_rss_mib=round(total["peak_rss_bytes"] / 2**20, 1))
+    args = fuzzing.arguments(
+        __doc__, 100_000, Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "fuzz_weights.json"
+    )
+    total, secs = fuzzing.run(
+        _chunk,
+        args.count,
+        2_000,
+        args.seed,
+        args.processes,
+        maxima=("max_seconds", "max_bytes", "peak_rss_bytes"),
+        maxtasksperchild=1,
+    )
+    fuzzing.report(
+        total,
+        secs,
+        args.processes,
+        args.out,
+        slow_over_2s=len(total["slow"]),
+        max_seconds_per_input=round(total["max_seconds"], 4),
+        max_materialised_bytes=total["max_bytes"],
+        peak_worker_rss_mib=round(total["peak_rss_bytes"] / 2**20, 1),
+    )
     big = total["max_bytes"] > LIMIT_BYTES or total["peak_rss_bytes"] > _ADDRESS_SPACE
     return 1 if (total["crashes"] or total["slow"] or big) else 0
 

@@ -26,8 +26,15 @@ def arguments(doc: str, count: int, out: Path) -> argparse.Namespace:
     return ap.parse_args()
 
 
-def run(chunk: Callable, count: int, step: int, seed: int, processes: int, maxima: tuple[str, ...] = ("max_seconds",),
-        **pool_options) -> tuple[dict, float]:
+def run(
+    chunk: Callable,
+    count: int,
+    step: int,
+    seed: int,
+    processes: int,
+    maxima: tuple[str, ...] = ("max_seconds",),
+    **pool_options,
+) -> tuple[dict, float]:
     """``chunk((start, n, seed)) -> stats`` over ``count`` inputs in chunks of ``step``; returns the
     summed stats (counts added, lists joined, ``maxima`` the largest) and the seconds taken."""
     jobs = [(s, min(step, count - s), seed) for s in range(0, count, step)]
@@ -41,7 +48,11 @@ def run(chunk: Callable, count: int, step: int, seed: int, processes: int, maxim
                 total[k] += st[k]
             for k in maxima:
                 total[k] = max(total[k], st[k])
-            print(f"\r{total['inputs']:,} inputs, {len(total['crashes'])} crashes, {len(total['slow'])} slow", end="", flush=True)
+            print(
+                f"\r{total['inputs']:,} inputs, {len(total['crashes'])} crashes, {len(total['slow'])} slow",
+                end="",
+                flush=True,
+            )
     print()
     return total, time.perf_counter() - t0
 
@@ -49,10 +60,17 @@ def run(chunk: Callable, count: int, step: int, seed: int, processes: int, maxim
 def report(total: dict, seconds: float, processes: int, out: Path, **figures) -> dict:
     """Print the figures and write them, with the first few crashes and slow inputs, to ``out``."""
     result = {
-        "inputs": total["inputs"], "refused": total["refused"], "accepted": total["accepted"],
-        "crashes": len(total["crashes"]), **figures, "seconds": round(seconds, 1),
-        "inputs_per_second": round(total["inputs"] / seconds), "processes": processes,
-        "machine": platform.machine(), "first_crashes": total["crashes"][:5], "first_slow": total["slow"][:5],
+        "inputs": total["inputs"],
+        "refused": total["refused"],
+        "accepted": total["accepted"],
+        "crashes": len(total["crashes"]),
+        **figures,
+        "seconds": round(seconds, 1),
+        "inputs_per_second": round(total["inputs"] / seconds),
+        "processes": processes,
+        "machine": platform.machine(),
+        "first_crashes": total["crashes"][:5],
+        "first_slow": total["slow"][:5],
     }
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("first")}, indent=1))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -101,9 +101,13 @@ def main() -> int:
                     "image": path.name,
                     "chroma": chroma,
                     "quality": q,
-                    "exact_equal": [float(np.mean(np.asarray(a) == b)) for a, b in zip(exact.components, ref.components)],
+                    "exact_equal": [
+                        float(np.mean(np.asarray(a) == b)) for a, b in zip(exact.components, ref.components)
+                    ],
                     "float_equal": [float(np.mean(np.asarray(a) == b)) for a, b in zip(flt.components, ref.components)],
-                    "float_max_diff": max(int(np.abs(np.asarray(a) - b).max()) for a, b in zip(flt.components, ref.components)),
+                    "float_max_diff": max(
+                        int(np.abs(np.asarray(a) - b).max()) for a, b in zip(flt.components, ref.components)
+                    ),
                     "bytes_ours": len(ours_bytes),
                     "bytes_pillow": len(ref_bytes),
                     "exact_decode_max_diff": int(np.abs(np.asarray(libjpeg.decode(exact, tables)) - shown).max()),
@@ -113,7 +117,9 @@ def main() -> int:
         print(f"[{i + 1}/{len(paths)}] {path.name}  ({time.time() - t0:.0f} s)", flush=True)
 
     summary = {}
-    print(f"\n{'chroma':>6} {'Q':>3} | {'exact =':>8} | {'float = Y':>10} {'Cb':>8} {'Cr':>8} {'min img':>8} {'maxdiff':>7} | {'float dec':>9}")
+    print(
+        f"\n{'chroma':>6} {'Q':>3} | {'exact =':>8} | {'float = Y':>10} {'Cb':>8} {'Cr':>8} {'min img':>8} {'maxdiff':>7} | {'float dec':>9}"
+    )
     for chroma in CHROMAS:
         for q in QUALITIES:
             sel = [r for r in rows if r["chroma"] == chroma and r["quality"] == q]
@@ -136,10 +142,12 @@ def main() -> int:
                 f"{100 * s['float_equal_fraction_min']:7.3f}% {s['float_max_diff']:>7} | {s['float_decode_max_diff']:>9}"
             )
     all_exact = all(s["exact_all_images_identical"] for s in summary.values())
-    print(f"\nexact path: every coefficient of every file identical: {all_exact}; "
-          f"our files decode in Pillow exactly as our exact decoder: "
-          f"{all(s['exact_decode_max_diff'] == 0 for s in summary.values())}; "
-          f"same file sizes as Pillow: {all(s['file_bytes_equal_pillow'] for s in summary.values())}")
+    print(
+        f"\nexact path: every coefficient of every file identical: {all_exact}; "
+        f"our files decode in Pillow exactly as our exact decoder: "
+        f"{all(s['exact_decode_max_diff'] == 0 for s in summary.values())}; "
+        f"same file sizes as Pillow: {all(s['file_bytes_equal_pillow'] for s in summary.values())}"
+    )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,8 +178,12 @@ def _plot(summary: dict, path: Path) -> None:
         for c, name in enumerate(("Y", "Cb", "Cr")):
             ys = [100 * summary[f"{chroma}_q{q}"]["float_equal_fraction_mean"][c] for q in QUALITIES]
             ax.plot(QUALITIES, ys, marker="o", label=f"float path, {name}")
-        ax.plot(QUALITIES, [100 * summary[f"{chroma}_q{q}"]["exact_equal_fraction"] for q in QUALITIES],
-                "k--", label="exact path (all)")
+        ax.plot(
+            QUALITIES,
+            [100 * summary[f"{chroma}_q{q}"]["exact_equal_fraction"] for q in QUALITIES],
+            "k--",
+            label="exact path (all)",
+        )
         ax.set_title(f"coefficients identical to libjpeg-turbo, {chroma}")
         ax.set_xlabel("IJG quality")
         ax.grid(alpha=0.3)

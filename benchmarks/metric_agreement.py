@@ -50,8 +50,13 @@ def main() -> int:
         y = _rgb(io.BytesIO(buf.getvalue()))
         ps, ms, ss = float(M.psnr(x, y)), float(M.ms_ssim(x, y)), float(M.ssim(x, y))
         sk = structural_similarity(
-            x.astype(np.float64), y.astype(np.float64), gaussian_weights=True, sigma=1.5,
-            use_sample_covariance=False, data_range=255, channel_axis=-1,
+            x.astype(np.float64),
+            y.astype(np.float64),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+            channel_axis=-1,
         )
         worst["ms_ssim_tf"] = max(worst["ms_ssim_tf"], abs(ms - ref_ms))
         worst["ssim_tf"] = max(worst["ssim_tf"], abs(ss - ref_ss))
@@ -64,7 +69,9 @@ def main() -> int:
 
     ref, p0, p1 = (_rgb(DATA / "lpips_ref" / f"{n}.png") for n in ("ex_ref", "ex_p0", "ex_p1"))
     for net, (d0, d1) in LPIPS_REFERENCE.items():
-        print(f"LPIPS {net}: {float(M.lpips(ref, p0, net)):.4f} / {float(M.lpips(ref, p1, net)):.4f} (published {d0} / {d1})")
+        print(
+            f"LPIPS {net}: {float(M.lpips(ref, p0, net)):.4f} / {float(M.lpips(ref, p1, net)):.4f} (published {d0} / {d1})"
+        )
 
     for name in ("kodim23", "kodim21"):
         p = jax.nn.softmax(M.classify(_rgb(DATA / "kodak" / f"{name}.png")))

@@ -59,25 +59,41 @@ def main() -> None:
         dec = raster.interpolate(r.preview, 256)
         webp = baselines.at_bytes(img, args.bytes, "webp")
         jpeg = baselines.at_bytes(img, args.bytes, "jpeg")
-        rows.append({
-            "image": f"kodim{i:02d}", "bytes": r.num_bytes, "psnr": round(psnr(dec, img), 3),
-            "seconds": round(r.seconds, 3), "vertices": len(r.preview.vertices) + 4, "colours": r.preview.num_colours,
-            "webp_psnr": round(webp.psnr, 3) if webp else None, "webp_bytes": webp.num_bytes if webp else None,
-            "jpeg_scan_psnr": round(jpeg.psnr, 3) if jpeg else None, "jpeg_scan_bytes": jpeg.num_bytes if jpeg else None,
-        })
+        rows.append(
+            {
+                "image": f"kodim{i:02d}",
+                "bytes": r.num_bytes,
+                "psnr": round(psnr(dec, img), 3),
+                "seconds": round(r.seconds, 3),
+                "vertices": len(r.preview.vertices) + 4,
+                "colours": r.preview.num_colours,
+                "webp_psnr": round(webp.psnr, 3) if webp else None,
+                "webp_bytes": webp.num_bytes if webp else None,
+                "jpeg_scan_psnr": round(jpeg.psnr, 3) if jpeg else None,
+                "jpeg_scan_bytes": jpeg.num_bytes if jpeg else None,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     t = time.perf_counter()
     encode_images(images, args.bytes, seed=0, config=cfg, processes=os.cpu_count())
     par = len(images) / (time.perf_counter() - t)
     col = lambda k: np.array([r[k] for r in rows if r[k] is not None], float)  # noqa: E731
     summary = {
-        "images": len(rows), "target_bytes": args.bytes, "iterations": args.iterations,
-        "psnr_mean": round(col("psnr").mean(), 3), "psnr_min": round(col("psnr").min(), 3), "psnr_max": round(col("psnr").max(), 3),
-        "bytes_mean": round(col("bytes").mean(), 2), "bytes_min": int(col("bytes").min()), "bytes_max": int(col("bytes").max()),
+        "images": len(rows),
+        "target_bytes": args.bytes,
+        "iterations": args.iterations,
+        "psnr_mean": round(col("psnr").mean(), 3),
+        "psnr_min": round(col("psnr").min(), 3),
+        "psnr_max": round(col("psnr").max(), 3),
+        "bytes_mean": round(col("bytes").mean(), 2),
+        "bytes_min": int(col("bytes").min()),
+        "bytes_max": int(col("bytes").max()),
         "seconds_median_one_core": round(float(np.median(col("seconds"))), 3),
         "seconds_max_one_core": round(float(col("seconds").max()), 3),
-        "images_per_second_all_cores": round(par, 2), "cores": os.cpu_count(),
-        "webp_psnr_mean": round(col("webp_psnr").mean(), 3), "jpeg_scan_psnr_mean": round(col("jpeg_scan_psnr").mean(), 3),
+        "images_per_second_all_cores": round(par, 2),
+        "cores": os.cpu_count(),
+        "webp_psnr_mean": round(col("webp_psnr").mean(), 3),
+        "jpeg_scan_psnr_mean": round(col("jpeg_scan_psnr").mean(), 3),
         "reference_webp2": REFERENCE,
         "speedup_vs_reference_median": round(REFERENCE["seconds_median"] / float(np.median(col("seconds"))), 1),
         "machine": platform.processor() or platform.machine(),

@@ -73,11 +73,17 @@ def main() -> None:
     t_scipy = best(scipy_interp)  # best of 3, as ours
     t_scipy_tri = best(scipy_with_triangulation)
     res = {
-        "batch": args.batch, "size": [h, w], "device": str(jax.devices()[0]),
-        "render_mp_per_s": round(mp / t_render, 1), "channels_mp_per_s": round(mp / t_chan, 1),
-        "scipy_interp_mp_per_s": round(mp / t_scipy, 1), "scipy_with_triangulation_mp_per_s": round(mp / t_scipy_tri, 1),
-        "cpu_render_mp_per_s": round(mp / t_cpu, 1), "cpu_channels_mp_per_s": round(mp / t_cpu_chan, 1),
-        "cpu_render_one_thread_mp_per_s": round(mp / t_cpu_1, 1), "cores": os.cpu_count(),
+        "batch": args.batch,
+        "size": [h, w],
+        "device": str(jax.devices()[0]),
+        "render_mp_per_s": round(mp / t_render, 1),
+        "channels_mp_per_s": round(mp / t_chan, 1),
+        "scipy_interp_mp_per_s": round(mp / t_scipy, 1),
+        "scipy_with_triangulation_mp_per_s": round(mp / t_scipy_tri, 1),
+        "cpu_render_mp_per_s": round(mp / t_cpu, 1),
+        "cpu_channels_mp_per_s": round(mp / t_cpu_chan, 1),
+        "cpu_render_one_thread_mp_per_s": round(mp / t_cpu_1, 1),
+        "cores": os.cpu_count(),
         "cpu_render_into_buffer_mp_per_s": round(mp / t_cpu_buf, 1),
         "ratio_cpu_render_into_buffer_vs_scipy_interp": round(t_scipy / t_cpu_buf, 2),
         "ratio_cpu_render_one_thread_vs_scipy_interp": round(t_scipy / t_cpu_1, 2),

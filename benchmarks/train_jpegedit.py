@@ -53,7 +53,12 @@ def main() -> None:
 
     images, _, source = load_pairs(max(args.batch, 1))
     s = args.crop
-    crops = np.stack([im[(17 * i) % (im.shape[0] - s) :][:s, (29 * i) % (im.shape[1] - s) :][:, :s] for i, im in enumerate(images[: args.batch])])
+    crops = np.stack(
+        [
+            im[(17 * i) % (im.shape[0] - s) :][:s, (29 * i) % (im.shape[1] - s) :][:, :s]
+            for i, im in enumerate(images[: args.batch])
+        ]
+    )
     mesh = meshlib.data_mesh()
     repl = meshlib.replicated_sharding(mesh)
     batch = jax.device_put({"image": crops}, meshlib.data_sharding(mesh))
@@ -67,7 +72,12 @@ def main() -> None:
         c.model.attention, c.model.finetune_backbone, c.loss.gamma = v["attention"], v["finetune"], v["gamma"]
         t = task.make_task(c)
         state = jax.device_put(t.init(jax.random.key(0)), repl)
-        step = jax.jit(t.train_step, in_shardings=(repl, meshlib.data_sharding(mesh), repl), out_shardings=(repl, repl), donate_argnums=0)
+        step = jax.jit(
+            t.train_step,
+            in_shardings=(repl, meshlib.data_sharding(mesh), repl),
+            out_shardings=(repl, repl),
+            donate_argnums=0,
+        )
         t0 = time.perf_counter()
         state, m = step(state, batch, jax.random.key(0))
         jax.block_until_ready(m)
@@ -79,24 +89,46 @@ def main() -> None:
                 state, m = step(state, batch, jax.random.key(i))
             jax.block_until_ready(m)
             best = min(best, (time.perf_counter() - t0) / args.steps)
-        results[name] = {"steps_per_s": 1 / best, "images_per_s": args.batch / best, "first_step_s": compile_s, "loss": float(m["loss"])}
-        print(f"  {name:30s} {1 / best:8.3f} steps/s  {args.batch / best:8.2f} images/s   (first step incl. compile {compile_s:.1f} s)", flush=True)
+        results[name] = {
+            "steps_per_s": 1 / best,
+            "images_per_s": args.batch / best,
+            "first_step_s": compile_s,
+            "loss": float(m["loss"]),
+        }
+        print(
+            f"  {name:30s} {1 / best:8.3f} steps/s  {args.batch / best:8.2f} images/s   (first step incl. compile {compile_s:.1f} s)",
+            flush=True,
+        )
 
     peer = results.get("qtables_only", {}).get("steps_per_s")
     backend = jax.default_backend()
     device = jax.devices()[0].device_kind
-    print(f"{source}; batch {args.batch} x {s}x{s}; {jax.device_count()} {backend} device(s) ({device}), {os.cpu_count()} CPUs")
+    print(
+        f"{source}; batch {args.batch} x {s}x{s}; {jax.device_count()} {backend} device(s) ({device}), {os.cpu_count()} CPUs"
+    )
     if peer:
         for name, r in results.items():
             r["ratio_to_qtables_only"] = r["steps_per_s"] / peer
             print(f"  {name:30s} {r['ratio_to_qtables_only']:.3f}x the Q-tables-only step")
     out = Path(args.out or REPO / "results" / "benchmarks" / f"train_jpegedit_{backend}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "source": source, "batch": args.batch, "crop": s, "backend": backend, "device": device,
-        "devices": jax.device_count(), "cpus": os.cpu_count(), "machine": platform.machine(), "jax": jax.__version__,
-        "variants": results,
-    }, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "source": source,
+                "batch": args.batch,
+                "crop": s,
+                "backend": backend,
+                "device": device,
+                "devices": jax.device_count(),
+                "cpus": os.cpu_count(),
+                "machine": platform.machine(),
+                "jax": jax.__version__,
+                "variants": results,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -27,10 +27,19 @@ from pathlib import Path
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer", "CheckpointError", "NoUsableCheckpointError", "CheckpointMismatchError",
-           "CheckpointCorruptError", "CheckpointSaveError", "read_run", "SUMS_FILE"]
+__all__ = [
+    "Checkpointer",
+    "CheckpointError",
+    "NoUsableCheckpointError",
+    "CheckpointMismatchError",
+    "CheckpointCorruptError",
+    "CheckpointSaveError",
+    "read_run",
+    "SUMS_FILE",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +95,14 @@ class Checkpointer:
     that is a multiple of it; saves are asynchronous unless ``async_save=False``.
     """
 
-    def __init__(self, directory: str | Path, *, max_to_keep: int | None = 3, keep_period: int | None = None, async_save: bool = True):
+    def __init__(
+        self,
+        directory: str | Path,
+        *,
+        max_to_keep: int | None = 3,
+        keep_period: int | None = None,
+        async_save: bool = True,
+    ):
         self.directory = Path(directory).absolute()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._async = async_save
@@ -206,8 +222,10 @@ class Checkpointer:
         A step whose files fail their checksums raises :class:`CheckpointCorruptError`."""
         bad = self.verify(step)
         if bad:
-            raise CheckpointCorruptError(f"checkpoint at step {step} in {self.directory} is damaged: "
-                                         f"{', '.join(bad[:3])} differ from the checksums recorded when it was saved")
+            raise CheckpointCorruptError(
+                f"checkpoint at step {step} in {self.directory} is damaged: "
+                f"{', '.join(bad[:3])} differ from the checksums recorded when it was saved"
+            )
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         meta = self._manager.item_metadata(step)["state"]
         abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
@@ -229,7 +247,9 @@ class Checkpointer:
         for step in reversed(steps):
             bad = self.verify(step)
             if bad:
-                self._move_aside(step, f"its files differ from the checksums recorded when it was saved ({', '.join(bad[:3])})")
+                self._move_aside(
+                    step, f"its files differ from the checksums recorded when it was saved ({', '.join(bad[:3])})"
+                )
                 continue
             try:
                 return self.restore(step, template, iterator), step
@@ -262,7 +282,6 @@ class Checkpointer:
 def read_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, int]:
     """``(state, config dict, step)`` of a run directory of launch/train.py: the state saved at
     ``step`` (default: the newest checkpoint) as numpy arrays, and the run's config.json."""
-    import numpy as np
 
     workdir = Path(workdir)
     config = json.loads((workdir / "config.json").read_text())

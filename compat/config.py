@@ -1,6 +1,6 @@
 """``key=value`` overrides of an ml_collections config, as the ``:arg`` of a config path.
 
-    python launch/train.py --config configs/trimesh_decode/mobile.py:steps=100,optim.lr=0.001 ...
+python launch/train.py --config configs/trimesh_decode/mobile.py:steps=100,optim.lr=0.001 ...
 """
 
 from __future__ import annotations
@@ -10,8 +10,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Mapping
 
-__all__ = ["ConfigError", "parse_overrides", "trainer_config", "config_module", "validate", "choice", "at_least",
-           "between", "flatten", "TRAINER_RULES"]
+import ml_collections
+
+__all__ = [
+    "ConfigError",
+    "parse_overrides",
+    "trainer_config",
+    "config_module",
+    "validate",
+    "choice",
+    "at_least",
+    "between",
+    "flatten",
+    "TRAINER_RULES",
+]
 
 
 class ConfigError(ValueError):
@@ -32,7 +44,6 @@ def trainer_config(package: str, name: str, *, steps: int, batch_size: int):
     """A ConfigDict holding the fields :func:`compat.trainer.train` reads, with the house defaults
     (seed 0, a log line every 50 steps, a checkpoint every 1000, 3 kept, saved asynchronously);
     a package's ``base_config`` adds its own sections."""
-    import ml_collections
 
     c = ml_collections.ConfigDict()
     c.package = package
@@ -90,25 +101,32 @@ def parse_overrides(config, arg: str | None, aliases: Mapping[str, str] | None =
 def choice(*options):
     def rule(v):
         return None if v in options else "one of " + ", ".join(map(repr, options))
+
     return rule
 
 
 def at_least(lo):
     def rule(v):
         return None if v >= lo else f"at least {lo}"
+
     return rule
 
 
 def between(lo, hi):
     def rule(v):
         return None if lo <= v <= hi else f"between {lo} and {hi}"
+
     return rule
 
 
 # the fields compat.trainer.train reads
 TRAINER_RULES = {
-    "steps": at_least(1), "batch_size": at_least(1), "seed": at_least(0), "log_every": at_least(1),
-    "checkpoint_every": at_least(1), "keep_checkpoints": at_least(1),
+    "steps": at_least(1),
+    "batch_size": at_least(1),
+    "seed": at_least(0),
+    "log_every": at_least(1),
+    "checkpoint_every": at_least(1),
+    "keep_checkpoints": at_least(1),
 }
 
 

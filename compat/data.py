@@ -11,6 +11,7 @@ Decoded images are cached in memory per process (photos are decoded once, not on
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import logging
 import os
@@ -19,6 +20,7 @@ from typing import Sequence
 
 import grain
 import numpy as np
+from PIL import Image
 
 from compat.images import list_images, load_image
 
@@ -27,12 +29,12 @@ __all__ = ["training_images", "crop_batches", "process_batches", "CropTransform"
 log = logging.getLogger(__name__)
 
 
-def training_images(roots: str | os.PathLike | Sequence[str | os.PathLike], min_side: int = 0,
-                    include: Sequence[str] | None = None) -> list[str]:
+def training_images(
+    roots: str | os.PathLike | Sequence[str | os.PathLike], min_side: int = 0, include: Sequence[str] | None = None
+) -> list[str]:
     """Every readable image under ``roots`` (sorted), skipping - with a logged reason - those whose
     shorter side is below ``min_side``; with ``include``, only files whose name matches one of its
     shell patterns (``kodim1[3-9].png``)."""
-    import fnmatch
 
     roots = [roots] if isinstance(roots, (str, os.PathLike)) else list(roots)
     paths: list[str] = []
@@ -43,8 +45,6 @@ def training_images(roots: str | os.PathLike | Sequence[str | os.PathLike], min_
     if include:
         paths = [p for p in paths if any(fnmatch.fnmatch(Path(p).name, pat) for pat in include)]
     if min_side:
-        from PIL import Image
-
         kept = []
         for p in paths:
             with Image.open(p) as im:
@@ -119,7 +119,7 @@ def process_batches(
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
     if not workers:
         return ds
-    from absl import flags
+    from absl import flags  # lazy: only Grain worker processes need the flags marked
 
     if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags; outside absl.app they keep their defaults
         flags.FLAGS.mark_as_parsed()
@@ -145,10 +145,8 @@ def crop_batches(
     if not paths:
         raise ValueError("no training images")
     elements = (
-        grain.MapDataset.source(list(paths))
-        .seed(seed)
-        .shuffle()
-        .repeat(None)
-        .random_map(CropTransform(crop, flip))
+        grain.MapDataset.source(list(paths)).seed(seed).shuffle().repeat(None).random_map(CropTransform(crop, flip))
     )
-    return process_batches(elements, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, threads=threads)
+    return process_batches(
+        elements, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, threads=threads
+    )

@@ -25,7 +25,9 @@ def write_model(directory: str | Path, name: str, arrays: dict[str, np.ndarray],
     data = buf.getvalue()
     out = Path(directory) / f"{name}.npz"
     out.write_bytes(data)
-    out.with_suffix(".json").write_text(json.dumps({"name": name, "sha256": hashlib.sha256(data).hexdigest(), **meta}, indent=1))
+    out.with_suffix(".json").write_text(
+        json.dumps({"name": name, "sha256": hashlib.sha256(data).hexdigest(), **meta}, indent=1)
+    )
     return out
 
 
@@ -66,8 +68,9 @@ def read_model(path: Path, *, require_meta: bool = False) -> tuple[dict[str, np.
     return arrays, meta
 
 
-def export_main(doc: str, export_run: Callable[..., Path], evaluation: Callable[[dict], dict] | None,
-                argv: list[str] | None = None) -> int:
+def export_main(
+    doc: str, export_run: Callable[..., Path], evaluation: Callable[[dict], dict] | None, argv: list[str] | None = None
+) -> int:
     """``export RUN NAME --command ... [--step N] [--evaluation FILE] [--dir DIR]``: ``export_run(run,
     name, command=, step=, evaluation=[, directory=])``; ``evaluation`` picks what to record from the evaluation JSON."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,7 +81,9 @@ def export_main(doc: str, export_run: Callable[..., Path], evaluation: Callable[
     e.add_argument("--command", required=True, help="the launch command that produced the run")
     e.add_argument("--step", type=int, default=None)
     e.add_argument("--evaluation", default=None, help="an evaluation JSON to record beside the weights")
-    e.add_argument("--dir", default=None, help="write there instead of the package's shipped models (e.g. a study's models)")
+    e.add_argument(
+        "--dir", default=None, help="write there instead of the package's shipped models (e.g. a study's models)"
+    )
     args = ap.parse_args(argv)
     ev = None
     if args.evaluation:

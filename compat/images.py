@@ -364,9 +364,30 @@ def list_images(root: str | os.PathLike, *, check: bool = True) -> list[Path]:
     return sorted(found)
 
 
-def iter_images(
-    root: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> Iterator[tuple[Path, np.ndarray]]:
+def load_folder(folder, *, limit: int | None = None, min_side: int = 1, what: str = "this command") -> list:
+    """``[(file stem, uint8 RGB image)]`` of the images under ``folder`` (sorted, the first ``limit``);
+    an unreadable folder or image, none at all, or one smaller than ``min_side`` is an
+    :class:`ImageError`."""
+    try:
+        paths = list_images(folder)
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise ImageNotFoundError(str(e)) from None
+    if limit:
+        paths = paths[:limit]
+    if not paths:
+        raise ImageNotFoundError(f"no images under {folder}")
+    out = []
+    for p in paths:
+        im = load_image(p)
+        if min(im.shape[:2]) < min_side:
+            raise ImageError(
+                f"{p}: {im.shape[1]}x{im.shape[0]} is too small for {what} ({min_side} pixels a side at least)"
+            )
+        out.append((Path(p).stem, im))
+    return out
+
+
+def iter_images(root: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[tuple[Path, np.ndarray]]:
     """``(path, uint8 RGB)`` for every image below ``root`` (sorted); unreadable ones are logged and skipped."""
     for p in list_images(root, check=False):
         try:

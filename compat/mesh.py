@@ -54,7 +54,12 @@ def maybe_initialize_distributed(force: bool | None = None) -> bool:
             "process_id": int(os.environ["JAX_PROCESS_ID"]),
         }
     jax.distributed.initialize(**kwargs)
-    log.info("jax.distributed: process %d of %d, %d devices in all", jax.process_index(), jax.process_count(), jax.device_count())
+    log.info(
+        "jax.distributed: process %d of %d, %d devices in all",
+        jax.process_index(),
+        jax.process_count(),
+        jax.device_count(),
+    )
     return True
 
 
@@ -82,7 +87,9 @@ def local_batch_size(global_batch_size: int, mesh: Mesh) -> int:
     """This process's share of a global batch; the global batch must split evenly over the devices."""
     n_dev = mesh.devices.size
     if global_batch_size % n_dev:
-        raise ValueError(f"global batch {global_batch_size} does not split over {n_dev} devices; use a multiple of {n_dev}")
+        raise ValueError(
+            f"global batch {global_batch_size} does not split over {n_dev} devices; use a multiple of {n_dev}"
+        )
     local_devices = sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
     return global_batch_size // n_dev * local_devices
 

@@ -196,8 +196,16 @@ def ms_ssim(
             f"ms_ssim with {levels} scales needs images of at least {min_side}x{min_side} pixels "
             f"(the coarsest scale must hold the {filter_size}x{filter_size} window), got {h}x{w}"
         )
-    return _ms_ssim(x, y, float(data_range), tuple(float(p) for p in power_factors), int(filter_size), float(sigma),
-                    float(k1), float(k2))
+    return _ms_ssim(
+        x,
+        y,
+        float(data_range),
+        tuple(float(p) for p in power_factors),
+        int(filter_size),
+        float(sigma),
+        float(k1),
+        float(k2),
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6, 7))
@@ -211,9 +219,7 @@ def _ms_ssim(x, y, data_range, power_factors, filter_size, sigma, k1, k2):
             xf, yf = _downsample_2x(xf), _downsample_2x(yf)
         s, cs = _ssim_cs(xf, yf, data_range, filter_size, sigma, k1, k2)
         terms.append(cs if level < levels - 1 else s)
-    value = functools.reduce(
-        lambda a, b: a * b, [_safe_pow(t, p) for t, p in zip(terms, power_factors)]
-    )  # (N, C)
+    value = functools.reduce(lambda a, b: a * b, [_safe_pow(t, p) for t, p in zip(terms, power_factors)])  # (N, C)
     return jnp.mean(value, axis=-1).reshape(lead)
 
 
@@ -372,7 +378,7 @@ def _curve(rate: Sequence[float], quality: Sequence[float], name: str) -> tuple[
 
 
 def _integral(x: np.ndarray, y: np.ndarray, lo: float, hi: float) -> float:
-    from scipy.interpolate import PchipInterpolator
+    from scipy.interpolate import PchipInterpolator  # lazy: slow to import; only this measure needs it
 
     order = np.argsort(x)
     x, y = x[order], y[order]
@@ -385,7 +391,7 @@ def _clip_rate(r: np.ndarray, q: np.ndarray, rate_range: tuple[float, float] | N
     """Restrict a curve to a rate interval, adding interpolated end points (PCHIP in log-rate)."""
     if rate_range is None:
         return r, q
-    from scipy.interpolate import PchipInterpolator
+    from scipy.interpolate import PchipInterpolator  # lazy: slow to import; only this measure needs it
 
     lo, hi = max(rate_range[0], r[0]), min(rate_range[1], r[-1])
     if not lo < hi:

@@ -94,9 +94,7 @@ class AlexNetFeatures(nn.Module):
 def backbone_params(net: str) -> dict:
     """Flax params of the LPIPS backbone ``net`` ('alex' | 'vgg') from the shipped weights."""
     w = _weights.lpips_weights(net)
-    return {
-        f"Conv_{i}": {"kernel": jnp.asarray(k), "bias": jnp.asarray(b)} for i, (k, b) in enumerate(w["backbone"])
-    }
+    return {f"Conv_{i}": {"kernel": jnp.asarray(k), "bias": jnp.asarray(b)} for i, (k, b) in enumerate(w["backbone"])}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Plot runs' ``metrics.jsonl``: one panel per logged quantity against the step, one line per run.
 
-    python -m compat.plot_metrics RUN_DIR [-o RUN_DIR/metrics.png] [--keys loss psnr mean_q_luma]
-    python -m compat.plot_metrics runs/a runs/b -o compare.png --keys psnr_gain --smooth 10
+python -m compat.plot_metrics RUN_DIR [-o RUN_DIR/metrics.png] [--keys loss psnr mean_q_luma]
+python -m compat.plot_metrics runs/a runs/b -o compare.png --keys psnr_gain --smooth 10
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot(rows: list[dict] | dict[str, list[dict]], out: Path, keys: list[str] | None = None, title: str = "",
-         smooth: int = 1) -> Path:
+def plot(
+    rows: list[dict] | dict[str, list[dict]], out: Path, keys: list[str] | None = None, title: str = "", smooth: int = 1
+) -> Path:
     """``rows`` of one run, or ``{label: rows}`` of several (one line each, with a legend)."""
-    import matplotlib
+    import matplotlib  # lazy: slow to import; only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: slow to import; only plotting needs it
 
     runs = rows if isinstance(rows, dict) else {"": rows}
     keys = keys or sorted({k for r in runs.values() for row in r for k in row} - _SKIP)
@@ -66,7 +67,7 @@ def plot(rows: list[dict] | dict[str, list[dict]], out: Path, keys: list[str] | 
         ax.tick_params(labelsize=7)
         if len(runs) > 1:
             ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
@@ -93,8 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and not args.force:
             raise ValueError(f"{out} exists; pass --force to overwrite it")
         runs = {str(Path(r)): load_metrics(p) for r, p in zip(args.run, paths)}
-        plot(runs if len(runs) > 1 else next(iter(runs.values())), out, args.keys,
-             title="" if len(runs) > 1 else args.run[0], smooth=args.smooth)
+        plot(
+            runs if len(runs) > 1 else next(iter(runs.values())),
+            out,
+            args.keys,
+            title="" if len(runs) > 1 else args.run[0],
+            smooth=args.smooth,
+        )
     except ValueError as e:
         print(f"plot_metrics: error: {e}", file=sys.stderr)
         return 2

@@ -59,14 +59,25 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
 from compat import mesh as meshlib
 from compat.checkpoint import Checkpointer, CheckpointError
 from compat.config import ConfigError, flatten
 from compat.locks import FolderBusyError, FolderLock
 
-__all__ = ["Task", "TrainingDiverged", "RunRefused", "ConfigMismatchError", "WorkdirBusyError", "train", "guard_update",
-           "global_norm", "JsonlWriter", "CADENCE_KEYS"]
+__all__ = [
+    "Task",
+    "TrainingDiverged",
+    "RunRefused",
+    "ConfigMismatchError",
+    "WorkdirBusyError",
+    "train",
+    "guard_update",
+    "global_norm",
+    "JsonlWriter",
+    "CADENCE_KEYS",
+]
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +203,9 @@ def _check_config(config, workdir: Path, has_checkpoints: bool, allow_change: bo
     try:
         old = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ConfigMismatchError(f"{path} cannot be read ({e}); it records the config of the run in {workdir}") from None
+        raise ConfigMismatchError(
+            f"{path} cannot be read ({e}); it records the config of the run in {workdir}"
+        ) from None
     diff = config_differences(old, new)
     if diff and not allow_change:
         shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
@@ -228,8 +241,12 @@ def _truncate_metrics(path: Path, last_step: int) -> int:
 
 def _new_sentinel(start: int) -> dict:
     """The device-side record of the first non-finite step: ``step`` -1 until one happens."""
-    return {"next": jnp.asarray(start, jnp.int32), "step": jnp.asarray(-1, jnp.int32),
-            "loss": jnp.zeros((), jnp.float32), "grad_norm": jnp.zeros((), jnp.float32)}
+    return {
+        "next": jnp.asarray(start, jnp.int32),
+        "step": jnp.asarray(-1, jnp.int32),
+        "loss": jnp.zeros((), jnp.float32),
+        "grad_norm": jnp.zeros((), jnp.float32),
+    }
 
 
 def _watched(train_step):
@@ -241,8 +258,12 @@ def _watched(train_step):
         state, m = train_step(state, batch, rng)
         loss, gnorm = jnp.asarray(m["loss"], jnp.float32), jnp.asarray(m["grad_norm"], jnp.float32)
         hit = (sentinel["step"] < 0) & ~(jnp.isfinite(loss) & jnp.isfinite(gnorm))
-        sentinel = {"next": sentinel["next"] + 1, "step": jnp.where(hit, sentinel["next"], sentinel["step"]),
-                    "loss": jnp.where(hit, loss, sentinel["loss"]), "grad_norm": jnp.where(hit, gnorm, sentinel["grad_norm"])}
+        sentinel = {
+            "next": sentinel["next"] + 1,
+            "step": jnp.where(hit, sentinel["next"], sentinel["step"]),
+            "loss": jnp.where(hit, loss, sentinel["loss"]),
+            "grad_norm": jnp.where(hit, gnorm, sentinel["grad_norm"]),
+        }
         return state, m, sentinel
 
     return step
@@ -253,7 +274,9 @@ def _raise_if_diverged(sentinel: dict, last_good: int | None, workdir: Path) -> 
     if bad < 0:
         return
     loss, gnorm = float(sentinel["loss"]), float(sentinel["grad_norm"])
-    where = f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written yet"
+    where = (
+        f"the last good checkpoint is step {last_good}" if last_good is not None else "no checkpoint was written yet"
+    )
     raise TrainingDiverged(
         f"non-finite loss ({loss}) or gradient norm ({gnorm}) at step {bad + 1}: stopped without "
         f"applying the update; {where} in {workdir / 'checkpoints'}"
@@ -264,8 +287,15 @@ def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(np.asarray(v)) for k, v in metrics.items()}
 
 
-def train(config, workdir: str | Path, task: Task, *, progress: bool = True, allow_config_change: bool = False,
-          fresh_start_ok: bool = False) -> tuple[Any, dict]:
+def train(
+    config,
+    workdir: str | Path,
+    task: Task,
+    *,
+    progress: bool = True,
+    allow_config_change: bool = False,
+    fresh_start_ok: bool = False,
+) -> tuple[Any, dict]:
     """Run ``task`` for ``config.steps`` steps in ``workdir``; returns ``(state, last metrics)``.
 
     Config fields used: ``steps``, ``batch_size`` (global), ``seed``, ``log_every``,
@@ -331,15 +361,13 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
         if pid == 0:
             writer = JsonlWriter(workdir / "metrics.jsonl")
             try:
-                from tensorboardX import SummaryWriter
+                from tensorboardX import SummaryWriter  # lazy: slow to import; only TensorBoard logging needs it
 
                 # purge_step: TensorBoard drops the events of the steps redone after a resume
                 tb = SummaryWriter(str(workdir / "tensorboard"), purge_step=start + 1 if start else None)
             except ImportError:  # pragma: no cover - tensorboardX is a dependency
                 log.warning("tensorboardX not installed: no TensorBoard events")
             if progress:
-                from tqdm import tqdm
-
                 bar = tqdm(total=config.steps, initial=start, desc=task.name, unit="step", dynamic_ncols=True)
 
         metrics: dict = {}
@@ -380,8 +408,11 @@ def train(config, workdir: str | Path, task: Task, *, progress: bool = True, all
                 ckpt.save(done, state, iterator, force=True)
                 ckpt.wait()
                 preempted = done
-                log.warning("preempted: saved a checkpoint at step %d in %s; rerun the same command to continue",
-                            done, workdir / "checkpoints")
+                log.warning(
+                    "preempted: saved a checkpoint at step %d in %s; rerun the same command to continue",
+                    done,
+                    workdir / "checkpoints",
+                )
                 break
             if done % config.checkpoint_every == 0 or done == config.steps:
                 ckpt.save(done, state, iterator, force=True)

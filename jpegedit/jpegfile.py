@@ -45,7 +45,7 @@ class UnsupportedJPEGError(JPEGFileError):
 
 
 def _jpeglib():
-    import jpeglib  # imported late: it loads a C library
+    import jpeglib  # imported late: it loads a C library; lazy: loads libjpeg builds; only mozjpeg needs it
 
     return jpeglib
 
@@ -70,7 +70,9 @@ def _coefficient_array(a, expect: tuple[int, int], name: str) -> np.ndarray:
             "(write a batch one image at a time)"
         )
     if a.shape[:2] != expect:
-        raise ValueError(f"{name} has a {a.shape[0]}x{a.shape[1]} block grid, the image size needs {expect[0]}x{expect[1]}")
+        raise ValueError(
+            f"{name} has a {a.shape[0]}x{a.shape[1]} block grid, the image size needs {expect[0]}x{expect[1]}"
+        )
     if not np.all(np.isfinite(a)) or not np.all(np.round(a) == a):
         raise ValueError(f"{name} coefficients must be integers (quantise with hard rounding before writing)")
     # Baseline Huffman coding holds AC magnitudes up to 1023 and DC values up to 2047 (8-bit samples).
@@ -192,7 +194,9 @@ def read_coefficients(data: bytes) -> tuple[Coefficients, np.ndarray]:
         co = Coefficients(np.array(jpeg.Y, np.int16), None, None, int(jpeg.height), int(jpeg.width), "444")
         return co, qt[tbl[0]][None]
     if space != "JCS_YCbCr" or len(samp) != 3:
-        raise UnsupportedJPEGError(f"only YCbCr and grayscale JPEGs are supported, this one is {space.removeprefix('JCS_')}")
+        raise UnsupportedJPEGError(
+            f"only YCbCr and grayscale JPEGs are supported, this one is {space.removeprefix('JCS_')}"
+        )
     if samp[1:] != [[1, 1], [1, 1]] or samp[0] not in ([1, 1], [2, 2]):
         raise UnsupportedJPEGError(
             f"only 4:4:4 and 4:2:0 chroma sampling are supported, this file has sampling factors {samp}"
@@ -201,7 +205,11 @@ def read_coefficients(data: bytes) -> tuple[Coefficients, np.ndarray]:
         raise UnsupportedJPEGError("Cb and Cr use different quantisation tables; this codec shares one chroma table")
     chroma = "420" if samp[0] == [2, 2] else "444"
     co = Coefficients(
-        np.array(jpeg.Y, np.int16), np.array(jpeg.Cb, np.int16), np.array(jpeg.Cr, np.int16),
-        int(jpeg.height), int(jpeg.width), chroma,
+        np.array(jpeg.Y, np.int16),
+        np.array(jpeg.Cb, np.int16),
+        np.array(jpeg.Cr, np.int16),
+        int(jpeg.height),
+        int(jpeg.width),
+        chroma,
     )
     return co, np.stack([qt[tbl[0]], qt[tbl[1]]])

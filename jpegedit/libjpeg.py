@@ -193,7 +193,9 @@ def encode(image: jax.Array, qtables, *, chroma: Chroma = "444", max_band_pixels
     if image.ndim > 3 or h * w <= max_band_pixels or h <= BAND_ROWS:
         return _encode_jit(jnp.asarray(image), tables, chroma)
     bands = [_encode_jit(jnp.asarray(image[top : top + BAND_ROWS]), tables, chroma) for top in range(0, h, BAND_ROWS)]
-    parts = [np.concatenate([np.asarray(b.components[i]) for b in bands], axis=0) for i in range(len(bands[0].components))]
+    parts = [
+        np.concatenate([np.asarray(b.components[i]) for b in bands], axis=0) for i in range(len(bands[0].components))
+    ]
     return Coefficients.assemble(parts, h, w, chroma)
 
 

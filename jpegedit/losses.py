@@ -73,9 +73,12 @@ def estimated_bits(components, weights: dict | None = None, tau: float = NONZERO
         r = jax.lax.stop_gradient(round_half_away(flat))
         ac, r_ac = flat[..., 1:], r[..., 1:]
         kept = r_ac != 0
-        hard = w["nonzero"] * jnp.sum(kept, axis=(-2, -1)) + w["log"] * jnp.sum(jnp.log2(1.0 + jnp.abs(r_ac)), axis=(-2, -1))
+        hard = w["nonzero"] * jnp.sum(kept, axis=(-2, -1)) + w["log"] * jnp.sum(
+            jnp.log2(1.0 + jnp.abs(r_ac)), axis=(-2, -1)
+        )
         soft = w["nonzero"] * jnp.sum(jax.nn.sigmoid((jnp.abs(ac) - 0.5) / tau), axis=(-2, -1)) + w["log"] * jnp.sum(
-            jnp.where(kept, jnp.log2(1.0 + jnp.abs(ac)), 0.0), axis=(-2, -1))
+            jnp.where(kept, jnp.log2(1.0 + jnp.abs(ac)), 0.0), axis=(-2, -1)
+        )
         diff = lambda dc: jnp.diff(dc, axis=-1, prepend=jnp.zeros_like(dc[..., :1]))  # noqa: E731
         hard = hard + w["dc_log"] * jnp.sum(jnp.log2(1.0 + jnp.abs(diff(r[..., 0]))), axis=-1)
         soft = soft + w["dc_log"] * jnp.sum(jnp.log2(1.0 + jnp.abs(diff(flat[..., 0]))), axis=-1)

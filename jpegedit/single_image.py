@@ -20,6 +20,7 @@ and checkpoints under ``OUT/checkpoints`` (a rerun of the same command resumes).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -31,12 +32,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from PIL import Image
+from tqdm import tqdm
 
 from compat import mesh as meshlib
+from compat import metrics
 from compat.checkpoint import Checkpointer
+from compat.cli import write_atomic
+from compat.images import list_images, load_image
 from compat.trainer import global_norm
-from jpegedit import codec, losses
-from jpegedit.model import TABLE_SCALE, attention_head, project_tables, tables_from_params
+from jpegedit import codec, jpegfile, losses
+from jpegedit.encoder import attention as model_attention
+from jpegedit.encoder import encode_for_file, features
+from jpegedit.encoder import features as image_features
+from jpegedit.models import load_model
+from jpegedit.network import TABLE_SCALE, attention_head, export_tables, project_tables, tables_from_params
 
 __all__ = ["prepare_images", "init_params", "make_step", "optimise", "evaluate_models", "main"]
 
@@ -49,7 +59,9 @@ def prepare_images(images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[bool]
     land = [np.ascontiguousarray(im.transpose(1, 0, 2)) if f else im for im, f in zip(images, flipped)]
     shapes = {im.shape for im in land}
     if len(shapes) != 1:
-        raise ValueError(f"single-image optimisation needs images of one size (after turning portraits): got {sorted(shapes)}")
+        raise ValueError(
+            f"single-image optimisation needs images of one size (after turning portraits): got {sorted(shapes)}"
+        )
     return np.stack(land), flipped
 
 
@@ -60,19 +72,25 @@ def init_params(model, count: int) -> dict:
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     for m in models:
         if m.head is None:
-            raise ValueError(f"model {m.name} has no attention head; single-image optimisation refines Q-tables + attention")
+            raise ValueError(
+                f"model {m.name} has no attention head; single-image optimisation refines Q-tables + attention"
+            )
     pick = np.arange(count) % len(models)
 
     def stack(get):
         return jnp.asarray(np.stack([np.asarray(get(models[i]), np.float32) for i in pick]))
 
-    return {"q": stack(lambda m: m.tables) * TABLE_SCALE,
-            "head": {"kernel": stack(lambda m: m.head["kernel"]), "bias": stack(lambda m: m.head["bias"])}}
+    return {
+        "q": stack(lambda m: m.tables) * TABLE_SCALE,
+        "head": {"kernel": stack(lambda m: m.head["kernel"]), "bias": stack(lambda m: m.head["bias"])},
+    }
 
 
 def make_optimizer(lr: float, head_lr: float) -> optax.GradientTransformation:
     labels = {"q": "q", "head": {"kernel": "head", "bias": "head"}}
-    return optax.chain(optax.multi_transform({"q": optax.adam(lr), "head": optax.adam(head_lr)}, labels), project_tables())
+    return optax.chain(
+        optax.multi_transform({"q": optax.adam(lr), "head": optax.adam(head_lr)}, labels), project_tables()
+    )
 
 
 def make_step(tx: optax.GradientTransformation, alpha: float = 10.0, beta: float = 1.0, gamma: float = 0.0):
@@ -105,7 +123,6 @@ def make_step(tx: optax.GradientTransformation, alpha: float = 10.0, beta: float
 
 def backbone_features(images: np.ndarray) -> jax.Array:
     """The frozen backbone's features of every image, once: (N, H/8, W/8, 256)."""
-    from jpegedit.models import features
 
     return jnp.stack([features(x) for x in images])
 
@@ -117,8 +134,18 @@ def _per_lambda(model, nl: int) -> list:
     return models
 
 
-def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr: float = 1e-5, head_lr: float = 1e-4,
-             workdir: str | Path | None = None, checkpoint_every: int = 100, progress: bool = True) -> tuple[dict, dict]:
+def optimise(
+    images: np.ndarray,
+    lams: Sequence[float],
+    model,
+    *,
+    steps: int,
+    lr: float = 1e-5,
+    head_lr: float = 1e-4,
+    workdir: str | Path | None = None,
+    checkpoint_every: int = 100,
+    progress: bool = True,
+) -> tuple[dict, dict]:
     """Refine ``model`` (one, or one per lambda) on each image at each lambda (M = images x lambdas
     models, padded to a multiple of the device count). Returns ``(params with a leading model axis, info)``; model
     ``i * len(lams) + j`` is image ``i`` at ``lams[j]``."""
@@ -136,7 +163,9 @@ def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr
     tx = make_optimizer(lr, head_lr)
     starts = _per_lambda(model, nl)
     if any(m.head is not None and "hidden" in m.head for m in starts):
-        raise ValueError("single-image optimisation refines the paper's linear attention head; a coeff-head model is not supported")
+        raise ValueError(
+            "single-image optimisation refines the paper's linear attention head; a coeff-head model is not supported"
+        )
     params = init_params(starts, total)
     opt_state = jax.vmap(tx.init)(params)
     state = {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
@@ -153,9 +182,12 @@ def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr
         if restored is not None:
             state, start = restored, at
             log.info("resumed single-image optimisation at step %d", start)
-    step_fn = jax.jit(make_step(tx), in_shardings=(shard, shard, repl, repl, shard, shard), out_shardings=(shard, shard, shard),
-                      donate_argnums=(0, 1))
-    from tqdm import tqdm
+    step_fn = jax.jit(
+        make_step(tx),
+        in_shardings=(shard, shard, repl, repl, shard, shard),
+        out_shardings=(shard, shard, shard),
+        donate_argnums=(0, 1),
+    )
 
     bar = tqdm(total=steps, initial=start, desc=f"{m} single-image models", unit="step", disable=not progress)
     first = last = None
@@ -175,23 +207,24 @@ def optimise(images: np.ndarray, lams: Sequence[float], model, *, steps: int, lr
         bar.close()
         if ckpt is not None:
             ckpt.close()
-    info = {"models": m, "padding": pad, "devices": mesh.size, "steps": steps, "resumed_at": start,
-            "seconds": time.perf_counter() - t0, "first_loss": None if first is None else first.tolist(),
-            "last_loss": None if last is None else last.tolist()}
+    info = {
+        "models": m,
+        "padding": pad,
+        "devices": mesh.size,
+        "steps": steps,
+        "resumed_at": start,
+        "seconds": time.perf_counter() - t0,
+        "first_loss": None if first is None else first.tolist(),
+        "last_loss": None if last is None else last.tolist(),
+    }
     return jax.tree.map(lambda x: np.asarray(x)[:m], p), info
 
 
-def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence[str], lams: Sequence[float], params: dict,
-                    model) -> list[dict]:
+def evaluate_models(
+    images: np.ndarray, flipped: Sequence[bool], names: Sequence[str], lams: Sequence[float], params: dict, model
+) -> list[dict]:
     """Each (image, lambda) model as a real JPEG file of its image (turned back if it was a portrait),
     standard Huffman tables; and the starting model on the same image, for comparison."""
-    import io
-
-    from PIL import Image
-
-    from compat import metrics
-    from jpegedit import jpegfile
-    from jpegedit.model import encode_for_file, export_tables
 
     starts = _per_lambda(model, len(lams))
     feats = backbone_features(images)
@@ -201,11 +234,12 @@ def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence
         data = jpegfile.write(co, tables)
         dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         x, y = image.astype(np.float32), dec.astype(np.float32)
-        return {"bytes": len(data), "bpp": metrics.bpp(len(data), *image.shape[:2]), "psnr": float(metrics.psnr(x, y)),
-                "ms_ssim": float(metrics.ms_ssim(x, y)) if min(image.shape[:2]) >= 161 else None}
-
-    from jpegedit.models import attention as model_attention
-    from jpegedit.models import features as image_features
+        return {
+            "bytes": len(data),
+            "bpp": metrics.bpp(len(data), *image.shape[:2]),
+            "psnr": float(metrics.psnr(x, y)),
+            "ms_ssim": float(metrics.ms_ssim(x, y)) if min(image.shape[:2]) >= 161 else None,
+        }
 
     rows = []
     for i, name in enumerate(names):
@@ -226,8 +260,15 @@ def evaluate_models(images: np.ndarray, flipped: Sequence[bool], names: Sequence
                 # coefficients (v, u) -> (u, v), and so the tables and the attention within each block
                 tables = np.ascontiguousarray(tables.transpose(0, 2, 1))
                 attention = tuple(jnp.transpose(a, (1, 0, 3, 2)) for a in attention)
-            rows.append({"image": name, "lam": float(lam), "before": before, "after": file_scores(image, tables, attention),
-                         "tables": tables.tolist()})
+            rows.append(
+                {
+                    "image": name,
+                    "lam": float(lam),
+                    "before": before,
+                    "after": file_scores(image, tables, attention),
+                    "tables": tables.tolist(),
+                }
+            )
     return rows
 
 
@@ -247,7 +288,6 @@ def bd_vs_start(rows: list[dict], lams: Sequence[float], split: float = 0.3) -> 
     """BD-rate of the refined models' mean curve against their starting models' (same images), in
     PSNR and MS-SSIM, over the whole common range and below / above ``split`` bpp (the paper: the
     single-image models win above 0.3 bpp). None where the curves do not overlap there."""
-    from compat import metrics
 
     before, after = _curve(rows, lams, "before"), _curve(rows, lams, "after")
     out = {"split_bpp": split}
@@ -256,8 +296,11 @@ def bd_vs_start(rows: list[dict], lams: Sequence[float], split: float = 0.3) -> 
             continue
         rb, qb = np.array([c["bpp"] for c in before]), np.array([c[key] for c in before])
         ra, qa = np.array([c["bpp"] for c in after]), np.array([c[key] for c in after])
-        for name, rr in ((f"bd_rate_{key}", None), (f"bd_rate_{key}_below_{split}", (0.0, split)),
-                         (f"bd_rate_{key}_above_{split}", (split, np.inf))):
+        for name, rr in (
+            (f"bd_rate_{key}", None),
+            (f"bd_rate_{key}_below_{split}", (0.0, split)),
+            (f"bd_rate_{key}_above_{split}", (split, np.inf)),
+        ):
             try:
                 out[name] = float(metrics.bd_rate(rb, qb, ra, qa, rate_range=rr))
             except ValueError:
@@ -266,10 +309,10 @@ def bd_vs_start(rows: list[dict], lams: Sequence[float], split: float = 0.3) -> 
 
 
 def _plot(rows: list[dict], curve: list[dict], path: Path, start: list[dict] | None = None) -> None:
-    import matplotlib
+    import matplotlib  # lazy: slow to import; only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: slow to import; only plotting needs it
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for name in sorted({r["image"] for r in rows}):
@@ -277,7 +320,9 @@ def _plot(rows: list[dict], curve: list[dict], path: Path, start: list[dict] | N
         ax.plot([r["after"]["bpp"] for r in rs], [r["after"]["psnr"] for r in rs], color="0.8", lw=0.8)
     ax.plot([c["bpp"] for c in curve], [c["psnr"] for c in curve], "o-", color="C0", label="single-image models (mean)")
     if start:  # the starting models' curve (one start per lambda, or the same one repeated)
-        ax.plot([c["bpp"] for c in start], [c["psnr"] for c in start], "s--", color="C3", label="starting models (mean)")
+        ax.plot(
+            [c["bpp"] for c in start], [c["psnr"] for c in start], "s--", color="C3", label="starting models (mean)"
+        )
     ax.set_xlabel("bits per pixel")
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
@@ -288,16 +333,15 @@ def _plot(rows: list[dict], curve: list[dict], path: Path, start: list[dict] | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from compat.cli import write_atomic
-    from compat.images import list_images, load_image
-    from jpegedit.models import load_model
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="folder of images of one size (portraits are turned)")
     ap.add_argument("--out", required=True, help="results folder (JSON, plot, checkpoints)")
     ap.add_argument("--lambdas", default="0.001,0.003,0.01,0.03,0.1,0.3", help="comma-separated lambdas")
-    ap.add_argument("--init", default="attention_lam{lam}",
-                    help="the model the single-image models start from; {lam} stands for each lambda (one start per lambda)")
+    ap.add_argument(
+        "--init",
+        default="attention_lam{lam}",
+        help="the model the single-image models start from; {lam} stands for each lambda (one start per lambda)",
+    )
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate of the tables")
     ap.add_argument("--head-lr", type=float, default=1e-4, help="Adam learning rate of the attention head")
@@ -307,7 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     meshlib.maybe_initialize_distributed()
     paths = list_images(args.data)[: args.limit] if args.limit else list_images(args.data)
     lams = [float(x) for x in args.lambdas.split(",") if x]
-    model = [load_model(args.init.format(lam=f"{lam:g}")) for lam in lams] if "{lam}" in args.init else load_model(args.init)
+    model = (
+        [load_model(args.init.format(lam=f"{lam:g}")) for lam in lams]
+        if "{lam}" in args.init
+        else load_model(args.init)
+    )
     images, flipped = prepare_images([load_image(p) for p in paths])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -316,14 +364,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = evaluate_models(images, flipped, [Path(p).name for p in paths], lams, params, model)
     curve = _curve(rows, lams)
-    doc = {"init": [m.name for m in model] if isinstance(model, list) else model.name, "lambdas": lams, "steps": args.steps, "lr": args.lr, "head_lr": args.head_lr, "info": info,
-           "curve": curve, "start_curve": _curve(rows, lams, "before"), "vs_start": bd_vs_start(rows, lams), "images": rows}
+    doc = {
+        "init": [m.name for m in model] if isinstance(model, list) else model.name,
+        "lambdas": lams,
+        "steps": args.steps,
+        "lr": args.lr,
+        "head_lr": args.head_lr,
+        "info": info,
+        "curve": curve,
+        "start_curve": _curve(rows, lams, "before"),
+        "vs_start": bd_vs_start(rows, lams),
+        "images": rows,
+    }
     write_atomic(out / "single_image.json", json.dumps(doc, indent=1).encode(), force=True)
     _plot(rows, curve, out / "single_image.png", doc["start_curve"])
     for c in curve:
         print(f"lambda {c['lam']:g}: {c['bpp']:.3f} bpp, PSNR {c['psnr']:.2f} dB over {c['images']} images")
-    print("BD-rate against the starting models: " + ", ".join(f"{k} {v:+.1f}%" for k, v in doc["vs_start"].items()
-                                                               if k.startswith("bd_") and v is not None))
+    print(
+        "BD-rate against the starting models: "
+        + ", ".join(f"{k} {v:+.1f}%" for k, v in doc["vs_start"].items() if k.startswith("bd_") and v is not None)
+    )
     return 0
 
 

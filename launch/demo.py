@@ -33,7 +33,19 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from compat.cli import OneLineParser, UsageError, load_folder, write_atomic  # noqa: E402
+from PIL import Image, ImageDraw
+
+from compat import metrics
+from compat.cli import OneLineParser, UsageError, write_atomic
+from compat.cli import run as run_tool
+from compat.images import load_folder
+from jpegedit.encoder import encode_jpeg
+from jpegedit.models import load_model as load_jpeg_model
+from trimesh_decode import raster_cpu
+from trimesh_decode.encoder import encode_image
+from trimesh_decode.evaluate import square_256
+from trimesh_decode.models import DEFAULT_MODEL
+from trimesh_decode.models import load_model as load_decoder
 
 EXAMPLE = """examples:
   python -m launch.demo                                  # scikit-image's photos -> demo/index.html
@@ -46,7 +58,7 @@ MS_SSIM_MIN = 161  # 5 scales of an 11x11 window
 
 def embedded_photos() -> list[tuple[str, np.ndarray]]:
     """Colour photos scikit-image ships (no download)."""
-    from skimage import data
+    from skimage import data  # lazy: slow to import; only the embedded example needs it
 
     return [("astronaut", data.astronaut()), ("coffee", data.coffee()), ("chelsea", data.chelsea())]
 
@@ -56,21 +68,16 @@ def folder_photos(folder: str, limit: int | None) -> list[tuple[str, np.ndarray]
 
 
 def _save(path: Path, image: np.ndarray) -> str:
-    from PIL import Image
-
     Image.fromarray(image).save(path)
     return path.name
 
 
 def _decode_jpeg(data: bytes) -> np.ndarray:
-    from PIL import Image
-
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def _libjpeg_closest(image: np.ndarray, target: int) -> tuple[int, bytes]:
     """The Pillow (libjpeg) quality, 4:4:4, whose file size is closest to ``target`` bytes."""
-    from PIL import Image
 
     def enc(q):
         buf = io.BytesIO()
@@ -89,10 +96,7 @@ def _libjpeg_closest(image: np.ndarray, target: int) -> tuple[int, bytes]:
 
 
 def jpeg_part(name: str, image: np.ndarray, out: Path) -> dict:
-    from compat import metrics
-    from jpegedit.models import encode_jpeg, load_model
-
-    model = load_model(JPEG_MODEL)
+    model = load_jpeg_model(JPEG_MODEL)
     learned = encode_jpeg(model, image)
     q, ref = _libjpeg_closest(image, len(learned))
     h, w = image.shape[:2]
@@ -102,26 +106,37 @@ def jpeg_part(name: str, image: np.ndarray, out: Path) -> dict:
         (out / f"{name}_{key}.jpg").write_bytes(data)
         x, y = image.astype(np.float32), dec.astype(np.float32)
         rows[key] = {
-            "bytes": len(data), "bpp": 8 * len(data) / (h * w), "psnr": float(metrics.psnr(x, y)),
-            "ms_ssim": float(metrics.ms_ssim(x, y)) if min(h, w) >= MS_SSIM_MIN else None, "lpips": float(metrics.lpips(x, y, net="alex")),
+            "bytes": len(data),
+            "bpp": 8 * len(data) / (h * w),
+            "psnr": float(metrics.psnr(x, y)),
+            "ms_ssim": float(metrics.ms_ssim(x, y)) if min(h, w) >= MS_SSIM_MIN else None,
+            "lpips": float(metrics.lpips(x, y, net="alex")),
             "file": f"{name}_{key}.jpg",
         }
     rows["libjpeg"]["quality"] = q
     rows["model"] = JPEG_MODEL
-    rows["figure"] = _crops_figure(out / f"{name}_jpeg.png", image, [_decode_jpeg(ref), _decode_jpeg(learned)],
-                                   ["original", f"libjpeg q{q}", f"learned ({JPEG_MODEL})"], rows)
+    rows["figure"] = _crops_figure(
+        out / f"{name}_jpeg.png",
+        image,
+        [_decode_jpeg(ref), _decode_jpeg(learned)],
+        ["original", f"libjpeg q{q}", f"learned ({JPEG_MODEL})"],
+        rows,
+    )
     return rows
 
 
 def _crops_figure(path: Path, image, decoded, titles, rows) -> str:
     """The central 128x128 of each, enlarged 2x with nearest neighbours, side by side."""
-    from PIL import Image, ImageDraw
 
     h, w = image.shape[:2]
     s = min(128, h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    tiles = [Image.fromarray(np.ascontiguousarray(x[top : top + s, left : left + s])).resize((2 * s, 2 * s), Image.Resampling.NEAREST)
-             for x in [image, *decoded]]
+    tiles = [
+        Image.fromarray(np.ascontiguousarray(x[top : top + s, left : left + s])).resize(
+            (2 * s, 2 * s), Image.Resampling.NEAREST
+        )
+        for x in [image, *decoded]
+    ]
     canvas = Image.new("RGB", (len(tiles) * (2 * s + 8), 2 * s + 22), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (t, title) in enumerate(zip(tiles, titles)):
@@ -132,20 +147,14 @@ def _crops_figure(path: Path, image, decoded, titles, rows) -> str:
 
 
 def preview_part(name: str, image: np.ndarray, out: Path) -> dict:
-    from compat import metrics
-    from trimesh_decode import raster
-    from trimesh_decode.encoder import encode_image
-    from trimesh_decode.evaluate import square_256
-    from trimesh_decode.models import DEFAULT_MODEL, load_model
-
     sq = square_256(image)
     res = encode_image(sq, PREVIEW_BYTES, seed=0)
     (out / f"{name}.tri").write_bytes(res.data)
-    interp = raster.interpolate(res.preview, 256)
+    interp = raster_cpu.interpolate(res.preview, 256)
     rows: dict = {"bytes": res.num_bytes, "file": f"{name}.tri"}
     recon = {"interpolation": interp}
     try:
-        decoder = load_model(DEFAULT_MODEL)
+        decoder = load_decoder(DEFAULT_MODEL)
         recon["neural"] = decoder.decode([res.preview])[0]
         rows["model"] = decoder.name
     except FileNotFoundError:
@@ -153,8 +162,11 @@ def preview_part(name: str, image: np.ndarray, out: Path) -> dict:
     x = sq.astype(np.float32)
     for key, y in recon.items():
         y32 = y.astype(np.float32)
-        rows[key] = {"psnr": float(metrics.psnr(x, y32)), "ssim": float(metrics.ssim(x, y32)),
-                     "image": _save(out / f"{name}_{key}.png", y)}
+        rows[key] = {
+            "psnr": float(metrics.psnr(x, y32)),
+            "ssim": float(metrics.ssim(x, y32)),
+            "image": _save(out / f"{name}_{key}.png", y),
+        }
     rows["original"] = _save(out / f"{name}_square.png", sq)
     return rows
 
@@ -178,12 +190,16 @@ def _page(results: list[dict], seconds: float) -> str:
         j, p = r["jpeg"], r["preview"]
         parts.append(f"<h2>{html.escape(r['name'])} ({r['size'][1]}x{r['size'][0]})</h2>")
         parts.append("<h3>JPEG at equal bytes (centre, 2x)</h3>" + img(j["figure"], f"{r['name']} JPEG comparison"))
-        parts.append("<table><tr><th></th><th>bytes</th><th>bpp</th><th>PSNR dB</th><th>MS-SSIM</th><th>LPIPS</th></tr>")
+        parts.append(
+            "<table><tr><th></th><th>bytes</th><th>bpp</th><th>PSNR dB</th><th>MS-SSIM</th><th>LPIPS</th></tr>"
+        )
         for k in ("libjpeg", "learned"):
             m = j[k]
             label = f"libjpeg q{m['quality']}" if k == "libjpeg" else f"learned ({j['model']})"
-            parts.append(f"<tr><th>{label}</th><td>{m['bytes']}</td><td>{m['bpp']:.3f}</td><td>{m['psnr']:.2f}</td>"
-                         f"<td>{'n/a' if m['ms_ssim'] is None else format(m['ms_ssim'], '.4f')}</td><td>{m['lpips']:.4f}</td></tr>")
+            parts.append(
+                f"<tr><th>{label}</th><td>{m['bytes']}</td><td>{m['bpp']:.3f}</td><td>{m['psnr']:.2f}</td>"
+                f"<td>{'n/a' if m['ms_ssim'] is None else format(m['ms_ssim'], '.4f')}</td><td>{m['lpips']:.4f}</td></tr>"
+            )
         parts.append("</table>")
         parts.append(f"<h3>The same {p['bytes']}-byte preview, two decoders</h3><div class='row'>")
         parts.append(f"<figure>{img(p['original'], 'original')}<figcaption>original (256x256)</figcaption></figure>")
@@ -196,9 +212,11 @@ def _page(results: list[dict], seconds: float) -> str:
             parts.append("<p>No neural decoder model ships with this install: interpolation only.</p>")
     parts.append(f"<p>Made by <code>python -m launch.demo</code> in {seconds:.0f} s. Numbers: report.json.</p>")
     # marks every image that the browser decoded (launch/check_report.py reads the marks)
-    parts.append("<script>window.addEventListener('load',()=>{for(const i of document.images)"
-                 "{i.setAttribute('data-decoded', i.complete && i.naturalWidth>0 ? 'yes':'no')}"
-                 "document.body.setAttribute('data-ready','yes')});</script></body></html>")
+    parts.append(
+        "<script>window.addEventListener('load',()=>{for(const i of document.images)"
+        "{i.setAttribute('data-decoded', i.complete && i.naturalWidth>0 ? 'yes':'no')}"
+        "document.body.setAttribute('data-ready','yes')});</script></body></html>"
+    )
     return "\n".join(parts)
 
 
@@ -212,30 +230,44 @@ def run(images: str | None, out: str, force: bool, limit: int | None = None) -> 
     outdir.mkdir(parents=True, exist_ok=True)
     results = []
     for k, (name, image) in enumerate(photos):
-        print(f"[{k + 1}/{len(photos)}] {name}: learned JPEG vs libjpeg, then a {PREVIEW_BYTES}-byte preview", flush=True)
-        results.append({"name": name, "size": list(image.shape[:2]),
-                        "jpeg": jpeg_part(name, image, outdir), "preview": preview_part(name, image, outdir)})
+        print(
+            f"[{k + 1}/{len(photos)}] {name}: learned JPEG vs libjpeg, then a {PREVIEW_BYTES}-byte preview", flush=True
+        )
+        results.append(
+            {
+                "name": name,
+                "size": list(image.shape[:2]),
+                "jpeg": jpeg_part(name, image, outdir),
+                "preview": preview_part(name, image, outdir),
+            }
+        )
     seconds = time.perf_counter() - t0
-    write_atomic(outdir / "report.json", json.dumps({"seconds": seconds, "images": results}, indent=1).encode(), force=True)
+    write_atomic(
+        outdir / "report.json", json.dumps({"seconds": seconds, "images": results}, indent=1).encode(), force=True
+    )
     write_atomic(index, _page(results, seconds).encode(), force=True)
     return index
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m launch.demo", description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--images", default=None, help="a folder of photos (default: scikit-image's astronaut, coffee, chelsea)")
+    p = OneLineParser(
+        prog="python -m launch.demo",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--images", default=None, help="a folder of photos (default: scikit-image's astronaut, coffee, chelsea)"
+    )
     p.add_argument("--out", "-o", default="demo", help="report folder (default ./demo)")
     p.add_argument("--limit", type=int, default=None, help="only the first N photos")
     p.add_argument("--force", action="store_true", help="overwrite an existing report")
-    args = p.parse_args(argv)
-    try:
+
+    def command(args) -> str:
         index = run(args.images, args.out, args.force, args.limit)
-    except UsageError as e:
-        print(f"python -m launch.demo: error: {e}", file=sys.stderr)
-        return 2
-    print(f"report: {index.resolve()}  (open it in a browser)")
-    return 0
+        return f"report: {index.resolve()}  (open it in a browser)"
+
+    return run_tool("python -m launch.demo", p, command, argv)
 
 
 if __name__ == "__main__":

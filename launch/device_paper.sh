@@ -23,7 +23,7 @@
 # schedule override it).
 #
 # A warm start: EXTRA=",model.output=residual,model.init=mobile" starts the 256-filter model from the
-# shipped `mobile` decoder widened 4x (trimesh_decode.model.widen: the same function), so training
+# shipped `mobile` decoder widened 4x (trimesh_decode.hourglass.widen: the same function), so training
 # begins at mobile's quality instead of the paper's from-scratch image head.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -35,8 +35,12 @@ NAMES = ("nonzero", "log", "dc_log", "block")
 
 def features(unrounded: codec.Coefficients) -> np.ndarray:
     """Each term of the estimate alone (weight 1, the others and the headers 0)."""
-    return np.array([float(losses.estimated_bits(unrounded.components, {k: float(k == n) for k in (*NAMES, "file")}))
-                     for n in NAMES])
+    return np.array(
+        [
+            float(losses.estimated_bits(unrounded.components, {k: float(k == n) for k in (*NAMES, "file")}))
+            for n in NAMES
+        ]
+    )
 
 
 def main(argv=None) -> int:
@@ -71,8 +75,13 @@ def main(argv=None) -> int:
     est = x @ np.array([weights[n] for n in NAMES]) + header
     rel = np.abs(est - y) / y
     per_table = {name: float(np.mean([r for (_, n), r in zip(keys, rel) if n == name])) for name in tables}
-    result = {"weights": weights, "files": len(y), "mean_relative_error": float(rel.mean()),
-              "max_relative_error": float(rel.max()), "mean_relative_error_per_table": per_table}
+    result = {
+        "weights": weights,
+        "files": len(y),
+        "mean_relative_error": float(rel.mean()),
+        "max_relative_error": float(rel.max()),
+        "mean_relative_error_per_table": per_table,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "mean_relative_error_per_table"}))

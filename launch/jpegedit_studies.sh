@@ -43,7 +43,7 @@ case "${1:-}" in
   evaluate)
     shipped=$($PY -c "from jpegedit.models import list_models; print(','.join(list_models()))")
     # the 4:2:0 references (libjpeg, jpegli) without LPIPS to save the CPU, then everything else
-    $PY -m jpegedit.baselines --data "$KODAK" --out results/kodak --codecs libjpeg-420,jpegli-420 --no-lpips
+    jpegedit evaluate --data "$KODAK" -o results/kodak --force --codecs libjpeg-420,jpegli-420 --models none --no-lpips
     jpegedit evaluate --data "$KODAK" -o results/kodak --codecs libjpeg-444,libjpeg-444-opt,mozjpeg-444 --models "$shipped"
     # the studies' libjpeg curve: the one measured above (on their subset of the images)
     for d in results/kodak_gamma results/kodak_refine; do mkdir -p $d; [ -f $d/libjpeg-444.json ] || cp results/kodak/libjpeg-444.json $d/; done

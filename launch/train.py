@@ -41,7 +41,9 @@ SAVE_FAILED = 4
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file (with an optional :arg)", lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory: checkpoints, metrics.jsonl, tensorboard/, config.json")
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "yes", "no"], "call jax.distributed.initialize")
-_ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False, "continue a run with a config that differs from its config.json")
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "continue a run with a config that differs from its config.json"
+)
 _FRESH = flags.DEFINE_bool("fresh_start", False, "start from step 0 when every checkpoint was moved aside as damaged")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -97,8 +99,11 @@ def main(argv) -> int:
     except (CheckpointError, ConfigError) as e:
         return _fail(str(e))
     if "preempted" in metrics:
-        print(f"train: preempted (SIGTERM): checkpoint saved at step {metrics['preempted']} in {workdir}/checkpoints; "
-              f"run the same command again to continue", file=sys.stderr)
+        print(
+            f"train: preempted (SIGTERM): checkpoint saved at step {metrics['preempted']} in {workdir}/checkpoints; "
+            f"run the same command again to continue",
+            file=sys.stderr,
+        )
         return PREEMPTED
     logging.info("done: %s", {k: round(v, 5) for k, v in metrics.items()})
     return 0

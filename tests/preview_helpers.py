@@ -8,7 +8,9 @@ from trimesh_decode.bitstream import Preview
 def random_points(rng, gw: int, gh: int, k: int) -> np.ndarray:
     """Corners (TL, TR, BL, BR) then up to k distinct non-corner grid points in raster order."""
     corners = np.array([[0, 0], [gw - 1, 0], [0, gh - 1], [gw - 1, gh - 1]])
-    free = np.array([(x, y) for y in range(gh) for x in range(gw) if not ((x in (0, gw - 1)) and (y in (0, gh - 1)))]).reshape(-1, 2)
+    free = np.array(
+        [(x, y) for y in range(gh) for x in range(gw) if not ((x in (0, gw - 1)) and (y in (0, gh - 1)))]
+    ).reshape(-1, 2)
     k = min(k, len(free))
     pick = np.sort(rng.choice(len(free), size=k, replace=False))
     return np.concatenate([corners, free[pick]]).astype(np.int64)

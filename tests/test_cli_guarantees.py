@@ -50,7 +50,7 @@ def test_a_folder_given_as_the_output_file_is_refused_even_with_force(png, tmp_p
 
 
 def test_compat_measure_writes_atomically_and_creates_no_folder(png, tmp_path, capsys):
-    from compat.cli import main
+    from compat.measure import main
 
     assert main([str(png), str(png), "-o", str(tmp_path / "missing" / "s.json")]) == 2
     _one_line_error(capsys, "does not exist")
@@ -79,8 +79,14 @@ def test_written_files_follow_the_umask(png, tmp_path):
 def test_the_rgba_warning_is_one_plain_line(tmp_path):
     rgba = tmp_path / "a.png"
     Image.fromarray(np.full((16, 16, 4), 128, np.uint8)).save(rgba)
-    r = subprocess.run([sys.executable, "-m", "jpegedit.cli", "encode", str(rgba), "-o", str(tmp_path / "a.jpg")],
-                       cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "jpegedit.cli", "encode", str(rgba), "-o", str(tmp_path / "a.jpg")],
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr == f"jpegedit: warning: {rgba}: has an alpha channel; composited on white\n"
 
@@ -121,8 +127,10 @@ def test_one_image_limit_refuses_a_claimed_16000_square_before_anything_is_writt
     bomb.write_bytes(_png_header_only(16000, 16000))
     assert len(bomb.read_bytes()) < 80
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    for cmd in (["-m", "jpegedit.cli", "encode", str(bomb), "-o", str(tmp_path / "b.jpg")],
-                ["-m", "trimesh_decode.cli", "encode", str(bomb), "-o", str(tmp_path / "b.tri")]):
+    for cmd in (
+        ["-m", "jpegedit.cli", "encode", str(bomb), "-o", str(tmp_path / "b.jpg")],
+        ["-m", "trimesh_decode.cli", "encode", str(bomb), "-o", str(tmp_path / "b.tri")],
+    ):
         r = subprocess.run([sys.executable, *cmd], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and "exceeds the limit" in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.png"]

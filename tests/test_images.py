@@ -25,7 +25,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def _png(width: int, height: int, depth: int, color_type: int, raw_rows: bytes) -> bytes:
     """A PNG written by hand (Pillow cannot write 16-bit RGB or zero-sized ones)."""
     ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw_rows)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw_rows)) + _chunk(b"IEND", b"")
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -41,7 +43,10 @@ def test_rgb_png_and_jpeg(tmp_path, rgb):
     assert I.load_image(tmp_path / "a.jpg").shape == rgb.shape
 
 
-@pytest.mark.parametrize("orientation,transform", [(3, lambda a: a[::-1, ::-1]), (6, lambda a: np.rot90(a, -1)), (8, lambda a: np.rot90(a, 1))])
+@pytest.mark.parametrize(
+    "orientation,transform",
+    [(3, lambda a: a[::-1, ::-1]), (6, lambda a: np.rot90(a, -1)), (8, lambda a: np.rot90(a, 1))],
+)
 def test_exif_orientation_is_applied(tmp_path, rgb, orientation, transform):
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -207,7 +212,7 @@ def test_too_many_pixels(tmp_path, rgb):
 
 def test_limit_can_be_raised_past_pillows_own(tmp_path):
     # Pillow refuses > 2 * 89M pixels by itself; our configurable limit must be the one in force.
-    big = (tmp_path / "big.png")
+    big = tmp_path / "big.png"
     big.write_bytes(_png(20_000, 10_000, 8, 0, b""))  # 200M pixels, no data: truncated, not a bomb
     with pytest.raises(I.TruncatedImageError):
         I.load_image(big, max_pixels=300_000_000)
@@ -215,7 +220,13 @@ def test_limit_can_be_raised_past_pillows_own(tmp_path):
 
 
 def test_errors_are_image_errors_and_value_errors(tmp_path):
-    for cls in (I.ImageNotFoundError, I.NotAnImageError, I.TruncatedImageError, I.EmptyImageError, I.ImageTooLargeError):
+    for cls in (
+        I.ImageNotFoundError,
+        I.NotAnImageError,
+        I.TruncatedImageError,
+        I.EmptyImageError,
+        I.ImageTooLargeError,
+    ):
         assert issubclass(cls, I.ImageError) and issubclass(cls, ValueError)
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jpegedit import baselines
+from jpegedit import baselines, report, scoring
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def test_every_codec_writes_standard_jpegs_whose_size_grows_with_quality(codec, 
         pytest.skip("pyjpegli (the optional peers extra) is not installed")
     small, large = baselines.encode(codec, photo, 5), baselines.encode(codec, photo, 80)
     assert small[:2] == b"\xff\xd8" and len(small) < len(large)
-    assert baselines.decode(large).shape == photo.shape
+    assert scoring.decode(large).shape == photo.shape
 
 
 def test_the_codecs_differ_as_documented(photo):
@@ -38,18 +38,19 @@ def test_the_codecs_differ_as_documented(photo):
 def test_curves_summary_and_plots(tmp_path, photo):
     images = [("a", photo), ("b", photo[::-1].copy())]
     qs = (2, 5, 10, 20, 40, 80)
-    baselines.rd_curves(images, tmp_path, ["libjpeg-444", "libjpeg-444-opt", "mozjpeg-444"], qualities=qs,
-                        lpips=False, progress=False)
+    baselines.rd_curves(
+        images, tmp_path, ["libjpeg-444", "libjpeg-444-opt", "mozjpeg-444"], qualities=qs, lpips=False, progress=False
+    )
     doc = json.loads((tmp_path / "libjpeg-444.json").read_text())
     assert len(doc["points"]) == 12 and [m["quality"] for m in doc["mean"]] == list(qs)
     assert all(m["images"] == 2 and m["lpips"] is None for m in doc["mean"])
     bpp = [m["bpp"] for m in doc["mean"]]
     assert bpp == sorted(bpp)
-    s = baselines.summary(tmp_path, below=10.0)
+    s = report.summary(tmp_path, below=10.0)
     opt = s["codecs"]["libjpeg-444-opt"]
     assert opt["bd_rate_psnr"] < -5  # the same quantisation, fewer bits: a clearly negative BD-rate
     assert s["codecs"]["mozjpeg-444"]["lowest_bpp"] < s["codecs"]["libjpeg-444"]["lowest_bpp"]
-    assert [p.name for p in baselines.plot(tmp_path)] == ["rd_psnr.png", "rd_ms_ssim.png"]
+    assert [p.name for p in report.plot(tmp_path)] == ["rd_psnr.png", "rd_ms_ssim.png"]
     # a rerun measures nothing new (resumable), and keeps the points
     before = (tmp_path / "libjpeg-444.json").read_text()
     baselines.rd_curves(images, tmp_path, ["libjpeg-444"], qualities=qs, lpips=False, progress=False)
@@ -71,13 +72,33 @@ def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_pa
     Image.fromarray(photo).save(data / "a.png")
     Image.fromarray(photo[:, ::-1]).save(data / "b.png")
     out = tmp_path / "res"
-    assert main(["evaluate", "--data", str(data), "-o", str(out), "--codecs", "libjpeg-444,libjpeg-444-opt",
-                 "--models", "qtables_lam0.01,attention_lam0.01", "--no-lpips"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(data),
+                "-o",
+                str(out),
+                "--codecs",
+                "libjpeg-444,libjpeg-444-opt",
+                "--models",
+                "qtables_lam0.01,attention_lam0.01",
+                "--no-lpips",
+            ]
+        )
+        == 0
+    )
     assert "README.md" in capsys.readouterr().out
     # one curve per variant (model family) and Huffman setting
-    curves = {n: json.loads((out / f"learned-{n}.json").read_text()) for n in ("attention-std", "attention-opt", "qtables-std", "qtables-opt")}
+    curves = {
+        n: json.loads((out / f"learned-{n}.json").read_text())
+        for n in ("attention-std", "attention-opt", "qtables-std", "qtables-opt")
+    }
     assert all(len(c["points"]) == 2 and [m["model"] for m in c["mean"]] == [c["models"][0]] for c in curves.values())
-    assert curves["attention-std"]["models"] == ["attention_lam0.01"] and curves["qtables-opt"]["models"] == ["qtables_lam0.01"]
+    assert curves["attention-std"]["models"] == ["attention_lam0.01"] and curves["qtables-opt"]["models"] == [
+        "qtables_lam0.01"
+    ]
     for fam in ("attention", "qtables"):
         std, opt = curves[f"{fam}-std"], curves[f"{fam}-opt"]
         # the same coefficients: optimised Huffman tables only make the files smaller, never the pictures differ
@@ -90,7 +111,18 @@ def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_pa
     summary = json.loads((out / "summary.json").read_text())
     assert {r["test"] for r in summary["learned_vs_baselines"]} == {f"learned-{n}" for n in curves}
     # a results folder is never written into by accident: a rerun needs --force
-    rerun = ["evaluate", "--data", str(data), "-o", str(out), "--codecs", "libjpeg-444", "--models", "qtables_lam0.01", "--no-lpips"]
+    rerun = [
+        "evaluate",
+        "--data",
+        str(data),
+        "-o",
+        str(out),
+        "--codecs",
+        "libjpeg-444",
+        "--models",
+        "qtables_lam0.01",
+        "--no-lpips",
+    ]
     before = (out / "learned-qtables-std.json").read_text()
     files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     capsys.readouterr()
@@ -118,21 +150,28 @@ def test_qualitative_figures_attention_maps_and_the_smoothing_edit(tmp_path, pho
     grad = lambda x: np.abs(np.diff(x.astype(float), axis=1)).mean()  # noqa: E731
     assert grad(sm) < grad(photo)
     files = figures.figures(photo, tmp_path, crop=96)
-    assert [f.name for f in files] == ["attention.png", "smoothed.png", "crops.png"] and all(f.stat().st_size > 5000 for f in files)
+    assert [f.name for f in files] == ["attention.png", "smoothed.png", "crops.png"] and all(
+        f.stat().st_size > 5000 for f in files
+    )
 
 
 def test_rate_proxy_study_checks_that_the_loss_rate_terms_order_the_models_as_the_real_bits(tmp_path):
     from jpegedit import baselines
 
     def doc(codec, rows):
-        pts = [{"image": i, "model": m, "table_rate": t, "attention_rate": a, "bpp": b + 0.01 * i, "psnr": 30.0}
-               for m, t, a, b in rows for i in range(2)]
-        (tmp_path / f"{codec}.json").write_text(json.dumps({"codec": codec, "points": pts, "mean": baselines.mean_curve(pts, key="model")}))
+        pts = [
+            {"image": i, "model": m, "table_rate": t, "attention_rate": a, "bpp": b + 0.01 * i, "psnr": 30.0}
+            for m, t, a, b in rows
+            for i in range(2)
+        ]
+        (tmp_path / f"{codec}.json").write_text(
+            json.dumps({"codec": codec, "points": pts, "mean": baselines.mean_curve(pts, key="model")})
+        )
 
     doc("learned-attention-std", [("a_lam1", 3.0, 0.9, 1.0), ("a_lam0.1", 1.0, 0.5, 0.5), ("a_lam0.01", 0.6, 0.3, 0.3)])
     doc("learned-qtables-std", [("q_lam1", 3.0, 0.0, 0.9), ("q_lam0.1", 1.0, 0.0, 1.2)])  # out of order
     doc("learned-qtables-opt", [("q_lam1", 3.0, 0.0, 0.5), ("q_lam0.1", 1.0, 0.0, 0.4)])  # only -std curves count
-    res = baselines.rate_proxy(tmp_path)
+    res = report.rate_proxy(tmp_path)
     assert set(res) == {"learned-attention-std", "learned-qtables-std"}
     att = res["learned-attention-std"]
     assert att["monotone"] and att["spearman"] == pytest.approx(1.0)
@@ -145,8 +184,9 @@ def test_rate_proxy_study_checks_that_the_loss_rate_terms_order_the_models_as_th
 def test_shipped_attention_from_shared_backbone_features_equals_the_whole_network(photo):
     import jax.numpy as jnp
 
-    from jpegedit.model import AttentionNet
-    from jpegedit.models import attention, attention_params, features, list_models, load_model
+    from jpegedit.encoder import attention, features
+    from jpegedit.models import attention_params, list_models, load_model
+    from jpegedit.network import AttentionNet
 
     names = [n for n in list_models() if n.startswith("attention_")][:2]
     assert names, "no shipped attention model"
@@ -162,11 +202,23 @@ def test_shipped_attention_from_shared_backbone_features_equals_the_whole_networ
 def test_variants_trained_on_the_bit_estimate_are_checked_against_that_estimate(tmp_path):
     from jpegedit import baselines
 
-    pts = [{"image": i, "model": m, "table_rate": 1.0, "attention_rate": 0.0, "rate": "bits", "bpp": b,
-            "bits_estimate_bpp": b * (1.02 if i else 0.98), "psnr": 30.0} for m, b in (("qb_lam0.1", 0.5), ("qb_lam1", 1.0)) for i in range(2)]
+    pts = [
+        {
+            "image": i,
+            "model": m,
+            "table_rate": 1.0,
+            "attention_rate": 0.0,
+            "rate": "bits",
+            "bpp": b,
+            "bits_estimate_bpp": b * (1.02 if i else 0.98),
+            "psnr": 30.0,
+        }
+        for m, b in (("qb_lam0.1", 0.5), ("qb_lam1", 1.0))
+        for i in range(2)
+    ]
     doc = {"codec": "learned-qtables_bits-std", "points": pts, "mean": baselines.mean_curve(pts, key="model")}
     (tmp_path / "learned-qtables_bits-std.json").write_text(json.dumps(doc))
-    res = baselines.rate_proxy(tmp_path)["learned-qtables_bits-std"]
+    res = report.rate_proxy(tmp_path)["learned-qtables_bits-std"]
     assert res["mean_relative_error"] == pytest.approx(0.02) and res["files"] == 4
     assert res["monotone"] and res["spearman"] == pytest.approx(1.0)
     assert [r["model"] for r in res["models"]] == ["qb_lam0.1", "qb_lam1"]

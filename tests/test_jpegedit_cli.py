@@ -5,10 +5,10 @@ import sys
 
 import numpy as np
 import pytest
+from jpeg_helpers import photos, pillow_jpeg
 from PIL import Image
 
 from jpegedit import cli, codec, jpegfile
-from jpeg_helpers import photos, pillow_jpeg
 
 
 @pytest.fixture
@@ -109,7 +109,10 @@ def test_encode_with_a_shipped_learned_model_writes_a_standard_jpeg(png, tmp_pat
     np.testing.assert_array_equal(qt, model.tables)  # the learned tables are in the file
     assert np.asarray(Image.open(out)).shape == photos()["chelsea"].shape  # any decoder reads it
     assert f"learned model {name}" in capsys.readouterr().out
-    assert model.meta["command"].startswith("python launch/train.py") and model.meta["config"]["loss"]["lam"] == model.lam == 0.01
+    assert (
+        model.meta["command"].startswith("python launch/train.py")
+        and model.meta["config"]["loss"]["lam"] == model.lam == 0.01
+    )
 
 
 def test_a_learned_model_refuses_quality_chroma_and_altered_files(png, tmp_path):
@@ -118,7 +121,10 @@ def test_a_learned_model_refuses_quality_chroma_and_altered_files(png, tmp_path)
     from jpegedit.models import MODELS_DIR, load_model
 
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "a.jpg"), "--model", "qtables_lam0.01", "-q", "50"]) == 2
-    assert cli.main(["encode", str(png), "-o", str(tmp_path / "a.jpg"), "--model", "qtables_lam0.01", "--chroma", "420"]) == 2
+    assert (
+        cli.main(["encode", str(png), "-o", str(tmp_path / "a.jpg"), "--model", "qtables_lam0.01", "--chroma", "420"])
+        == 2
+    )
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "a.jpg"), "--model", "no_such_model"]) == 2
     bad = tmp_path / "qtables_lam0.01.npz"
     shutil.copy(MODELS_DIR / "qtables_lam0.01.json", tmp_path / "qtables_lam0.01.json")
@@ -133,7 +139,9 @@ def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optim
     opt, std = tmp_path / "o.jpg", tmp_path / "s.jpg"
     assert cli.main(["encode", str(png), "-o", str(opt), "--lambda", "0.001"]) == 0
     assert "attention_bits_lam0.001" in capsys.readouterr().out  # the attention model of that lambda, bits family
-    assert cli.main(["encode", str(png), "-o", str(tmp_path / "p.jpg"), "--lambda", "0.001", "--rate-term", "paper"]) == 0
+    assert (
+        cli.main(["encode", str(png), "-o", str(tmp_path / "p.jpg"), "--lambda", "0.001", "--rate-term", "paper"]) == 0
+    )
     assert "attention_lam0.001" in capsys.readouterr().out  # the paper's rate proxies
     assert cli.main(["encode", str(png), "-o", str(std), "--lambda", "0.001", "--standard-huffman"]) == 0
     assert "standard Huffman" in capsys.readouterr().out
@@ -150,18 +158,25 @@ def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optim
     assert "smallest file" in capsys.readouterr().err
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.5"]) == 2
     assert "(--rate-term bits); its lambdas: 0.0003, 0.0006" in capsys.readouterr().err
-    assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.0003", "--rate-term", "paper"]) == 2
+    assert (
+        cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.0003", "--rate-term", "paper"]) == 2
+    )
     assert "its lambdas: 0.001, 0.003" in capsys.readouterr().err
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.01", "-q", "5"]) == 2
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "5", "--standard-huffman"]) == 2
 
 
 def test_target_bpp_between_two_trained_lambdas_scales_the_tables_of_the_model_above(png, tmp_path, capsys):
-    from jpegedit.models import encode_jpeg, list_models, load_model
+    from jpegedit.encoder import encode_jpeg
+    from jpegedit.models import list_models, load_model
 
     h, w = photos()["chelsea"].shape[:2]
     image = np.asarray(Image.open(png).convert("RGB"))
-    sizes = sorted((len(encode_jpeg(load_model(n), image, optimize_huffman=True)), n) for n in list_models() if n.startswith("attention_bits_"))
+    sizes = sorted(
+        (len(encode_jpeg(load_model(n), image, optimize_huffman=True)), n)
+        for n in list_models()
+        if n.startswith("attention_bits_")
+    )
     (lo, _), (hi, hi_name) = sizes[len(sizes) // 2 - 1], sizes[len(sizes) // 2]
     target = 8 * (lo + hi) / 2 / (h * w)
     out = tmp_path / "t.jpg"

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
+from jpeg_helpers import photos, pillow_decode, pillow_jpeg
 
 from jpegedit import codec, jpegfile, libjpeg
-from jpeg_helpers import photos, pillow_decode, pillow_jpeg
 
 QUALITIES = (10, 30, 50, 75, 90, 95)
 
@@ -58,7 +58,9 @@ def test_exact_decoder_shows_what_libjpeg_shows(chroma):
         for q in (10, 75, 95):
             data = pillow_jpeg(image, q, chroma)
             co, tables = jpegfile.read_coefficients(data)
-            np.testing.assert_array_equal(np.asarray(libjpeg.decode(co, tables)), pillow_decode(data), err_msg=f"{name} q{q}")
+            np.testing.assert_array_equal(
+                np.asarray(libjpeg.decode(co, tables)), pillow_decode(data), err_msg=f"{name} q{q}"
+            )
 
 
 def test_exact_colour_conversion_matches_libjpeg_on_every_grey_and_primary_ramp():
@@ -258,7 +260,9 @@ def test_cubic_ste_gives_finite_nonzero_gradients_to_image_and_tables(chroma):
 
 
 def test_float_path_vmaps_and_jits():
-    images = jnp.asarray(np.stack([photos()["noise_37x53"]] * 2), jnp.float32) * jnp.array([1.0, 0.5])[:, None, None, None]
+    images = (
+        jnp.asarray(np.stack([photos()["noise_37x53"]] * 2), jnp.float32) * jnp.array([1.0, 0.5])[:, None, None, None]
+    )
     tables = jnp.asarray(codec.quality_to_tables(75), jnp.float32)
     f = jax.jit(lambda x: codec.roundtrip(x, tables, chroma="420", rounding="hard")[0])
     batched = f(images)

@@ -4,11 +4,11 @@ import io
 
 import numpy as np
 import pytest
+from jpeg_helpers import photos, pillow_decode, pillow_jpeg
 from PIL import Image
 
 from jpegedit import codec, jpegfile, libjpeg
 from jpegedit.jpegfile import CorruptJPEGError, UnsupportedJPEGError
-from jpeg_helpers import photos, pillow_decode, pillow_jpeg
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import numpy as np
 import optax
 import pytest
 from jax.sharding import Mesh
+from jpeg_helpers import photos
 
 from compat import mesh as meshlib
-from jpegedit import codec, losses, model, task
-from jpeg_helpers import photos
+from jpegedit import codec, encoder, losses, models, network, task
 
 
 def _config(attention=True, finetune=False, crop=32, lam=0.01, gamma=0.0):
@@ -26,7 +26,7 @@ def _config(attention=True, finetune=False, crop=32, lam=0.01, gamma=0.0):
 
 
 def test_attention_net_gives_two_8x8_maps_per_block_in_0_1():
-    net = model.AttentionNet()
+    net = network.AttentionNet()
     x = jnp.asarray(photos()["chelsea"][:40, :64], jnp.float32)[None]
     params = net.init(jax.random.key(0), x)["params"]
     assert set(params) == {"backbone", "head"}
@@ -40,7 +40,7 @@ def test_attention_net_gives_two_8x8_maps_per_block_in_0_1():
 
 
 def test_the_backbone_is_the_pretrained_vgg16_up_to_conv3_3():
-    b = model.pretrained_backbone()
+    b = network.pretrained_backbone()
     assert sorted(b) == [f"Conv_{i}" for i in range(7)]
     assert b["Conv_6"]["kernel"].shape == (3, 3, 256, 256)
     params, _ = task.init_params(_config(), jax.random.key(0))
@@ -63,23 +63,23 @@ def test_attention_of_ones_is_the_plain_codec():
 
 
 def test_tables_start_in_1_2_and_the_projection_keeps_them_in_1_255():
-    q = model.init_tables(jax.random.key(1))
-    t = model.tables_from_params(q)
+    q = network.init_tables(jax.random.key(1))
+    t = network.tables_from_params(q)
     assert float(t.min()) >= 1.0 and float(t.max()) <= 2.0
-    tx = optax.chain(optax.sgd(1.0), model.project_tables())
+    tx = optax.chain(optax.sgd(1.0), network.project_tables())
     params = {"q": q, "other": jnp.ones(3)}
     state = tx.init(params)
     grads = {"q": jnp.full_like(q, 1.0).at[0, 0, 0].set(-1.0), "other": jnp.ones(3)}  # push most down, one up
     updates, _ = tx.update(grads, state, params)
     new = optax.apply_updates(params, updates)
-    nt = model.tables_from_params(new["q"])
+    nt = network.tables_from_params(new["q"])
     assert float(nt.min()) == pytest.approx(1.0) and float(nt.max()) == pytest.approx(255.0)
     np.testing.assert_allclose(new["other"], 0.0)  # other parameters are not projected
 
 
 def test_export_rounds_and_clips_to_baseline_tables():
-    q = jnp.asarray(np.array([0.2, 1.4, 1.6, 37.5, 254.6, 400.0]) * model.TABLE_SCALE)
-    np.testing.assert_array_equal(model.export_tables(q), [1, 1, 2, 38, 255, 255])
+    q = jnp.asarray(np.array([0.2, 1.4, 1.6, 37.5, 254.6, 400.0]) * network.TABLE_SCALE)
+    np.testing.assert_array_equal(network.export_tables(q), [1, 1, 2, 38, 255, 255])
 
 
 # --- loss ------------------------------------------------------------------------------------
@@ -116,10 +116,22 @@ def test_the_bit_estimate_is_within_a_few_percent_of_real_files_at_every_rate():
 
 
 def test_the_bit_estimate_counts_the_rounded_coefficients():
-    y = jnp.zeros((1, 2, 8, 8)).at[0, 0, 0, 1].set(2.6).at[0, 0, 1, 0].set(-0.4).at[0, 1, 0, 0].set(5.2).at[0, 1, 2, 2].set(0.5)
+    y = (
+        jnp.zeros((1, 2, 8, 8))
+        .at[0, 0, 0, 1]
+        .set(2.6)
+        .at[0, 0, 1, 0]
+        .set(-0.4)
+        .at[0, 1, 0, 0]
+        .set(5.2)
+        .at[0, 1, 2, 2]
+        .set(0.5)
+    )
     w = losses.BITS_WEIGHTS
     # block 0: one nonzero AC (3), DC 0; block 1: DC 5 (difference 5) and one AC (1: ties away from zero)
-    want = w["nonzero"] * 2 + w["log"] * (np.log2(4) + np.log2(2)) + w["dc_log"] * np.log2(6) + 2 * w["block"] + w["file"]
+    want = (
+        w["nonzero"] * 2 + w["log"] * (np.log2(4) + np.log2(2)) + w["dc_log"] * np.log2(6) + 2 * w["block"] + w["file"]
+    )
     assert float(losses.estimated_bits([y])) == pytest.approx(want, rel=1e-5)
     # leading axes are images: one estimate each
     assert losses.estimated_bits([jnp.stack([y, 2 * y])]).shape == (2,)
@@ -139,7 +151,7 @@ def test_the_bits_rate_mode_makes_the_estimated_bpp_the_rate_term():
     un = codec.encode(image, tables, rounding="none")
     decoded = codec.decode(jax.tree.map(lambda c: codec.round_with(c, "hard"), un), tables)
     total, terms = losses.objective(image, decoded, tables, None, lam=0.01, rate="bits", unrounded=un.components)
-    assert float(terms["rate_term"]) == pytest.approx(float(losses.estimated_bits(un.components)[0]) / 64 ** 2)
+    assert float(terms["rate_term"]) == pytest.approx(float(losses.estimated_bits(un.components)[0]) / 64**2)
     assert float(total) == pytest.approx(0.01 * float(terms["mse"]) + float(terms["rate_term"]), rel=1e-6)
     with pytest.raises(ValueError, match="unrounded"):
         losses.objective(image, decoded, tables, None, lam=0.01, rate="bits")
@@ -211,7 +223,9 @@ def test_a_frozen_backbone_stays_put_and_the_head_and_tables_move():
     t = task.make_task(config)
     state0 = t.init(jax.random.key(0))
     state, _ = jax.jit(t.train_step)(state0, _batch(), jax.random.key(0))
-    for a, b in zip(jax.tree.leaves(state.params["net"]["backbone"]), jax.tree.leaves(state0.params["net"]["backbone"])):
+    for a, b in zip(
+        jax.tree.leaves(state.params["net"]["backbone"]), jax.tree.leaves(state0.params["net"]["backbone"])
+    ):
         np.testing.assert_array_equal(a, b)
     assert not np.allclose(state.params["net"]["head"]["kernel"], state0.params["net"]["head"]["kernel"])
     assert not np.allclose(state.params["q"], state0.params["q"])
@@ -277,8 +291,8 @@ def test_a_trained_run_is_evaluated_as_real_jpeg_files_against_libjpeg_at_equal_
     assert tables.shape == (2, 8, 8) and tables.min() >= 1 and tables.max() <= 255 and tables.max() > 2
     row = result["images"][0]
     assert row["bytes"] > 0 and 20 < row["psnr"] < 60 and "libjpeg_psnr" in row
-    params, _, _ = evaluate.load_run(tmp_path / "run")
-    data, exported = evaluate.encode_file(np.asarray(Image.open(photos_dir / "0.png")), params)
+    params, _, _ = models.load_run(tmp_path / "run")
+    data, exported = encoder.encode_run(np.asarray(Image.open(photos_dir / "0.png")), params)
     assert Image.open(__import__("io").BytesIO(data)).size == (200, 200)
     np.testing.assert_array_equal(exported, tables)
 
@@ -287,8 +301,8 @@ def test_the_coeff_head_trains_exports_and_encodes_as_the_network_computes_it(tm
     from PIL import Image
 
     from compat.trainer import train
-    from jpegedit import evaluate
-    from jpegedit.models import attention, export_run, load_model
+    from jpegedit.encoder import attention
+    from jpegedit.models import export_run, load_model
 
     photos_dir = _crops(tmp_path, [(60 * i, 70 * i, 96) for i in range(2)])
     config = _config(attention=True, crop=32)
@@ -300,23 +314,29 @@ def test_the_coeff_head_trains_exports_and_encodes_as_the_network_computes_it(tm
     start = t.init(jax.random.key(0))
     assert start.params["net"]["hidden"]["kernel"].shape == (256 + 192, 16)
     train(config, tmp_path / "run", t, progress=False)
-    params, _, _ = evaluate.load_run(tmp_path / "run")
-    assert not np.allclose(params["net"]["hidden"]["kernel"], start.params["net"]["hidden"]["kernel"])  # the hidden layer trains
+    params, _, _ = models.load_run(tmp_path / "run")
+    assert not np.allclose(
+        params["net"]["hidden"]["kernel"], start.params["net"]["hidden"]["kernel"]
+    )  # the hidden layer trains
     export_run(tmp_path / "run", "coeff_test", command="test", directory=tmp_path)
     m = load_model(str(tmp_path / "coeff_test.npz"))
     assert m.head["hidden"]["kernel"].shape == (448, 16)
     x = np.asarray(Image.open(photos_dir / "0.png"))
-    coeffs = model.coefficient_features(codec.encode(jnp.asarray(x, jnp.float32), m.tables, rounding="none").components)
-    want = model.AttentionNet(head="coeff", hidden=16).apply({"params": params["net"]}, jnp.asarray(x, jnp.float32), coeffs=coeffs)
+    coeffs = network.coefficient_features(
+        codec.encode(jnp.asarray(x, jnp.float32), m.tables, rounding="none").components
+    )
+    want = network.AttentionNet(head="coeff", hidden=16).apply(
+        {"params": params["net"]}, jnp.asarray(x, jnp.float32), coeffs=coeffs
+    )
     for a, b in zip(attention(m, x), want):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
     # the run's own file and the exported model's file agree
-    data, _ = evaluate.encode_file(x, params, head="coeff", hidden=16)
-    from jpegedit.models import encode_jpeg
+    data, _ = encoder.encode_run(x, params, head="coeff", hidden=16)
+    from jpegedit.encoder import encode_jpeg
 
     assert encode_jpeg(m, x) == data
     with pytest.raises(ValueError, match="coeff head needs"):
-        model.AttentionNet(head="coeff", hidden=16).apply({"params": params["net"]}, jnp.asarray(x, jnp.float32))
+        network.AttentionNet(head="coeff", hidden=16).apply({"params": params["net"]}, jnp.asarray(x, jnp.float32))
 
 
 def test_libjpeg_at_equal_bytes_interpolates_in_log_bytes():
@@ -368,13 +388,15 @@ def test_training_can_start_from_a_shipped_model_and_read_a_subset_of_a_folder(t
     c.model.init = "attention_lam0.01"
     shipped = load_model("attention_lam0.01")
     params, _ = task.init_params(c, jax.random.key(0))
-    np.testing.assert_array_equal(model.export_tables(params["q"]), shipped.tables)
+    np.testing.assert_array_equal(network.export_tables(params["q"]), shipped.tables)
     np.testing.assert_array_equal(np.asarray(params["net"]["head"]["kernel"]), shipped.head["kernel"])
     # from a Q-tables-only model: its tables, and a head that leaves every coefficient (nearly) as is
     c.model.init, c.model.identity_head = "qtables_lam0.01", True
     params, net = task.init_params(c, jax.random.key(0))
-    np.testing.assert_array_equal(model.export_tables(params["q"]), load_model("qtables_lam0.01").tables)
-    a_l, a_c = net.apply({"params": params["net"]}, jnp.asarray(np.random.default_rng(0).uniform(0, 255, (32, 40, 3)), jnp.float32))
+    np.testing.assert_array_equal(network.export_tables(params["q"]), load_model("qtables_lam0.01").tables)
+    a_l, a_c = net.apply(
+        {"params": params["net"]}, jnp.asarray(np.random.default_rng(0).uniform(0, 255, (32, 40, 3)), jnp.float32)
+    )
     np.testing.assert_allclose(np.asarray(a_l), 1 / (1 + np.exp(-task.IDENTITY_BIAS)), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(a_c), 1 / (1 + np.exp(-task.IDENTITY_BIAS)), rtol=1e-6)
     # a resume's restore target reads no start model: the same structure even when the model is gone

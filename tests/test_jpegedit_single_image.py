@@ -31,8 +31,22 @@ def test_portraits_are_turned_and_other_sizes_refused():
 
 def test_the_vmapped_models_learn_separately_and_resume(folder, tmp_path):
     out = tmp_path / "res"
-    argv = ["--data", str(folder), "--out", str(out), "--lambdas", "0.001,0.1", "--steps", "6", "--lr", "5e-4", "--head-lr", "1e-2",
-            "--init", "attention_lam0.01"]
+    argv = [
+        "--data",
+        str(folder),
+        "--out",
+        str(out),
+        "--lambdas",
+        "0.001,0.1",
+        "--steps",
+        "6",
+        "--lr",
+        "5e-4",
+        "--head-lr",
+        "1e-2",
+        "--init",
+        "attention_lam0.01",
+    ]
     assert single_image.main(argv) == 0
     doc = json.loads((out / "single_image.json").read_text())
     info = doc["info"]
@@ -54,8 +68,8 @@ def test_the_vmapped_models_learn_separately_and_resume(folder, tmp_path):
 
 
 def test_each_lambda_can_start_from_the_shipped_model_of_that_lambda():
-    from jpegedit.model import TABLE_SCALE
     from jpegedit.models import load_model
+    from jpegedit.network import TABLE_SCALE
 
     starts = [load_model("attention_lam0.001"), load_model("attention_lam0.1")]
     params = single_image.init_params(starts, 5)  # model k starts from starts[k % 2]: image-major, lambda-minor

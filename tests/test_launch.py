@@ -27,8 +27,10 @@ def photos(tmp_path_factory):
     d = tmp_path_factory.mktemp("launch_photos")
     rng = np.random.default_rng(0)
     for i in range(6):
-        yy, xx = np.mgrid[0 : 48 + 5 * i, 0 : 60]
-        im = np.stack([(yy * (i + 2)) % 256, (xx * 3) % 256, (yy + xx) % 256], -1) + rng.integers(-9, 10, (48 + 5 * i, 60, 3))
+        yy, xx = np.mgrid[0 : 48 + 5 * i, 0:60]
+        im = np.stack([(yy * (i + 2)) % 256, (xx * 3) % 256, (yy + xx) % 256], -1) + rng.integers(
+            -9, 10, (48 + 5 * i, 60, 3)
+        )
         Image.fromarray(np.clip(im, 0, 255).astype(np.uint8)).save(d / f"p{i}.png")
     return d
 
@@ -40,7 +42,11 @@ def _free_port() -> int:
 
 
 def _env(devices: int, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JAX_COORDINATOR", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_"))
+    }
     env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **extra)
     return env
 
@@ -49,7 +55,12 @@ def _train(workdir: Path, photos: Path, env: dict, steps: int = 6, **over) -> su
     # the jpegedit smoke config (Q-tables + attention on the frozen VGG16), on tiny crops
     arg = f"data.roots={photos},data.crop=32,steps={steps},log_every=1,checkpoint_every=3,async_checkpoints=false"
     arg += "".join(f",{k}={v}" for k, v in over.items())
-    cmd = [sys.executable, str(REPO / "launch" / "train.py"), f"--config={REPO}/configs/jpegedit/smoke.py:{arg}", f"--workdir={workdir}"]
+    cmd = [
+        sys.executable,
+        str(REPO / "launch" / "train.py"),
+        f"--config={REPO}/configs/jpegedit/smoke.py:{arg}",
+        f"--workdir={workdir}",
+    ]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
 
 
@@ -74,8 +85,13 @@ def test_two_processes_on_localhost_train_like_one_process(tmp_path, photos):
     port = _free_port()
     runs = []
     for pid in range(2):
-        env = _env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(pid),
-                   JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo")
+        env = _env(
+            4,
+            JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+            JAX_NUM_PROCESSES="2",
+            JAX_PROCESS_ID=str(pid),
+            JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+        )
         runs.append(_train(tmp_path / "multi", photos, env))
     single = _train(tmp_path / "single", photos, _env(8))
     outs = [r.communicate(timeout=600)[0] for r in runs + [single]]
@@ -119,7 +135,9 @@ def test_sigterm_saves_a_checkpoint_exits_75_and_the_rerun_continues_identically
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("script", ["launch/slurm.sbatch", "launch/tpu_vm.sh", "launch/local_gpus.sh", "launch/device_paper.sh"])
+@pytest.mark.parametrize(
+    "script", ["launch/slurm.sbatch", "launch/tpu_vm.sh", "launch/local_gpus.sh", "launch/device_paper.sh"]
+)
 def test_cluster_scripts_are_documented_and_parse(script):
     path = REPO / script
     text = path.read_text()
@@ -160,11 +178,24 @@ def test_demo_writes_a_report_that_chromium_shows_and_refuses_to_overwrite(tmp_p
 def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, photos):
     """JAX's preemption service carries the notice to every process; orbax's reached_preemption
     makes them all save at one step and exit 75; the same 2-process command then finishes."""
+
     def launch(port):
-        return [_train(tmp_path / "mp", photos, _env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-                                                      JAX_PROCESS_ID=str(pid), JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo"),
-                       steps=40, checkpoint_every=100)
-                for pid in range(2)]
+        return [
+            _train(
+                tmp_path / "mp",
+                photos,
+                _env(
+                    4,
+                    JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                    JAX_NUM_PROCESSES="2",
+                    JAX_PROCESS_ID=str(pid),
+                    JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+                ),
+                steps=40,
+                checkpoint_every=100,
+            )
+            for pid in range(2)
+        ]
 
     runs = launch(_free_port())
     log = tmp_path / "mp" / "metrics.jsonl"
@@ -193,20 +224,25 @@ def test_every_config_builds_and_its_docstring_gives_the_launch_command_and_the_
 
     text = (REPO / path).read_text()
     doc = ast.get_docstring(ast.parse(text)) or ""
-    assert "launch/train.py" in doc and "expected" in doc.lower(), f"{path}: docstring lacks the launch command or the expectation"
+    assert "launch/train.py" in doc and "expected" in doc.lower(), (
+        f"{path}: docstring lacks the launch command or the expectation"
+    )
     c = config_module(REPO / path).get_config()
     assert c.package == Path(path).parent.name and c.steps > 0 and c.batch_size > 0
 
 
-@pytest.mark.parametrize("mistake, says", [
-    (":stpes=10", "config has no field 'stpes'"),
-    (":steps=ten", "steps='ten': expected int"),
-    (":loss.rate=bitz", "loss.rate='bitz': expected one of 'paper', 'bits'"),
-    (":steps=-5", "steps=-5: expected at least 1"),
-    (" --config.data.crop=12", "data.crop=12: expected a multiple of 8"),
-    (":batch_size=12", "batch_size=12: global batch 12 does not split over 8 devices"),
-    ("-is-a-file", "exists and is not a directory"),
-])
+@pytest.mark.parametrize(
+    "mistake, says",
+    [
+        (":stpes=10", "config has no field 'stpes'"),
+        (":steps=ten", "steps='ten': expected int"),
+        (":loss.rate=bitz", "loss.rate='bitz': expected one of 'paper', 'bits'"),
+        (":steps=-5", "steps=-5: expected at least 1"),
+        (" --config.data.crop=12", "data.crop=12: expected a multiple of 8"),
+        (":batch_size=12", "batch_size=12: global batch 12 does not split over 8 devices"),
+        ("-is-a-file", "exists and is not a directory"),
+    ],
+)
 def test_config_mistakes_exit_2_with_one_line_and_create_nothing(tmp_path, mistake, says):
     workdir = tmp_path / "run"
     if mistake == "-is-a-file":

@@ -70,7 +70,7 @@ def _tf_ms_ssim(x, y):
         s, cs = _tf_ssim_per_channel(x, y)
         mcs.append(np.maximum(cs, 0))
     mcs[-1] = np.maximum(s, 0)
-    return float(np.mean(np.prod([m ** p for m, p in zip(mcs, M.MS_SSIM_WEIGHTS)], axis=0)))
+    return float(np.mean(np.prod([m**p for m, p in zip(mcs, M.MS_SSIM_WEIGHTS)], axis=0)))
 
 
 # ----------------------------------------------------------------------------------------------

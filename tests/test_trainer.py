@@ -18,8 +18,13 @@ from PIL import Image
 
 from compat import data as datalib
 from compat import mesh as meshlib
-from compat.checkpoint import (SUMS_FILE, CheckpointCorruptError, Checkpointer, CheckpointMismatchError,
-                               NoUsableCheckpointError)
+from compat.checkpoint import (
+    SUMS_FILE,
+    CheckpointCorruptError,
+    Checkpointer,
+    CheckpointMismatchError,
+    NoUsableCheckpointError,
+)
 from compat.trainer import Task, TrainingDiverged, global_norm, guard_update, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,8 +84,12 @@ def test_crops_are_deterministic_sharded_and_resumable(photo_dir):
     fresh.set_state(state)
     assert all(np.array_equal(x, y) for x, y in zip(take(fresh, 3), a[2:]))
     # two processes with half the batch each see exactly the one-process global batches
-    s0 = take(iter(datalib.crop_batches(paths, crop=32, batch_size=2, seed=1, flip=True, shard_index=0, shard_count=2)), 5)
-    s1 = take(iter(datalib.crop_batches(paths, crop=32, batch_size=2, seed=1, flip=True, shard_index=1, shard_count=2)), 5)
+    s0 = take(
+        iter(datalib.crop_batches(paths, crop=32, batch_size=2, seed=1, flip=True, shard_index=0, shard_count=2)), 5
+    )
+    s1 = take(
+        iter(datalib.crop_batches(paths, crop=32, batch_size=2, seed=1, flip=True, shard_index=1, shard_count=2)), 5
+    )
     assert all(np.array_equal(np.concatenate([x, y]), g) for x, y, g in zip(s0, s1, a))
     with pytest.raises(ValueError, match="shard_index"):
         datalib.crop_batches(paths, crop=32, batch_size=2, seed=1, shard_index=2, shard_count=2)
@@ -221,14 +230,24 @@ def _toy_task(nan_at: int | None = None) -> Task:
 
 def _toy_config(**kw):
     c = ml_collections.ConfigDict(
-        {"steps": 6, "batch_size": 8, "seed": 0, "log_every": 2, "checkpoint_every": 2, "keep_checkpoints": 5, "async_checkpoints": False}
+        {
+            "steps": 6,
+            "batch_size": 8,
+            "seed": 0,
+            "log_every": 2,
+            "checkpoint_every": 2,
+            "keep_checkpoints": 5,
+            "async_checkpoints": False,
+        }
     )
     c.update(kw)
     return c
 
 
 def test_a_nan_in_a_batch_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(TrainingDiverged, match=r"at step 5: stopped without applying the update; the last good checkpoint is step 4"):
+    with pytest.raises(
+        TrainingDiverged, match=r"at step 5: stopped without applying the update; the last good checkpoint is step 4"
+    ):
         train(_toy_config(), tmp_path, _toy_task(nan_at=5), progress=False)
     ck = Checkpointer(tmp_path / "checkpoints", async_save=False)
     assert ck.steps() == [2, 4]
@@ -243,7 +262,9 @@ def test_the_loss_is_read_only_at_logging_and_saving_steps_and_the_first_bad_ste
     config = _toy_config(steps=10, log_every=5, checkpoint_every=5)
     with pytest.raises(TrainingDiverged, match=r"at step 3: .*no checkpoint was written yet"):
         train(config, tmp_path, _toy_task(nan_at=3), progress=False)
-    assert not (tmp_path / "checkpoints").is_dir() or not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+    assert not (tmp_path / "checkpoints").is_dir() or not [
+        p for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()
+    ]
     assert not (tmp_path / "metrics.jsonl").read_text()
 
 
@@ -275,8 +296,8 @@ def test_the_loop_logs_jsonl_and_tensorboard_and_writes_its_config(tmp_path):
     target = np.array([1.0, -2.0, 0.5])
     start = np.asarray(_toy_task().init(jax.random.split(jax.random.key(0))[0])["w"])
     assert np.linalg.norm(np.asarray(state["w"]) - target) < 0.5 * np.linalg.norm(start - target)  # it learned
-    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines] == [2, 4, 6]
+    lines = [json.loads(rec) for rec in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in lines] == [2, 4, 6]
     assert {"loss", "grad_norm", "step_time_s", "images_per_s"} <= set(lines[0])
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 6
     assert any((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
@@ -292,8 +313,16 @@ def _launch(workdir: Path, photos: Path, steps: int) -> subprocess.Popen:
     arg = f"data.roots={photos},data.crop=32,steps={steps},checkpoint_every=2,log_every=1,optim.lr=0.0001,async_checkpoints=false"
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     return subprocess.Popen(
-        [sys.executable, str(REPO / "launch" / "train.py"), f"--config={REPO}/configs/jpegedit/qtables_only.py:{arg}", f"--workdir={workdir}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            str(REPO / "launch" / "train.py"),
+            f"--config={REPO}/configs/jpegedit/qtables_only.py:{arg}",
+            f"--workdir={workdir}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -326,7 +355,7 @@ def test_a_run_killed_mid_training_and_restarted_reaches_the_same_parameters(tmp
     assert "resumed from step" in out
     np.testing.assert_array_equal(_final_tables(tmp_path / "run", steps), _final_tables(tmp_path / "ref", steps))
     # the log of the resumed run continues where the killed one stopped
-    steps_logged = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps_logged = [json.loads(rec)["step"] for rec in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps_logged[-1] == steps and sorted(set(steps_logged)) == list(range(1, steps + 1))
 
 
@@ -363,7 +392,9 @@ def test_resuming_with_a_changed_config_is_refused_naming_the_keys_and_nothing_c
     train(_toy_config(steps=4), tmp_path, _toy_task(), progress=False)
     before = {p.name for p in (tmp_path / "checkpoints").iterdir()}
     config_before = (tmp_path / "config.json").read_text()
-    with pytest.raises(ConfigMismatchError, match=r"another config \(batch_size: 8 -> 16; seed: 0 -> 1\).*--allow_config_change"):
+    with pytest.raises(
+        ConfigMismatchError, match=r"another config \(batch_size: 8 -> 16; seed: 0 -> 1\).*--allow_config_change"
+    ):
         train(_toy_config(steps=6, seed=1, batch_size=16), tmp_path, _toy_task(), progress=False)
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == before  # nothing renamed corrupt-*
     assert (tmp_path / "config.json").read_text() == config_before
@@ -398,9 +429,17 @@ def test_a_second_trainer_on_a_busy_work_directory_is_refused(tmp_path):
     from compat.trainer import WorkdirBusyError
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from compat.locks import FolderLock; "
-         "lock = FolderLock(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(tmp_path)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from compat.locks import FolderLock; "
+            "lock = FolderLock(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -422,15 +461,15 @@ def test_after_a_kill_the_metrics_log_holds_each_step_once(tmp_path):
     with open(tmp_path / "metrics.jsonl", "a") as f:
         f.write('{"loss": 0.1, "st')
     train(_toy_config(log_every=1), tmp_path, _toy_task(), progress=False)
-    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
+    lines = [json.loads(rec) for rec in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [rec["step"] for rec in lines] == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_failed_background_save_stops_the_run_at_once_naming_the_last_good_checkpoint(tmp_path):
     """A full disk, made real by RLIMIT_FSIZE in a child process: from step 4 on no file may pass
     64 KiB, so the asynchronous saves fail; the run stops within a step of the failing save with one
     line, instead of training on while nothing is saved."""
-    script = r'''
+    script = r"""
 import resource, signal, sys
 import jax, jax.numpy as jnp, numpy as np, ml_collections
 from compat.checkpoint import CheckpointSaveError
@@ -453,14 +492,17 @@ try:
     train(c, sys.argv[1], task, progress=False)
 except CheckpointSaveError as e:
     print("STOPPED:", e)
-'''
+"""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=300).stdout
-    stop = [l for l in out.splitlines() if l.startswith("STOPPED:")]
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    ).stdout
+    stop = [rec for rec in out.splitlines() if rec.startswith("STOPPED:")]
     assert stop, out[-2000:]
-    assert re.search(r"failed \(.*File too large.*\); (the last good checkpoint is step 2|no checkpoint was completed)$", stop[0])
-    logged = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert re.search(
+        r"failed \(.*File too large.*\); (the last good checkpoint is step 2|no checkpoint was completed)$", stop[0]
+    )
+    logged = [json.loads(rec)["step"] for rec in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert max(logged) <= 6  # stopped at the save after the failing one at the latest, not at step 40
 
 

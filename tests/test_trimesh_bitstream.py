@@ -28,7 +28,9 @@ def test_round_trip_is_exact_for_random_previews():
         assert to_bytes(from_bytes(data)) == data
 
 
-@pytest.mark.parametrize("gw,gh,k,n", [(2, 2, 0, 2), (256, 256, 1024, 32), (2, 256, 252, 5), (64, 64, 4092 - 3000, 2), (3, 3, 5, 32)])
+@pytest.mark.parametrize(
+    "gw,gh,k,n", [(2, 2, 0, 2), (256, 256, 1024, 32), (2, 256, 252, 5), (64, 64, 4092 - 3000, 2), (3, 3, 5, 32)]
+)
 def test_round_trip_at_the_limits(gw, gh, k, n):
     p = random_preview(np.random.default_rng(1), gw, gh, k, n)
     assert from_bytes(to_bytes(p)) == p
@@ -48,8 +50,15 @@ def test_size_matches_the_cost_model():
         p = random_preview(rng)
         size = 8 * len(to_bytes(p))
         exact = bit_cost(p)
-        fast = estimate_bits(p.grid_w, p.grid_h, p.palette.astype(np.int64), p.num_colours,
-                             p.corner_indices.astype(np.int64), p.indices.astype(np.int64), len(p.indices))
+        fast = estimate_bits(
+            p.grid_w,
+            p.grid_h,
+            p.palette.astype(np.int64),
+            p.num_colours,
+            p.corner_indices.astype(np.int64),
+            p.indices.astype(np.int64),
+            len(p.indices),
+        )
         assert exact - 8 <= size <= exact + 16  # the tail: dropped zero bytes, at most two bytes of flush
         assert abs(fast - exact) <= 0.01 * exact + 2
 
@@ -93,7 +102,14 @@ def test_create_sorts_the_palette_and_remaps_indices():
     ],
 )
 def test_bad_previews_are_refused_with_a_reason(kwargs, message):
-    base = dict(grid_w=8, grid_h=8, palette=[[1, 1, 1], [2, 2, 2]], corner_indices=[0, 1, 0, 1], vertices=np.zeros((0, 2)), indices=[])
+    base = dict(
+        grid_w=8,
+        grid_h=8,
+        palette=[[1, 1, 1], [2, 2, 2]],
+        corner_indices=[0, 1, 0, 1],
+        vertices=np.zeros((0, 2)),
+        indices=[],
+    )
     base.update(kwargs)
     with pytest.raises(PreviewFormatError, match=message):
         Preview(**base)
@@ -110,8 +126,13 @@ def valid():
 
 
 def test_empty_foreign_and_oversized_inputs(valid):
-    for data, msg in [(b"", "empty"), (b"\x00" + valid[1:], "not a triangle preview"), (bytes([MAGIC]), "truncated"),
-                      (bytes([MAGIC]) * 5000, "longer than any preview"), (b"\x89PNG\r\n\x1a\n", "not a triangle preview")]:
+    for data, msg in [
+        (b"", "empty"),
+        (b"\x00" + valid[1:], "not a triangle preview"),
+        (bytes([MAGIC]), "truncated"),
+        (bytes([MAGIC]) * 5000, "longer than any preview"),
+        (b"\x89PNG\r\n\x1a\n", "not a triangle preview"),
+    ]:
         with pytest.raises(PreviewFormatError, match=msg):
             from_bytes(data)
     with pytest.raises(TypeError):
@@ -167,7 +188,11 @@ def test_fuzz_random_bytes_after_the_format_byte(body):
 
 
 @settings(max_examples=6000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(0, 2**32 - 1), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4), st.integers(-3, 3))
+@given(
+    st.integers(0, 2**32 - 1),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+    st.integers(-3, 3),
+)
 def test_fuzz_mutated_previews(seed, edits, resize):
     """10^4 inputs in all (with the test above): mutations of real previews reach deep into the layout."""
     data = bytearray(to_bytes(random_preview(np.random.default_rng(seed))))

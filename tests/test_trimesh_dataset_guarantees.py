@@ -27,8 +27,26 @@ def kit(tmp_path_factory):
     photos.mkdir()
     yy, xx = np.mgrid[0:200, 0:240]
     Image.fromarray(np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.uint8)).save(photos / "a.png")
-    assert main(["dataset", "--images", str(photos), "--out", str(root / "ds"), "--crops", "2", "--size", "64",
-                 "--iterations", "10", "--processes", "1"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "--images",
+                str(photos),
+                "--out",
+                str(root / "ds"),
+                "--crops",
+                "2",
+                "--size",
+                "64",
+                "--iterations",
+                "10",
+                "--processes",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert main(["pack", str(root / "ds"), "-o", str(root / "kit")]) == 0
     return root / "kit"
 
@@ -44,19 +62,22 @@ def _crafted(kit: Path, tmp_path: Path, edit) -> Path:
     return bad
 
 
-@pytest.mark.parametrize("edit, says", [
-    (lambda r, s: r.update(crop="../../escaped.png"), "not one plain file name under crops/"),
-    (lambda r, s: r.update(preview="/tmp/abs.tri"), "not one plain file name under previews/"),
-    (lambda r, s: r.update(crop="crops/sub/x.png"), "not one plain file name"),
-    (lambda r, s: r.update(source="/etc/hostname"), "not a photo inside the kit"),
-    (lambda r, s: r.update(source="../outside.jpg"), "not a photo inside the kit"),
-    (lambda r, s: r.update(scale=200.0), "scale 200.0"),
-    (lambda r, s: s.update(size=30000), "size 30000 is not a crop side"),
-    (lambda r, s: r.update(box=[190, 150, 64, 64]), "does not fit"),
-    (lambda r, s: r.update(box=[0, 0, 64]), "is not a square"),
-    (lambda r, s: r.update(preview_bytes="!!not base64"), "not base64"),
-    (lambda r, s: r.update(index=-3), "index -3"),
-])
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        (lambda r, s: r.update(crop="../../escaped.png"), "not one plain file name under crops/"),
+        (lambda r, s: r.update(preview="/tmp/abs.tri"), "not one plain file name under previews/"),
+        (lambda r, s: r.update(crop="crops/sub/x.png"), "not one plain file name"),
+        (lambda r, s: r.update(source="/etc/hostname"), "not a photo inside the kit"),
+        (lambda r, s: r.update(source="../outside.jpg"), "not a photo inside the kit"),
+        (lambda r, s: r.update(scale=200.0), "scale 200.0"),
+        (lambda r, s: s.update(size=30000), "size 30000 is not a crop side"),
+        (lambda r, s: r.update(box=[190, 150, 64, 64]), "does not fit"),
+        (lambda r, s: r.update(box=[0, 0, 64]), "is not a square"),
+        (lambda r, s: r.update(preview_bytes="!!not base64"), "not base64"),
+        (lambda r, s: r.update(index=-3), "index -3"),
+    ],
+)
 def test_a_crafted_kit_is_refused_with_one_line_before_anything_is_written(kit, tmp_path, capsys, edit, says):
     bad = _crafted(kit, tmp_path, edit)
     out = tmp_path / "out"
@@ -98,7 +119,19 @@ def _photos(folder: Path, n: int = 2) -> Path:
 def test_a_torn_last_manifest_line_is_dropped_on_resume_and_one_rerun_finishes(tmp_path, capsys):
     photos = _photos(tmp_path / "photos")
     out = tmp_path / "ds"
-    args = ["dataset", "--images", str(photos), "--out", str(out), "--size", "64", "--iterations", "10", "--processes", "1"]
+    args = [
+        "dataset",
+        "--images",
+        str(photos),
+        "--out",
+        str(out),
+        "--size",
+        "64",
+        "--iterations",
+        "10",
+        "--processes",
+        "1",
+    ]
     assert main([*args, "--crops", "2"]) == 0
     manifest = out / "manifest.jsonl"
     lines = manifest.read_text().splitlines()
@@ -114,13 +147,40 @@ def test_two_builders_on_one_folder_the_second_is_refused(tmp_path, capsys):
     photos = _photos(tmp_path / "photos")
     out = tmp_path / "ds"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from compat.locks import FolderLock; "
-                               "l = FolderLock(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(out)],
-                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from compat.locks import FolderLock; "
+            "l = FolderLock(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert main(["dataset", "--images", str(photos), "--out", str(out), "--crops", "2", "--size", "64",
-                     "--iterations", "10", "--processes", "1"]) == 2
+        assert (
+            main(
+                [
+                    "dataset",
+                    "--images",
+                    str(photos),
+                    "--out",
+                    str(out),
+                    "--crops",
+                    "2",
+                    "--size",
+                    "64",
+                    "--iterations",
+                    "10",
+                    "--processes",
+                    "1",
+                ]
+            )
+            == 2
+        )
         assert f"in use by another dataset builder (pid {holder.pid})" in capsys.readouterr().err
         assert sorted(p.name for p in out.iterdir()) == [".lock"]
     finally:
@@ -131,9 +191,27 @@ def test_two_builders_on_one_folder_the_second_is_refused(tmp_path, capsys):
 def test_a_killed_builder_takes_its_workers_with_it(tmp_path):
     photos = _photos(tmp_path / "photos", 4)
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "trimesh_decode.cli", "dataset", "--images", str(photos), "--out", str(out),
-           "--crops", "40", "--size", "64", "--iterations", "400000", "--processes", "2"]
-    builder = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "trimesh_decode.cli",
+        "dataset",
+        "--images",
+        str(photos),
+        "--out",
+        str(out),
+        "--crops",
+        "40",
+        "--size",
+        "64",
+        "--iterations",
+        "400000",
+        "--processes",
+        "2",
+    ]
+    builder = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
 
     def workers() -> list[int]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trimesh_decode import baselines, raster
+from trimesh_decode import baselines, raster_cpu
 from trimesh_decode.bitstream import from_bytes
 from trimesh_decode.cli import main
 from trimesh_decode.encoder import EncoderConfig, encode_image, encode_images, grid_for
@@ -29,7 +29,7 @@ def test_encoder_hits_the_byte_window_and_beats_flat_colour(photo):
     res = encode_image(photo, 200, seed=0, config=FAST)
     assert 194 <= res.num_bytes <= 200
     assert from_bytes(res.data) == res.preview
-    dec = raster.interpolate(res.preview, 256)
+    dec = raster_cpu.interpolate(res.preview, 256)
     flat = np.broadcast_to(photo.reshape(-1, 3).mean(0), photo.shape)
     assert _psnr(dec, photo) > _psnr(flat, photo) + 4
     assert _psnr(dec, photo) > 14  # astronaut is detailed: 15 dB at 200 bytes
@@ -39,7 +39,10 @@ def test_more_bytes_buy_quality(photo):
     small = encode_image(photo, 100, seed=0, config=FAST)
     large = encode_image(photo, 400, seed=0, config=FAST)
     assert 94 <= small.num_bytes <= 100 and 394 <= large.num_bytes <= 400
-    assert _psnr(raster.interpolate(large.preview, 256), photo) > _psnr(raster.interpolate(small.preview, 256), photo) + 0.5
+    assert (
+        _psnr(raster_cpu.interpolate(large.preview, 256), photo)
+        > _psnr(raster_cpu.interpolate(small.preview, 256), photo) + 0.5
+    )
 
 
 def test_encoder_is_deterministic_for_a_seed(photo):
@@ -54,7 +57,7 @@ def test_odd_images():
     rng = np.random.default_rng(0)
     flat = np.full((40, 90, 3), 128, np.uint8)
     r = encode_image(flat, 200, config=FAST)  # nothing to spend the bytes on: small and exact
-    assert r.num_bytes <= 200 and np.abs(raster.interpolate(r.preview, (40, 90)).astype(int) - 128).max() <= 8
+    assert r.num_bytes <= 200 and np.abs(raster_cpu.interpolate(r.preview, (40, 90)).astype(int) - 128).max() <= 8
     tall = rng.integers(0, 256, (300, 20, 3), dtype=np.uint8)
     r = encode_image(tall, 150, config=FAST)
     assert (r.preview.grid_w, r.preview.grid_h) == grid_for(300, 20, 64) == (4, 64)
@@ -158,7 +161,19 @@ def test_dataset_is_resumable(tmp_path, capsys):
     for i, shape in enumerate([(300, 280), (120, 500)]):  # the second is enlarged to hold a crop
         Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(photos / f"{i}.png")
     out = tmp_path / "ds"
-    args = ["dataset", "--images", str(photos), "--out", str(out), "--size", "128", "--iterations", "50", "--processes", "1"]
+    args = [
+        "dataset",
+        "--images",
+        str(photos),
+        "--out",
+        str(out),
+        "--size",
+        "128",
+        "--iterations",
+        "50",
+        "--processes",
+        "1",
+    ]
     assert main(args + ["--crops", "2"]) == 0
     first = (out / "manifest.jsonl").read_text().splitlines()
     assert len(first) == 2

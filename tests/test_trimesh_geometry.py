@@ -6,7 +6,7 @@ from preview_helpers import random_points, random_preview
 from scipy.interpolate import LinearNDInterpolator
 from scipy.spatial import Delaunay
 
-from trimesh_decode import raster
+from trimesh_decode import raster, raster_cpu
 from trimesh_decode.triangulate import TriangulationError, triangulate
 
 
@@ -22,8 +22,11 @@ def _orient(p, t):
 def _incircle(a, b, c, d):
     ad, bd, cd = a - d, b - d, c - d
     A, B, C = (ad**2).sum(-1), (bd**2).sum(-1), (cd**2).sum(-1)
-    return (ad[..., 0] * (bd[..., 1] * C - B * cd[..., 1]) - ad[..., 1] * (bd[..., 0] * C - B * cd[..., 0])
-            + A * (bd[..., 0] * cd[..., 1] - bd[..., 1] * cd[..., 0]))
+    return (
+        ad[..., 0] * (bd[..., 1] * C - B * cd[..., 1])
+        - ad[..., 1] * (bd[..., 0] * C - B * cd[..., 0])
+        + A * (bd[..., 0] * cd[..., 1] - bd[..., 1] * cd[..., 0])
+    )
 
 
 def _cocircular(p, t) -> bool:
@@ -69,8 +72,10 @@ def test_dense_degenerate_grids_tile_the_rectangle(gw, gh, density):
     yy, xx = np.mgrid[0:h, 0:w]
     q = np.stack([xx.ravel() / 2, yy.ravel() / 2], 1)
     a, b, c = p[t[idx.ravel(), 0]], p[t[idx.ravel(), 1]], p[t[idx.ravel(), 2]]
+
     def side(u, v):
         return (v[:, 0] - u[:, 0]) * (q[:, 1] - u[:, 1]) - (v[:, 1] - u[:, 1]) * (q[:, 0] - u[:, 0])
+
     assert (side(a, b) >= 0).all() and (side(b, c) >= 0).all() and (side(c, a) >= 0).all()
     # the CPU rasteriser's shortcut for rows between vertices meets every tie here the same way
     from trimesh_decode import raster_cpu
@@ -143,10 +148,10 @@ def test_decoder_channels():
 
 def test_interpolate_gives_uint8_and_refuses_tiny_sizes():
     p = random_preview(np.random.default_rng(7), 10, 20, 30, 4)
-    img = raster.interpolate(p, (40, 20))
+    img = raster_cpu.interpolate(p, (40, 20))
     assert img.dtype == np.uint8 and img.shape == (40, 20, 3)
     with pytest.raises(ValueError, match="at least 2"):
-        raster.interpolate(p, 1)
+        raster_cpu.interpolate(p, 1)
 
 
 @pytest.mark.parametrize("size", [(256, 256), (37, 91), (253, 253), (2, 2)])

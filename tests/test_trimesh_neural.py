@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trimesh_decode.model import CHANNEL_SETS, StackedHourglass, depth_to_space, select_channels, space_to_depth
+from trimesh_decode.hourglass import CHANNEL_SETS, StackedHourglass, depth_to_space, select_channels, space_to_depth
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,13 +56,15 @@ def test_widening_computes_the_same_function_and_the_copies_train_apart():
     """model.widen: a 32-filter network as a 48-filter one (uneven: some channels get two copies,
     some one) gives the same images in both BatchNorm modes; each weight is shared out between the
     copies of its input channel (the parts sum to it and differ), so the copies get different gradients."""
-    from trimesh_decode.model import _channel_map, widen
+    from trimesh_decode.hourglass import _channel_map, widen
 
     x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 8))
     small, big = (StackedHourglass(width=w, stacks=2, depth=2, output="residual") for w in (32, 48))
     v = small.init(jax.random.key(0), x, interp=x[..., 2:5])
     rng = np.random.default_rng(2)
-    v = jax.tree.map(lambda a: np.asarray(a) + 0.1 * rng.standard_normal(a.shape, np.float32), v)  # nothing trivially 0 or 1
+    v = jax.tree.map(
+        lambda a: np.asarray(a) + 0.1 * rng.standard_normal(a.shape, np.float32), v
+    )  # nothing trivially 0 or 1
     v["batch_stats"] = jax.tree.map(np.abs, v["batch_stats"])
     wide = widen(v, 32, 48)
     for train in (False, True):
@@ -80,8 +82,13 @@ def test_widening_computes_the_same_function_and_the_copies_train_apart():
     assert not np.allclose(k_new[:, :, 0, 0], k_new[:, :, 2, 0])
 
     def loss(params):
-        out, _ = big.apply({"params": params, "batch_stats": wide["batch_stats"]}, x, interp=x[..., 2:5], train=True,
-                           mutable=["batch_stats"])
+        out, _ = big.apply(
+            {"params": params, "batch_stats": wide["batch_stats"]},
+            x,
+            interp=x[..., 2:5],
+            train=True,
+            mutable=["batch_stats"],
+        )
         return jnp.mean(jnp.square(out[-1] - 0.5))
 
     g = jax.jit(jax.grad(loss))(jax.tree.map(jnp.asarray, wide["params"]))["hourglass0"]["skip1"]["Conv_0"]["kernel"]
@@ -167,7 +174,9 @@ def test_batchnorm_statistics_over_the_mesh_equal_one_device(tiny_dataset):
     assert mesh.size == 8
     repl = meshlib.replicated_sharding(mesh)
     step = jax.jit(task.train_step, in_shardings=(repl, meshlib.data_sharding(mesh), repl), out_shardings=(repl, repl))
-    many_state, many_m = step(meshlib.replicate(task.init(jax.random.key(0)), mesh), meshlib.global_batch(batch, mesh), rng)
+    many_state, many_m = step(
+        meshlib.replicate(task.init(jax.random.key(0)), mesh), meshlib.global_batch(batch, mesh), rng
+    )
 
     np.testing.assert_allclose(many_m["loss"], one_m["loss"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(many_state.batch_stats), jax.tree.leaves(one_state.batch_stats)):
@@ -175,8 +184,10 @@ def test_batchnorm_statistics_over_the_mesh_equal_one_device(tiny_dataset):
     for a, b in zip(jax.tree.leaves(many_state.params), jax.tree.leaves(one_state.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=2e-5)  # Adam amplifies float noise
     # and the statistics moved: the step really updated them
-    moved = [float(np.abs(np.asarray(a) - np.asarray(b)).max())
-             for a, b in zip(jax.tree.leaves(one_state.batch_stats), jax.tree.leaves(state.batch_stats))]
+    moved = [
+        float(np.abs(np.asarray(a) - np.asarray(b)).max())
+        for a, b in zip(jax.tree.leaves(one_state.batch_stats), jax.tree.leaves(state.batch_stats))
+    ]
     assert max(moved) > 1e-4
 
 
@@ -187,8 +198,13 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     from trimesh_decode.task import make_task
 
     # the same 8 whole crops every step (no flip, no crop): the loss must fall
-    config = _config(tiny_dataset, steps=30, log_every=5, checkpoint_every=15,
-                     **{"optim.lr": 3e-3, "model.output": "residual", "data.crop": 256, "data.flip": False})
+    config = _config(
+        tiny_dataset,
+        steps=30,
+        log_every=5,
+        checkpoint_every=15,
+        **{"optim.lr": 3e-3, "model.output": "residual", "data.crop": 256, "data.flip": False},
+    )
     work = tmp_path / "run"
     _, last = train(config, work, make_task(config), progress=False)
     log = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
@@ -235,8 +251,23 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     assert main(["decode", str(tri), "-o", str(tmp_path / "i.png")]) == 0
     assert np.asarray(Image.open(tmp_path / "n.png")).shape == np.asarray(Image.open(tmp_path / "i.png")).shape
     # averaged over the 8 symmetries: another decoding of the same file; interpolation has none to average
-    assert main(["decode", str(tri), "-o", str(tmp_path / "n8.png"), "--decoder", "neural", "--model", str(npz),
-                 "--symmetries", "8"]) == 0
+    assert (
+        main(
+            [
+                "decode",
+                str(tri),
+                "-o",
+                str(tmp_path / "n8.png"),
+                "--decoder",
+                "neural",
+                "--model",
+                str(npz),
+                "--symmetries",
+                "8",
+            ]
+        )
+        == 0
+    )
     assert "neural decoder tiny_x8" in capsys.readouterr().out
     n1, n8 = (np.asarray(Image.open(tmp_path / f)) for f in ("n.png", "n8.png"))
     np.testing.assert_array_equal(n8, dec.averaged(8).decode([preview])[0])
@@ -247,19 +278,24 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     # fine-tuning starts from the run's weights and BatchNorm statistics; another model is refused
     tuned = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(work)})
     start = make_task(tuned).init(jax.random.key(7))
-    same = jax.tree.map(lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))),
-                        {"params": start.params, "batch_stats": start.batch_stats}, from_run.variables)
+    same = jax.tree.map(
+        lambda x, y: bool(np.array_equal(np.asarray(x), np.asarray(y))),
+        {"params": start.params, "batch_stats": start.batch_stats},
+        from_run.variables,
+    )
     assert all(jax.tree.leaves(same))
     # a wider model grows from the run (model.widen) and decodes as it does; another design is refused
-    from trimesh_decode.task import make_model, predict
+    from trimesh_decode.decoding import predict
+    from trimesh_decode.task import make_model
 
     wider = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(work), "model.width": 32})
     w = make_task(wider).init(jax.random.key(0))
     assert w.params["stem1"]["Conv_0"]["kernel"].shape[-1] == 32
     grown = predict({"params": w.params, "batch_stats": w.batch_stats}, [preview], make_model(wider))
     assert np.abs(grown.astype(int) - b.astype(int)).max() <= 1
-    narrower = _config(tiny_dataset, **{"model.output": "residual", "model.init": str(npz), "model.width": 16,
-                                         "model.stacks": 3})
+    narrower = _config(
+        tiny_dataset, **{"model.output": "residual", "model.init": str(npz), "model.width": 16, "model.stacks": 3}
+    )
     with pytest.raises(ValueError, match="stacks"):
         make_task(narrower).init(jax.random.key(0))
 
@@ -289,8 +325,7 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
 def test_scaled_crops_are_resized_windows_and_an_old_folder_keeps_its_settings(tmp_path):
     """--max-scale cuts squares larger than the crop (in the photo's pixels) and resizes them down;
     a folder built before the setting existed continues with its default, another value is refused."""
-    from compat.cli import UsageError
-    from trimesh_decode.dataset import build_dataset, read_manifest
+    from trimesh_decode.dataset import DatasetError, build_dataset, read_manifest
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -306,9 +341,9 @@ def test_scaled_crops_are_resized_windows_and_an_old_folder_keeps_its_settings(t
         assert r["scale"] == pytest.approx(64 / w)
         assert np.asarray(Image.open(out / r["crop"])).shape == (64, 64, 3)
     assert len({r["box"][2] for r in recs.values()}) > 1  # random sides
-    with pytest.raises(UsageError, match="max_scale"):
+    with pytest.raises(DatasetError, match="max_scale"):
         build_dataset(photos, out, crops=6, size=64, iterations=20, max_scale=2.0, processes=1, progress=False)
-    with pytest.raises(UsageError, match="max-scale"):
+    with pytest.raises(DatasetError, match="max-scale"):
         build_dataset(photos, tmp_path / "x", crops=1, size=64, max_scale=0.5, processes=1, progress=False)
 
     native = tmp_path / "native"
@@ -317,7 +352,8 @@ def test_scaled_crops_are_resized_windows_and_an_old_folder_keeps_its_settings(t
     del meta["max_scale"]  # as written before the option existed
     (native / "dataset.json").write_text(json.dumps(meta))
     assert "3 of 3 crops encoded (2 were already there)" in build_dataset(
-        photos, native, crops=3, size=64, iterations=20, processes=1, progress=False)
+        photos, native, crops=3, size=64, iterations=20, processes=1, progress=False
+    )
     assert all(r["box"][2] == 64 and r["scale"] == 1.0 for r in read_manifest(native).values())
 
 
@@ -334,13 +370,36 @@ def test_pack_then_unpack_gives_the_same_previews_and_crops_within_the_jpeg_erro
     Image.fromarray(smooth).save(photos / "big.png")
     Image.fromarray(smooth[:50, :60]).save(photos / "small.png")  # enlarged to hold a 64 crop
     ds = tmp_path / "ds"
-    assert main(["dataset", "--images", str(tmp_path / "photos"), "--out", str(ds), "--crops", "6", "--size", "64",
-                 "--iterations", "20", "--max-scale", "3", "--processes", "1"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "--images",
+                str(tmp_path / "photos"),
+                "--out",
+                str(ds),
+                "--crops",
+                "6",
+                "--size",
+                "64",
+                "--iterations",
+                "20",
+                "--max-scale",
+                "3",
+                "--processes",
+                "1",
+            ]
+        )
+        == 0
+    )
     recs = read_manifest(ds)
     assert {r["scale"] > 1 for r in recs.values()} == {True, False}  # both kinds of crop
     kit, back = tmp_path / "kit", tmp_path / "back"
     assert main(["pack", str(ds), "-o", str(kit)]) == 0
-    assert sorted(p.relative_to(kit).as_posix() for p in (kit / "photos").rglob("*.jpg")) == ["photos/sub/big.jpg", "photos/sub/small.jpg"]
+    assert sorted(p.relative_to(kit).as_posix() for p in (kit / "photos").rglob("*.jpg")) == [
+        "photos/sub/big.jpg",
+        "photos/sub/small.jpg",
+    ]
     assert not (kit / "crops").exists() and not (kit / "previews").exists()  # previews ride in the manifest
     assert main(["pack", str(ds), "-o", str(kit)]) == 2  # no overwrite without --force
     assert "not empty; pass --force" in capsys.readouterr().err
@@ -373,8 +432,7 @@ def test_nan_loss_stops_training_without_applying_the_update(tiny_dataset, tmp_p
 
 def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     from compat.trainer import train
-    from compat.cli import UsageError
-    from trimesh_decode.evaluate import evaluate
+    from trimesh_decode.evaluate import EvaluationError, evaluate
     from trimesh_decode.models import export_run
     from trimesh_decode.task import make_task
 
@@ -386,8 +444,9 @@ def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     for p in sorted((tiny_dataset / "crops").iterdir())[:3]:
         (images / p.name).write_bytes(p.read_bytes())
     out = tmp_path / "eval"
-    s = evaluate(images, out, models=[str(npz), str(tmp_path / "run")], target_bytes=120, iterations=40, processes=1,
-                 figures=2)
+    s = evaluate(
+        images, out, models=[str(npz), str(tmp_path / "run")], target_bytes=120, iterations=40, processes=1, figures=2
+    )
     assert s["images"] == 3 and set(s["mean"]) >= {"interp", "neural", "neural_run", "blur1", "blur5", "webp", "jpeg"}
     assert 0.0 <= s["improved_psnr"] <= 1.0
     r = s["recall_test"]["top1_in_top5"]
@@ -404,13 +463,22 @@ def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     assert s["mean"]["blur5"]["ssim"] != s["mean"]["blur1"]["ssim"]
     # a rerun reuses the cached previews (same bytes)
     before = {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}
-    s = evaluate(images, out, models=[str(npz)], target_bytes=120, iterations=40, processes=1, figures=1, baselines=False,
-                 symmetries=8)
+    s = evaluate(
+        images,
+        out,
+        models=[str(npz)],
+        target_bytes=120,
+        iterations=40,
+        processes=1,
+        figures=1,
+        baselines=False,
+        symmetries=8,
+    )
     assert before == {p.name: p.read_bytes() for p in (out / "previews").glob("*.tri")}
     # the first model averaged over the 8 symmetries is one more decoder, scored against the single pass
     assert s["models"] == ["tiny", "tiny_x8"] and set(s["neural_seconds_per_image"]) == {"neural", "neural_tiny_x8"}
     assert s["versus_neural"]["neural_tiny_x8"]["delta_psnr"] != 0.0
-    with pytest.raises(UsageError, match="symmetries must be one of 1, 2, 4, 8, got 3"):
+    with pytest.raises(EvaluationError, match="symmetries must be one of 1, 2, 4, 8, got 3"):
         evaluate(images, out, models=[str(npz)], processes=1, figures=0, baselines=False, symmetries=3)
     assert len(list((out / "figures").glob("compare_*.png"))) == 1  # this run's pick; none left stale
 
@@ -419,12 +487,11 @@ def test_evaluation_of_a_dataset_scores_the_previews_stored_in_it(tiny_dataset, 
     import shutil
 
     from compat import metrics
-    from compat.cli import UsageError
     from compat.images import load_image
-    from trimesh_decode import raster
+    from trimesh_decode import raster_cpu
     from trimesh_decode.bitstream import from_bytes
     from trimesh_decode.cli import main
-    from trimesh_decode.evaluate import evaluate
+    from trimesh_decode.evaluate import EvaluationError, evaluate
 
     out = tmp_path / "eval"
     s = evaluate(None, out, models=["mobile"], figures=0, baselines=False, limit=3, dataset=tiny_dataset)
@@ -435,7 +502,7 @@ def test_evaluation_of_a_dataset_scores_the_previews_stored_in_it(tiny_dataset, 
     for row, crop in zip(res["images"], crops):
         tri = tiny_dataset / "previews" / (crop.stem + ".tri")  # the stored bitstream, not a new encoding
         assert row["preview_bytes"] == tri.stat().st_size
-        interp = raster.interpolate(from_bytes(tri.read_bytes()), 256)
+        interp = raster_cpu.interpolate(from_bytes(tri.read_bytes()), 256)
         want = float(metrics.psnr(np.float32(load_image(crop))[None], np.float32(interp)[None])[0])
         assert row["interp"]["psnr"] == pytest.approx(want, abs=1e-4)
     assert not (out / "previews").exists()
@@ -445,9 +512,22 @@ def test_evaluation_of_a_dataset_scores_the_previews_stored_in_it(tiny_dataset, 
     shutil.copytree(tiny_dataset, broken)
     first = sorted((broken / "previews").iterdir())[0]
     first.write_bytes(first.read_bytes()[:20])
-    with pytest.raises(UsageError, match=first.name):
+    with pytest.raises(EvaluationError, match=first.name):
         evaluate(None, tmp_path / "e2", models=["mobile"], figures=0, baselines=False, dataset=broken)
-    assert main(["evaluate", "--dataset", str(tiny_dataset), "--images", str(tiny_dataset / "crops"), "-o", str(tmp_path / "e3")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                str(tiny_dataset),
+                "--images",
+                str(tiny_dataset / "crops"),
+                "-o",
+                str(tmp_path / "e3"),
+            ]
+        )
+        == 2
+    )
     assert "give --images or --dataset, not both" in capsys.readouterr().err
     assert main(["evaluate", "--dataset", str(tmp_path / "none"), "-o", str(tmp_path / "e4")]) == 2
     assert "is not a folder" in capsys.readouterr().err
@@ -506,7 +586,9 @@ def test_dihedral_augmentation_moves_inputs_and_targets_together_through_all_8_s
     ch, tg = _augment(channels, batch, jax.random.key(3), c)
     np.testing.assert_array_equal(ch[..., 2:5], tg)  # the same symmetry for the input and its target
     x = np.asarray(image[0])
-    symmetries = [np.ascontiguousarray(s) for t in (x, x.transpose(1, 0, 2)) for s in (t, t[::-1], t[:, ::-1], t[::-1, ::-1])]
+    symmetries = [
+        np.ascontiguousarray(s) for t in (x, x.transpose(1, 0, 2)) for s in (t, t[::-1], t[:, ::-1], t[::-1, ::-1])
+    ]
     seen = {next(i for i, s in enumerate(symmetries) if np.array_equal(np.asarray(y), s)) for y in tg}
     assert seen == set(range(8))
     c.data.dihedral = False  # the default: horizontal flips only
@@ -516,7 +598,7 @@ def test_dihedral_augmentation_moves_inputs_and_targets_together_through_all_8_s
 
 
 def test_the_8_symmetries_are_distinct_and_each_is_undone_by_its_inverse():
-    from trimesh_decode.task import dihedral
+    from trimesh_decode.decoding import dihedral
 
     x = jnp.asarray(np.random.default_rng(0).random((2, 16, 16, 3), np.float32))
     turned = [np.asarray(dihedral(x, k)) for k in range(8)]
@@ -526,7 +608,7 @@ def test_the_8_symmetries_are_distinct_and_each_is_undone_by_its_inverse():
 
 
 def test_decodings_averaged_over_a_subgroup_of_symmetries_are_equivariant_to_it_and_only_to_it():
-    from trimesh_decode.task import decode_channels, dihedral
+    from trimesh_decode.decoding import decode_channels, dihedral
 
     rng = np.random.default_rng(1)
     ramp = jnp.asarray(rng.random((1, 16, 16, 1), np.float32))  # a decoder that knows where it is
@@ -586,7 +668,7 @@ def test_a_cosine_shorter_than_its_warmup_is_refused_by_name():
 def test_worker_processes_give_the_same_batches_and_resume_from_a_saved_state(tiny_dataset):
     """data.workers spreads batches over processes (for an accelerator): the stream is the same as
     in-process loading, and its state restores into a fresh pipeline where it stopped."""
-    from trimesh_decode.task import preview_batches
+    from trimesh_decode.pipeline import preview_batches
 
     kw = dict(batch_size=2, seed=3, pad_points=320, pad_triangles=640)
     plain = iter(preview_batches(str(tiny_dataset), **kw))
@@ -617,11 +699,24 @@ def test_device_script_unpacks_trains_and_returns_the_exported_weights_in_pieces
     kit = tmp_path / "kit"
     assert main(["pack", str(tiny_dataset), "-o", str(kit / "previews")]) == 0
     out = tmp_path / "out"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", KIT=str(kit), WHEELS="",
-               PREVIEWS=str(tmp_path / "previews"), RUN=str(tmp_path / "run"), OUT=str(out), EXPORT=str(tmp_path / "export"),
-               MINUTES="5", P1_SECONDS="20", STEPS2="3", WORKERS="0",
-               EXTRA=",model.width=16,batch_size=8,checkpoint_every=1,log_every=1,optim.warmup=1,data.crop=64")
-    r = subprocess.run(["bash", str(REPO / "launch" / "device_paper.sh")], env=env, capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ,
+        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        KIT=str(kit),
+        WHEELS="",
+        PREVIEWS=str(tmp_path / "previews"),
+        RUN=str(tmp_path / "run"),
+        OUT=str(out),
+        EXPORT=str(tmp_path / "export"),
+        MINUTES="5",
+        P1_SECONDS="20",
+        STEPS2="3",
+        WORKERS="0",
+        EXTRA=",model.width=16,batch_size=8,checkpoint_every=1,log_every=1,optim.warmup=1,data.crop=64",
+    )
+    r = subprocess.run(
+        ["bash", str(REPO / "launch" / "device_paper.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "8 crops cut from 2 photos" in r.stdout
     assert "phase 1: exit status 75" in r.stdout and "phase 2: exit status 0" in r.stdout
@@ -652,8 +747,13 @@ def test_weight_average_follows_every_step_resumes_and_is_what_the_run_decodes_w
     assert float(ema_decay(90, 0.999)) == pytest.approx(0.91)
     assert float(ema_decay(10_000, 0.999)) == pytest.approx(0.999)
 
-    config = _config(tiny_dataset, steps=3, checkpoint_every=3, log_every=1,
-                     **{"optim.lr": 3e-3, "optim.ema": 0.5, "model.output": "residual", "data.flip": False})
+    config = _config(
+        tiny_dataset,
+        steps=3,
+        checkpoint_every=3,
+        log_every=1,
+        **{"optim.lr": 3e-3, "optim.ema": 0.5, "model.output": "residual", "data.flip": False},
+    )
     task, batch = _first_batch(config)
     state = task.init(jax.random.key(0))
     step = jax.jit(task.train_step)
@@ -661,12 +761,15 @@ def test_weight_average_follows_every_step_resumes_and_is_what_the_run_decodes_w
     for i in range(3):
         state, _ = step(state, batch, jax.random.key(i))
         d = min(0.5, (1 + i) / (10 + i))
-        expect = jax.tree.map(lambda e, n: d * e + (1 - d) * n, expect,
-                              {"params": state.params, "batch_stats": state.batch_stats})
+        expect = jax.tree.map(
+            lambda e, n: d * e + (1 - d) * n, expect, {"params": state.params, "batch_stats": state.batch_stats}
+        )
     for a, b in zip(jax.tree.leaves(state.ema), jax.tree.leaves(expect)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-    moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
-                for a, b in zip(jax.tree.leaves(state.ema["params"]), jax.tree.leaves(state.params)))
+    moved = max(
+        float(np.abs(np.asarray(a) - np.asarray(b)).max())
+        for a, b in zip(jax.tree.leaves(state.ema["params"]), jax.tree.leaves(state.params))
+    )
     assert moved > 1e-5  # the average lags the weights
 
     work = tmp_path / "ema"

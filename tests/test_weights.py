@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from weights_helpers import fake_torch_modules, legacy_file, zip_file
 
 from compat import weights as W
-from weights_helpers import fake_torch_modules, legacy_file, zip_file
 
 
 def test_shipped_files_have_the_published_checksums():
@@ -230,7 +230,9 @@ def test_a_stride_zero_view_cannot_expand_a_small_storage(tmp_path, fake_torch):
     (tmp_path / "zero.pth").write_bytes(data)
     with pytest.raises(W.WeightsError, match="outside its storage"):
         W.load_legacy_torch(tmp_path / "zero.pth")
-    many = legacy_file(fake_torch, {f"w{i}": ("s0", 0, (1 << 16,), (1,)) for i in range(64)}, {"s0": np.zeros(1 << 16, np.float32)})
+    many = legacy_file(
+        fake_torch, {f"w{i}": ("s0", 0, (1 << 16,), (1,)) for i in range(64)}, {"s0": np.zeros(1 << 16, np.float32)}
+    )
     (tmp_path / "many.pth").write_bytes(many)  # 64 full views of one storage: 64x the file's bytes
     with pytest.raises(W.WeightsError, match="more than the file can hold"):
         W.load_legacy_torch(tmp_path / "many.pth")
@@ -239,7 +241,7 @@ def test_a_stride_zero_view_cannot_expand_a_small_storage(tmp_path, fake_torch):
 def test_a_storage_count_beyond_the_file_is_truncation(tmp_path, fake_torch):
     good = legacy_file(fake_torch, {"w": ("s0", 0, (4,), (1,))}, {"s0": np.zeros(4, np.float32)})
     for numel in (-1, 1 << 40):
-        bad = good[: -24] + struct.pack("<q", numel) + good[-16:]
+        bad = good[:-24] + struct.pack("<q", numel) + good[-16:]
         (tmp_path / "n.pth").write_bytes(bad)
         with pytest.raises(W.WeightsError, match="truncated"):
             W.load_legacy_torch(tmp_path / "n.pth")
@@ -348,23 +350,35 @@ _dims = st.lists(st.integers(-3, 1 << 33) | st.integers(0, 9), min_size=0, max_s
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(offset=st.integers(-(1 << 40), 1 << 40) | st.integers(-2, 12), size=_dims, stride=_dims,
-       numel=st.integers(0, 64), fmt=st.sampled_from(["legacy", "zip"]))
+@given(
+    offset=st.integers(-(1 << 40), 1 << 40) | st.integers(-2, 12),
+    size=_dims,
+    stride=_dims,
+    numel=st.integers(0, 64),
+    fmt=st.sampled_from(["legacy", "zip"]),
+)
 def test_crafted_torch_headers_never_crash_or_blow_up(tmp_path_factory, fake_torch, offset, size, stride, numel, fmt):
     path = tmp_path_factory.mktemp("fuzz") / "w.pth"
     maker = legacy_file if fmt == "legacy" else zip_file
-    path.write_bytes(maker(fake_torch, {"w": ("s0", offset, tuple(size), tuple(stride))},
-                           {"s0": np.arange(numel, dtype=np.float32)}))
+    path.write_bytes(
+        maker(fake_torch, {"w": ("s0", offset, tuple(size), tuple(stride))}, {"s0": np.arange(numel, dtype=np.float32)})
+    )
     _fuzz_check(path, W.load_torch)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6),
-       kind=st.sampled_from(["pickle", "legacy", "zip"]), cut=st.integers(-40, 0))
+@given(
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=6),
+    kind=st.sampled_from(["pickle", "legacy", "zip"]),
+    cut=st.integers(-40, 0),
+)
 def test_mutated_weight_files_never_crash_or_blow_up(tmp_path_factory, fake_torch, edits, kind, cut):
     s = np.arange(24, dtype=np.float32)
     if kind == "pickle":
-        data, loader = pickle.dumps({"l": {"k": s.reshape(4, 6), "b": s[:3].astype(np.int64)}}, protocol=3), W.load_pickled_numpy
+        data, loader = (
+            pickle.dumps({"l": {"k": s.reshape(4, 6), "b": s[:3].astype(np.int64)}}, protocol=3),
+            W.load_pickled_numpy,
+        )
     else:
         maker = legacy_file if kind == "legacy" else zip_file
         data = maker(fake_torch, {"a": ("s0", 2, (2, 3), (3, 1)), "t": ("s0", 0, (3, 4), (1, 3))}, {"s0": s})
@@ -377,11 +391,14 @@ def test_mutated_weight_files_never_crash_or_blow_up(tmp_path_factory, fake_torc
     _fuzz_check(path, loader)
 
 
-@pytest.mark.parametrize("opcodes", [
-    b"\x80\x02}r\xff\xff\xff\x3f.",  # LONG_BINPUT at index 2^30: the C unpickler's memo grows to 8 GiB
-    b"\x80\x05\x96\x00\x00\x00\x00\x01\x00\x00\x00.",  # BYTEARRAY8 claiming 4 GiB it does not hold
-    b"\x80\x03B\xff\xff\xff\x7f.",  # BINBYTES claiming 2 GiB
-])
+@pytest.mark.parametrize(
+    "opcodes",
+    [
+        b"\x80\x02}r\xff\xff\xff\x3f.",  # LONG_BINPUT at index 2^30: the C unpickler's memo grows to 8 GiB
+        b"\x80\x05\x96\x00\x00\x00\x00\x01\x00\x00\x00.",  # BYTEARRAY8 claiming 4 GiB it does not hold
+        b"\x80\x03B\xff\xff\xff\x7f.",  # BINBYTES claiming 2 GiB
+    ],
+)
 def test_pickle_opcodes_that_claim_memory_the_file_does_not_hold_are_refused(tmp_path, opcodes):
     (tmp_path / "w.ckpt").write_bytes(opcodes)
     _fuzz_check(tmp_path / "w.ckpt", W.load_pickled_numpy)  # refused, or an empty tree, in bounded memory

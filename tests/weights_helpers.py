@@ -55,7 +55,9 @@ def legacy_file(fake: FakeTorch, tensors: dict, storages: dict) -> bytes:
             return (rebuild, self.args)
 
     st = {k: Storage(k, a) for k, a in storages.items()}
-    state = collections.OrderedDict((n, Tensor(st[k], off, size, stride)) for n, (k, off, size, stride) in tensors.items())
+    state = collections.OrderedDict(
+        (n, Tensor(st[k], off, size, stride)) for n, (k, off, size, stride) in tensors.items()
+    )
 
     class P(pickle.Pickler):
         def persistent_id(self, obj):

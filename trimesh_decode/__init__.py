@@ -5,8 +5,11 @@ deterministic Delaunay mesh, ``raster`` the batched barycentric renderer and the
 8 input channels, ``encoder`` the stochastic hill-climbing encoder that writes previews.
 """
 
+# The neural decoder's input and output side, as the paper's (the training crops' too).
+SIZE = 256
+
 # How many symmetries of the square a neural decoding may be averaged over (test-time
-# self-ensembling): each count is a subgroup of the 8, see :func:`trimesh_decode.task.dihedral`.
+# self-ensembling): each count is a subgroup of the 8, see :func:`trimesh_decode.decoding.dihedral`.
 SYMMETRIES = (1, 2, 4, 8)
 
 

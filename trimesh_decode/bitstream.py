@@ -143,7 +143,9 @@ class Preview:
         if np.any(np.diff(key) <= 0):
             raise bad("palette must be sorted strictly by (Cg, Y, Co), without duplicates (use Preview.create)")
         if k > min(MAX_VERTICES, gw * gh - 4):
-            raise bad(f"{k} vertices besides the corners; a {gw}x{gh} grid holds at most {min(MAX_VERTICES, gw * gh - 4)}")
+            raise bad(
+                f"{k} vertices besides the corners; a {gw}x{gh} grid holds at most {min(MAX_VERTICES, gw * gh - 4)}"
+            )
         if len(self.indices) != k:
             raise bad(f"{k} vertices but {len(self.indices)} palette indices")
         for name, idx in (("corner", self.corner_indices), ("vertex", self.indices)):
@@ -280,9 +282,7 @@ def _layout(st, buf, cost, hdr, palette, corners, vx, vy, vidx):
         palette[0, c] = uniform(st, buf, cost, palette[0, c], 64)
     for i in range(1, n):
         for c in (2, 0, 1):  # Cg first: its difference is never negative
-            d = _signed_delta(
-                st, buf, cost, probs, c, np.int64(palette[i, c]) - np.int64(palette[i - 1, c]), c != 2
-            )
+            d = _signed_delta(st, buf, cost, probs, c, np.int64(palette[i, c]) - np.int64(palette[i - 1, c]), c != 2)
             v = np.int64(palette[i - 1, c]) + d
             if v < 0 or v > 63:
                 return _ERR_COLOUR
@@ -425,7 +425,9 @@ def from_bytes(data: bytes) -> Preview:
     canonical = to_bytes(p)
     if canonical != data:
         if len(canonical) < len(data) and data.startswith(canonical):
-            raise PreviewFormatError(f"{len(data) - len(canonical)} trailing bytes after a {len(canonical)}-byte preview")
+            raise PreviewFormatError(
+                f"{len(data) - len(canonical)} trailing bytes after a {len(canonical)}-byte preview"
+            )
         if len(canonical) > len(data) and canonical.startswith(data):
             raise PreviewFormatError(f"truncated preview: {len(data)} of its {len(canonical)} bytes")
         raise PreviewFormatError("corrupt preview: the bytes do not match the preview they decode to")

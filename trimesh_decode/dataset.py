@@ -39,10 +39,17 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
-from compat.cli import UsageError, write_atomic
-from compat.images import DEFAULT_MAX_PIXELS, ImageError, image_size, list_images, load_image
+from compat.images import DEFAULT_MAX_PIXELS, ImageError, image_size, list_images, load_image, write_file_atomic
 from compat.locks import FolderBusyError, FolderLock
+from trimesh_decode.encoder import EncoderConfig, encode_image
+
+
+class DatasetError(ValueError):
+    """A dataset, pack or kit request this module refuses (the message says why, in one line);
+    nothing has been written when it is raised before work starts."""
+
 
 SIZE_RANGE = (8, 4096)  # crop sides the builder writes (and a kit may claim)
 MAX_PREVIEW_BYTES = 4096  # the encoder's largest byte target
@@ -129,8 +136,6 @@ def _drop_torn_line(path: Path) -> None:
 
 
 def _job(args):
-    from trimesh_decode.encoder import EncoderConfig, encode_image
-
     index, path, out, size, target, seed, iterations, max_scale = args
     rng = np.random.default_rng([seed, index])
     image = load_image(path)
@@ -152,8 +157,8 @@ def _job(args):
     crop = cut(image, box, scale, size)
     res = encode_image(crop, target, seed=seed * 1_000_003 + index, config=EncoderConfig(iterations=iterations))
     name = f"{index:06d}"
-    write_atomic(Path(out) / "crops" / f"{name}.png", _png(crop), force=True)
-    write_atomic(Path(out) / "previews" / f"{name}.tri", res.data, force=True)
+    write_file_atomic(Path(out) / "crops" / f"{name}.png", _png(crop))
+    write_file_atomic(Path(out) / "previews" / f"{name}.tri", res.data)
     return {
         "index": index,
         "source": str(path),
@@ -168,33 +173,49 @@ def _job(args):
     }
 
 
-def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int = 200, seed: int = 0,
-                  iterations: int = 3000, max_scale: float = 1.0, processes: int | None = None,
-                  progress: bool = True) -> str:
-    from tqdm import tqdm
+def build_dataset(
+    images,
+    out,
+    *,
+    crops: int,
+    size: int = 256,
+    target_bytes: int = 200,
+    seed: int = 0,
+    iterations: int = 3000,
+    max_scale: float = 1.0,
+    processes: int | None = None,
+    progress: bool = True,
+) -> str:
 
     if not max_scale >= 1.0:
-        raise UsageError(f"--max-scale must be >= 1 (1: crops at the photos' own resolution), got {max_scale}")
+        raise DatasetError(f"--max-scale must be >= 1 (1: crops at the photos' own resolution), got {max_scale}")
     if not SIZE_RANGE[0] <= size <= SIZE_RANGE[1]:
-        raise UsageError(f"--size must be in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {size}")
+        raise DatasetError(f"--size must be in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {size}")
     if not 1 <= target_bytes <= MAX_PREVIEW_BYTES:
-        raise UsageError(f"--bytes must be in 1..{MAX_PREVIEW_BYTES}, got {target_bytes}")
+        raise DatasetError(f"--bytes must be in 1..{MAX_PREVIEW_BYTES}, got {target_bytes}")
     root, out = Path(images), Path(out)
     if not root.is_dir():
-        raise UsageError(f"--images {root} is not a folder")
+        raise DatasetError(f"--images {root} is not a folder")
     paths = list_images(root)
     if not paths:
-        raise UsageError(f"no images under {root}")
-    settings = {"images": str(root.resolve()), "files": len(paths), "size": size, "bytes": target_bytes,
-                "seed": seed, "iterations": iterations, "max_scale": float(max_scale)}
+        raise DatasetError(f"no images under {root}")
+    settings = {
+        "images": str(root.resolve()),
+        "files": len(paths),
+        "size": size,
+        "bytes": target_bytes,
+        "seed": seed,
+        "iterations": iterations,
+        "max_scale": float(max_scale),
+    }
     defaults = {"max_scale": 1.0}  # folders written before a setting existed were built with its default
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
+        raise DatasetError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     try:
         lock = FolderLock(out, "dataset builder")
     except FolderBusyError as e:
-        raise UsageError(str(e)) from None
+        raise DatasetError(str(e)) from None
     with lock:
         _check_subfolders(out)
         (out / "crops").mkdir(exist_ok=True)
@@ -202,16 +223,21 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
         meta = out / "dataset.json"
         if meta.exists():
             old = json.loads(meta.read_text())
-            diff = {k: (old.get(k, defaults.get(k)), v) for k, v in settings.items() if old.get(k, defaults.get(k)) != v}
+            diff = {
+                k: (old.get(k, defaults.get(k)), v) for k, v in settings.items() if old.get(k, defaults.get(k)) != v
+            }
             if diff:
-                raise UsageError(f"{out} was built with other settings {diff}; use another --out")
+                raise DatasetError(f"{out} was built with other settings {diff}; use another --out")
         else:
-            write_atomic(meta, json.dumps(settings, indent=1).encode(), force=True)
+            write_file_atomic(meta, json.dumps(settings, indent=1).encode())
         _drop_torn_line(out / "manifest.jsonl")
         done = read_manifest(out)
         order = np.random.default_rng(seed).integers(0, len(paths), size=crops)
-        todo = [(i, str(paths[order[i]]), str(out), size, target_bytes, seed, iterations, max_scale)
-                for i in range(crops) if i not in done]
+        todo = [
+            (i, str(paths[order[i]]), str(out), size, target_bytes, seed, iterations, max_scale)
+            for i in range(crops)
+            if i not in done
+        ]
         bar = tqdm(total=crops, initial=crops - len(todo), desc="previews", unit="crop", disable=not progress)
         with open(out / "manifest.jsonl", "a") as manifest, bar, _parallel(_job, todo, processes) as results:
             for rec in results:
@@ -220,8 +246,10 @@ def build_dataset(images, out, *, crops: int, size: int = 256, target_bytes: int
                 bar.update(1)
         recs = read_manifest(out)
         sizes = [r["bytes"] for r in recs.values()]
-        return (f"{out}: {len(recs)} of {crops} crops encoded ({crops - len(todo)} were already there), "
-                f"mean {np.mean(sizes):.1f} bytes; manifest {out / 'manifest.jsonl'}")
+        return (
+            f"{out}: {len(recs)} of {crops} crops encoded ({crops - len(todo)} were already there), "
+            f"mean {np.mean(sizes):.1f} bytes; manifest {out / 'manifest.jsonl'}"
+        )
 
 
 def _check_subfolders(out: Path) -> None:
@@ -230,15 +258,15 @@ def _check_subfolders(out: Path) -> None:
     for sub in ("crops", "previews"):
         p = out / sub
         if p.is_symlink() or (p.exists() and not p.is_dir()):
-            raise UsageError(f"{p} is a link or a file, not a folder: refusing to write through it")
+            raise DatasetError(f"{p} is a link or a file, not a folder: refusing to write through it")
 
 
 def _empty_or_forced(out: Path, force: bool) -> None:
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise UsageError(f"{out} is a link or a file, not a folder")
+        raise DatasetError(f"{out} is a link or a file, not a folder")
     if out.exists() and any(out.iterdir()):
         if not force:
-            raise UsageError(f"{out} exists and is not empty; pass --force to write into it")
+            raise DatasetError(f"{out} exists and is not empty; pass --force to write into it")
         _check_subfolders(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -250,41 +278,42 @@ def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progre
     ``unpack_dataset`` cuts the crops again from the photos. A crop then differs from the one its
     preview was encoded from only by the JPEG's error (about 45 dB at quality 95, far below the
     previews' ~21 dB): the preview bitstreams are the same bytes."""
-    from tqdm import tqdm
 
     src, out = Path(dataset), Path(out)
     if not 50 <= quality <= 100:
-        raise UsageError(f"--quality must be in 50..100, got {quality}")
+        raise DatasetError(f"--quality must be in 50..100, got {quality}")
     if not (src / "dataset.json").is_file():
-        raise UsageError(f"{src} is not a `trimesh-decode dataset` folder (no dataset.json)")
+        raise DatasetError(f"{src} is not a `trimesh-decode dataset` folder (no dataset.json)")
     settings = json.loads((src / "dataset.json").read_text())
     recs = read_manifest(src)
     if not recs:
-        raise UsageError(f"{src} has no finished crops")
+        raise DatasetError(f"{src} has no finished crops")
     root = Path(settings["images"])
     names: dict[str, str] = {}
     for rec in recs.values():
         photo = Path(rec["source"]).resolve()
         if not photo.is_file():
-            raise UsageError(f"source photo {rec['source']} of crop {rec['index']} is missing (manifest paths are "
-                             f"relative to the folder the dataset was built from)")
+            raise DatasetError(
+                f"source photo {rec['source']} of crop {rec['index']} is missing (manifest paths are "
+                f"relative to the folder the dataset was built from)"
+            )
         rel = photo.relative_to(root) if photo.is_relative_to(root) else Path(photo.name)
         names.setdefault(rec["source"], (Path("photos") / rel).with_suffix(".jpg").as_posix())
     if len(set(names.values())) != len(names):
-        raise UsageError(f"two source photos of {src} map to one name in the pack")
+        raise DatasetError(f"two source photos of {src} map to one name in the pack")
     _empty_or_forced(out, force)
     for source, name in tqdm(sorted(names.items()), desc="photos", unit="photo", disable=not progress):
         buf = io.BytesIO()
         Image.fromarray(load_image(source)).save(buf, "JPEG", quality=quality, subsampling=0)
         (out / name).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / name, buf.getvalue(), force=True)
+        write_file_atomic(out / name, buf.getvalue())
     lines = []  # each preview's bytes inside its manifest line: one small file, not thousands
     for i in sorted(recs):
         data = base64.b64encode((src / recs[i]["preview"]).read_bytes()).decode()
         lines.append(json.dumps(dict(recs[i], source=names[recs[i]["source"]], preview_bytes=data)))
     packed = dict(settings, packed_from=str(src.resolve()), photo_quality=quality)
-    write_atomic(out / "dataset.json", json.dumps(packed, indent=1).encode(), force=True)
-    write_atomic(out / "manifest.jsonl", ("\n".join(lines) + "\n").encode(), force=True)
+    write_file_atomic(out / "dataset.json", json.dumps(packed, indent=1).encode())
+    write_file_atomic(out / "manifest.jsonl", ("\n".join(lines) + "\n").encode())
     mib = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
     return f"{out}: {len(recs)} previews and {len(names)} photos (JPEG quality {quality}), {mib:.1f} MiB"
 
@@ -295,16 +324,24 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 def _kit_size(settings: dict, kit: Path) -> int:
     size = settings.get("size")
     if not (isinstance(size, int) and not isinstance(size, bool) and SIZE_RANGE[0] <= size <= SIZE_RANGE[1]):
-        raise UsageError(f"{kit}/dataset.json: size {size!r} is not a crop side the builder writes ({SIZE_RANGE[0]}..{SIZE_RANGE[1]})")
+        raise DatasetError(
+            f"{kit}/dataset.json: size {size!r} is not a crop side the builder writes ({SIZE_RANGE[0]}..{SIZE_RANGE[1]})"
+        )
     return size
 
 
 def _kit_file(rec: dict, key: str, folder: str, suffix: str, where: str) -> str:
     name = rec.get(key)
     parts = PurePosixPath(name).parts if isinstance(name, str) else ()
-    if not (len(parts) == 2 and parts[0] == folder and _PLAIN_NAME.fullmatch(parts[1]) and parts[1].endswith(suffix)
-            and "\\" not in name and name == f"{parts[0]}/{parts[1]}"):
-        raise UsageError(f"{where}: {key} {name!r} is not one plain file name under {folder}/ (ending {suffix})")
+    if not (
+        len(parts) == 2
+        and parts[0] == folder
+        and _PLAIN_NAME.fullmatch(parts[1])
+        and parts[1].endswith(suffix)
+        and "\\" not in name
+        and name == f"{parts[0]}/{parts[1]}"
+    ):
+        raise DatasetError(f"{where}: {key} {name!r} is not one plain file name under {folder}/ (ending {suffix})")
     return name
 
 
@@ -312,11 +349,11 @@ def _photo_size(kit: Path, source: str) -> tuple[int, int]:
     try:
         return image_size(kit / source)
     except ImageError as e:
-        raise UsageError(f"{kit}: photo {e}") from None
+        raise DatasetError(f"{kit}: photo {e}") from None
 
 
 def _check_kit(kit: Path, recs: dict, size: int) -> None:
-    """Refuse (UsageError) a kit whose manifest names anything the builder would not have written:
+    """Refuse (DatasetError) a kit whose manifest names anything the builder would not have written:
     see the module doc. Reads only the photos' headers."""
     root = kit.resolve()
     names: set[str] = set()
@@ -324,24 +361,29 @@ def _check_kit(kit: Path, recs: dict, size: int) -> None:
     for i, rec in recs.items():
         where = f"{kit}/manifest.jsonl, crop {i}"
         if not (isinstance(rec.get("index"), int) and rec["index"] >= 0):
-            raise UsageError(f"{where}: index {rec.get('index')!r} is not a non-negative integer")
+            raise DatasetError(f"{where}: index {rec.get('index')!r} is not a non-negative integer")
         files = (_kit_file(rec, "crop", "crops", ".png", where), _kit_file(rec, "preview", "previews", ".tri", where))
         if names & set(files):
-            raise UsageError(f"{where}: {files[0]} or {files[1]} is named by another crop too")
+            raise DatasetError(f"{where}: {files[0]} or {files[1]} is named by another crop too")
         names.update(files)
         source = rec.get("source")
         parts = PurePosixPath(source).parts if isinstance(source, str) else ()
-        if not parts or PurePosixPath(source).is_absolute() or ".." in parts or not (kit / source).resolve().is_relative_to(root):
-            raise UsageError(f"{where}: source {source!r} is not a photo inside the kit")
+        if (
+            not parts
+            or PurePosixPath(source).is_absolute()
+            or ".." in parts
+            or not (kit / source).resolve().is_relative_to(root)
+        ):
+            raise DatasetError(f"{where}: source {source!r} is not a photo inside the kit")
         try:
             data = base64.b64decode(rec.get("preview_bytes", ""), validate=True)
         except (binascii.Error, TypeError, ValueError):
-            raise UsageError(f"{where}: preview_bytes is not base64") from None
+            raise DatasetError(f"{where}: preview_bytes is not base64") from None
         if not 1 <= len(data) <= MAX_PREVIEW_BYTES:
-            raise UsageError(f"{where}: a preview of {len(data)} bytes (the builder writes 1..{MAX_PREVIEW_BYTES})")
+            raise DatasetError(f"{where}: a preview of {len(data)} bytes (the builder writes 1..{MAX_PREVIEW_BYTES})")
     missing = sorted({r["source"] for r in recs.values() if not (kit / r["source"]).is_file()})
     if missing:
-        raise UsageError(f"{kit} lacks {len(missing)} of its photos, e.g. {missing[0]}")
+        raise DatasetError(f"{kit} lacks {len(missing)} of its photos, e.g. {missing[0]}")
     for i, rec in recs.items():
         if rec["source"] not in sizes:
             sizes[rec["source"]] = _photo_size(kit, rec["source"])
@@ -353,44 +395,43 @@ def _check_box(box, scale, photo: tuple[int, int], size: int, where: str) -> Non
     inside the photo (enlarged to hold one crop when ``scale > 1``) whose side ``scale`` maps to ``size``."""
     ints = isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in box)
     if not ints or box[2] != box[3] or box[2] < 1 or box[0] < 0 or box[1] < 0:
-        raise UsageError(f"{where}: box {box!r} is not a square [x, y, side, side]")
+        raise DatasetError(f"{where}: box {box!r} is not a square [x, y, side, side]")
     if not (isinstance(scale, (int, float)) and not isinstance(scale, bool) and math.isfinite(scale) and scale > 0):
-        raise UsageError(f"{where}: scale {scale!r} is not a positive number")
+        raise DatasetError(f"{where}: scale {scale!r} is not a positive number")
     w, h = photo
     if scale > 1.0:  # a photo too small for one crop, enlarged so its short side is the crop's
         if box[2] != size or abs(min(w, h) * scale - size) > 1.0:
-            raise UsageError(f"{where}: scale {scale} does not enlarge a {w}x{h} photo to hold one {size}-pixel crop")
+            raise DatasetError(f"{where}: scale {scale} does not enlarge a {w}x{h} photo to hold one {size}-pixel crop")
         w, h = max(size, round(w * scale)), max(size, round(h * scale))
         if w * h > DEFAULT_MAX_PIXELS:
-            raise UsageError(f"{where}: scale {scale} makes a {w}x{h} photo, over the image limit")
+            raise DatasetError(f"{where}: scale {scale} makes a {w}x{h} photo, over the image limit")
     elif abs(scale * box[2] - size) > 1e-6 * size:
-        raise UsageError(f"{where}: scale {scale} does not map a side of {box[2]} to the crop size {size}")
+        raise DatasetError(f"{where}: scale {scale} does not map a side of {box[2]} to the crop size {size}")
     if box[0] + box[2] > w or box[1] + box[3] > h:
-        raise UsageError(f"{where}: box {box} does not fit its {w}x{h} photo")
+        raise DatasetError(f"{where}: box {box} does not fit its {w}x{h} photo")
 
 
 def _unpack_photo(args):
     kit, out, size, recs = args
     image = load_image(Path(kit) / recs[0]["source"])
     for rec in recs:
-        write_atomic(Path(out) / rec["crop"], _png(cut(image, rec["box"], rec["scale"], size)), force=True)
-        write_atomic(Path(out) / rec["preview"], base64.b64decode(rec["preview_bytes"]), force=True)
+        write_file_atomic(Path(out) / rec["crop"], _png(cut(image, rec["box"], rec["scale"], size)))
+        write_file_atomic(Path(out) / rec["preview"], base64.b64decode(rec["preview_bytes"]))
     return len(recs)
 
 
 def unpack_dataset(kit, out, *, processes: int | None = None, force: bool = False, progress: bool = True) -> str:
     """A training folder (crops/, previews/, manifest.jsonl) from ``pack_dataset``'s output: the
     crops cut again from the packed photos, one job per photo."""
-    from tqdm import tqdm
 
     kit, out = Path(kit), Path(out)
     meta = kit / "dataset.json"
     settings = json.loads(meta.read_text()) if meta.is_file() else {}
     if "packed_from" not in settings:
-        raise UsageError(f"{kit} is not a packed dataset (`trimesh-decode pack` writes one)")
+        raise DatasetError(f"{kit} is not a packed dataset (`trimesh-decode pack` writes one)")
     recs = read_manifest(kit, files=())
     if not recs:
-        raise UsageError(f"{kit} has no previews (manifest.jsonl is empty or missing)")
+        raise DatasetError(f"{kit} has no previews (manifest.jsonl is empty or missing)")
     size = _kit_size(settings, kit)
     _check_kit(kit, recs, size)
     _empty_or_forced(out, force)
@@ -400,12 +441,18 @@ def unpack_dataset(kit, out, *, processes: int | None = None, force: bool = Fals
     for i in sorted(recs):
         by_photo.setdefault(recs[i]["source"], []).append(recs[i])
     jobs = [(str(kit), str(out), size, group) for group in by_photo.values()]
-    with tqdm(total=len(recs), desc="crops", unit="crop", disable=not progress) as bar, \
-            _parallel(_unpack_photo, jobs, processes) as results:
+    with (
+        tqdm(total=len(recs), desc="crops", unit="crop", disable=not progress) as bar,
+        _parallel(_unpack_photo, jobs, processes) as results,
+    ):
         for n in results:
             bar.update(n)
-    write_atomic(out / "dataset.json", json.dumps(dict(settings, unpacked_from=str(kit.resolve())), indent=1).encode(), force=True)
-    lines = [{k: v for k, v in recs[i].items() if k != "preview_bytes"} | {"source": str(kit / recs[i]["source"])}
-             for i in sorted(recs)]
-    write_atomic(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in lines).encode(), force=True)
+    write_file_atomic(
+        out / "dataset.json", json.dumps(dict(settings, unpacked_from=str(kit.resolve())), indent=1).encode()
+    )
+    lines = [
+        {k: v for k, v in recs[i].items() if k != "preview_bytes"} | {"source": str(kit / recs[i]["source"])}
+        for i in sorted(recs)
+    ]
+    write_file_atomic(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in lines).encode())
     return f"{out}: {len(recs)} crops cut from {len(by_photo)} photos"

@@ -208,7 +208,30 @@ def _render_error(tgt, wts, sx, sy, px, py, cols, tv, m, owner, stamp, errmap, w
 
 
 @jit
-def _evaluate(tgt, wts, gw, gh, occ, ci, pal, npal, nv, scr_px, scr_py, scr_idx, cols, pal_rgb, tv, tn, work, owner, stamp, errmap, want_map, out):
+def _evaluate(
+    tgt,
+    wts,
+    gw,
+    gh,
+    occ,
+    ci,
+    pal,
+    npal,
+    nv,
+    scr_px,
+    scr_py,
+    scr_idx,
+    cols,
+    pal_rgb,
+    tv,
+    tn,
+    work,
+    owner,
+    stamp,
+    errmap,
+    want_map,
+    out,
+):
     """Error and bits of a state; out = [error, bits]. Returns False if it cannot be triangulated."""
     n = _gather(occ, gw, gh, ci, scr_px, scr_py, scr_idx)
     m = triangulate_into(scr_px, scr_py, n, tv, tn, work)
@@ -408,7 +431,30 @@ def _climb(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, iterations, seed, l
     sx = (w - 1) / (gw - 1)
     sy = (h - 1) / (gh - 1)
     stamp = 1
-    _evaluate(tgt, wts, gw, gh, occ, ci, pal, npal, nv, px, py, pidx, cols, pal_rgb, tv, tn, work, owner, stamp, errmap, False, out)
+    _evaluate(
+        tgt,
+        wts,
+        gw,
+        gh,
+        occ,
+        ci,
+        pal,
+        npal,
+        nv,
+        px,
+        py,
+        pidx,
+        cols,
+        pal_rgb,
+        tv,
+        tn,
+        work,
+        owner,
+        stamp,
+        errmap,
+        False,
+        out,
+    )
     cur_err, cur_bits = out[0], out[1]
     # candidate and best copies
     c_occ, c_vx, c_vy, c_ci, c_pal = occ.copy(), vx.copy(), vy.copy(), ci.copy(), pal.copy()
@@ -435,11 +481,36 @@ def _climb(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, iterations, seed, l
         c_ci[:] = ci
         c_pal[:npal] = pal[:npal]
         _pal_rgb(pal, npal, pal_rgb)
-        ok, c_nv, c_npal = _propose(kind, tgt, wts, gw, gh, c_occ, c_vx, c_vy, nv, c_ci, c_pal, npal, pal_rgb, remap, tmp3, sx, sy)
+        ok, c_nv, c_npal = _propose(
+            kind, tgt, wts, gw, gh, c_occ, c_vx, c_vy, nv, c_ci, c_pal, npal, pal_rgb, remap, tmp3, sx, sy
+        )
         if not ok:
             continue
         stamp += 1
-        if not _evaluate(tgt, wts, gw, gh, c_occ, c_ci, c_pal, c_npal, c_nv, px, py, pidx, cols, pal_rgb, tv, tn, work, owner, stamp, errmap, False, out):
+        if not _evaluate(
+            tgt,
+            wts,
+            gw,
+            gh,
+            c_occ,
+            c_ci,
+            c_pal,
+            c_npal,
+            c_nv,
+            px,
+            py,
+            pidx,
+            cols,
+            pal_rgb,
+            tv,
+            tn,
+            work,
+            owner,
+            stamp,
+            errmap,
+            False,
+            out,
+        ):
             continue
         score = out[0] + lam * out[1]
         tol = tol0 * best_err * (1.0 - it / iterations)
@@ -471,7 +542,9 @@ def _error_map(tgt, wts, gw, gh, occ, ci, pal, npal, nv, errmap):
     px, py, pidx, cols, pal_rgb, tv, tn, work, owner = _scratch(tgt.shape[0] * tgt.shape[1])
     out = np.zeros(2)
     errmap[:, :] = 0.0
-    _evaluate(tgt, wts, gw, gh, occ, ci, pal, npal, nv, px, py, pidx, cols, pal_rgb, tv, tn, work, owner, 1, errmap, True, out)
+    _evaluate(
+        tgt, wts, gw, gh, occ, ci, pal, npal, nv, px, py, pidx, cols, pal_rgb, tv, tn, work, owner, 1, errmap, True, out
+    )
     return out[0], out[1]
 
 
@@ -540,7 +613,9 @@ def _kmeans_palette(tgt: np.ndarray, k: int, seed: int) -> np.ndarray:
     q = np.clip(np.floor(centres), 0, 63).astype(np.int64)
     q = np.unique(q, axis=0)
     while len(q) < 2:  # a flat image: any second colour
-        q = np.unique(np.concatenate([q, np.clip(q[:1] + [[1, 0, 0]], 0, 63) if q[0, 0] < 63 else q[:1] - [[1, 0, 0]]]), axis=0)
+        q = np.unique(
+            np.concatenate([q, np.clip(q[:1] + [[1, 0, 0]], 0, 63) if q[0, 0] < 63 else q[:1] - [[1, 0, 0]]]), axis=0
+        )
     keys = (q[:, 2] << 12) | (q[:, 0] << 6) | q[:, 1]
     return q[np.argsort(keys)]
 
@@ -563,7 +638,9 @@ class _State:
         return Preview.create(self.gw, self.gh, self.pal[: self.npal], self.ci, v, idx)
 
     def copy(self) -> "_State":
-        return dataclasses.replace(self, occ=self.occ.copy(), vx=self.vx.copy(), vy=self.vy.copy(), ci=self.ci.copy(), pal=self.pal.copy())
+        return dataclasses.replace(
+            self, occ=self.occ.copy(), vx=self.vx.copy(), vy=self.vy.copy(), ci=self.ci.copy(), pal=self.pal.copy()
+        )
 
 
 def _initial_state(tgt, wts, gw, gh, cfg: EncoderConfig, seed: int) -> _State:
@@ -623,7 +700,9 @@ def _fit_size(tgt, wts, s: _State, target: int, tol: int) -> tuple[_State, bytes
         elif len(data) < target - tol:
             c = s.copy()
             want = max(1, min(cap, (target - tol // 2 - len(data)) // 3))
-            c.nv = _greedy_add(tgt, wts, c.gw, c.gh, c.occ, c.vx, c.vy, c.nv, c.ci, c.pal, c.npal, want, np.zeros(tgt.shape[:2]))
+            c.nv = _greedy_add(
+                tgt, wts, c.gw, c.gh, c.occ, c.vx, c.vy, c.nv, c.ci, c.pal, c.npal, want, np.zeros(tgt.shape[:2])
+            )
             if c.nv == s.nv:
                 break
             d = bitstream.to_bytes(c.preview())
@@ -639,7 +718,9 @@ def _fit_size(tgt, wts, s: _State, target: int, tol: int) -> tuple[_State, bytes
     return s, data
 
 
-def encode_image(image: np.ndarray, target_bytes: int = 200, seed: int = 0, config: EncoderConfig | None = None) -> EncodeResult:
+def encode_image(
+    image: np.ndarray, target_bytes: int = 200, seed: int = 0, config: EncoderConfig | None = None
+) -> EncodeResult:
     """Encode an RGB uint8 image (H, W, 3) as a preview of about ``target_bytes`` bytes.
 
     The size lands in ``[target - byte_tolerance, target]`` whenever the image has the detail to
@@ -664,8 +745,23 @@ def encode_image(image: np.ndarray, target_bytes: int = 200, seed: int = 0, conf
     lam = max(e0, 1.0) / max(b0, 1.0) * 0.2
     cdf = np.cumsum(_MOVE_WEIGHTS)
     nv, npal, lam, err, bits = _climb(
-        tgt, wts, gw, gh, s.occ, s.vx, s.vy, s.nv, s.ci, s.pal, s.npal,
-        cfg.iterations, seed, lam, target_bits, cfg.tolerance, cdf,
+        tgt,
+        wts,
+        gw,
+        gh,
+        s.occ,
+        s.vx,
+        s.vy,
+        s.nv,
+        s.ci,
+        s.pal,
+        s.npal,
+        cfg.iterations,
+        seed,
+        lam,
+        target_bits,
+        cfg.tolerance,
+        cdf,
     )
     s.nv, s.npal = int(nv), int(npal)
     s, data = _fit_size(tgt, wts, s, target_bytes, cfg.byte_tolerance)

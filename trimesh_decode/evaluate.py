@@ -37,13 +37,24 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from compat.cli import UsageError, load_folder, write_atomic
-from compat.images import center_crop
+from compat import metrics
+from compat.images import ImageError, center_crop, load_folder, load_image, write_file_atomic
+from trimesh_decode import SIZE, raster, raster_cpu
+from trimesh_decode import baselines as bl
+from trimesh_decode.bitstream import PreviewFormatError, from_bytes
+from trimesh_decode.dataset import read_manifest
+from trimesh_decode.encoder import EncoderConfig, encode_images
+from trimesh_decode.models import load_model
 
 __all__ = ["square_256", "dataset_views", "evaluate", "PAPER"]
 
 log = logging.getLogger(__name__)
-SIZE = 256
+
+
+class EvaluationError(ValueError):
+    """An evaluation request this module refuses (the message says why, in one line)."""
+
+
 # Baluja et al. 2019, on their held-out previews (Sec. 4, Table 1).
 PAPER = {
     "interp": {"psnr": 20.7, "ssim": 0.51, "top1_in_top1": 0.05},
@@ -81,8 +92,12 @@ def views_of(name: str, image: np.ndarray, views: str = "centre") -> list[tuple[
     rows, cols = h // SIZE, w // SIZE
     oy, ox = (h - rows * SIZE) // 2, (w - cols * SIZE) // 2
     return [
-        (f"{name}_r{r}c{c}", np.ascontiguousarray(image[oy + r * SIZE : oy + (r + 1) * SIZE, ox + c * SIZE : ox + (c + 1) * SIZE]))
-        for r in range(rows) for c in range(cols)
+        (
+            f"{name}_r{r}c{c}",
+            np.ascontiguousarray(image[oy + r * SIZE : oy + (r + 1) * SIZE, ox + c * SIZE : ox + (c + 1) * SIZE]),
+        )
+        for r in range(rows)
+        for c in range(cols)
     ]
 
 
@@ -93,11 +108,10 @@ def blur(image: np.ndarray, times: int, radius: float = 2.0) -> np.ndarray:
     return np.asarray(im)
 
 
-def _previews(names, images, out: Path, target: int, seed: int, iterations: int, processes: int | None,
-              views: str = "centre"):
+def _previews(
+    names, images, out: Path, target: int, seed: int, iterations: int, processes: int | None, views: str = "centre"
+):
     """Encode (or reuse) each image's preview; returns the parsed previews and their byte counts."""
-    from trimesh_decode.bitstream import PreviewFormatError, from_bytes
-    from trimesh_decode.encoder import EncoderConfig, encode_images
 
     folder = out / "previews"
     folder.mkdir(parents=True, exist_ok=True)
@@ -106,21 +120,23 @@ def _previews(names, images, out: Path, target: int, seed: int, iterations: int,
         settings["views"] = views
     meta = folder / "settings.json"
     if meta.exists() and json.loads(meta.read_text()) != settings:
-        raise UsageError(f"{folder} holds previews made with {meta.read_text().strip()}; use another --out")
-    write_atomic(meta, json.dumps(settings).encode(), force=True)
+        raise EvaluationError(f"{folder} holds previews made with {meta.read_text().strip()}; use another --out")
+    write_file_atomic(meta, json.dumps(settings).encode())
     paths = [folder / f"{n}.tri" for n in names]
     todo = [i for i, p in enumerate(paths) if not p.exists()]
     if todo:
         log.info("encoding %d previews at %d bytes", len(todo), target)
-        results = encode_images([images[i] for i in todo], target, seed, EncoderConfig(iterations=iterations), processes)
+        results = encode_images(
+            [images[i] for i in todo], target, seed, EncoderConfig(iterations=iterations), processes
+        )
         for i, r in zip(todo, results):
-            write_atomic(paths[i], r.data, force=True)
+            write_file_atomic(paths[i], r.data)
     previews = []
     for p in paths:
         try:
             previews.append(from_bytes(p.read_bytes()))
         except PreviewFormatError as e:
-            raise UsageError(f"{p}: {e}; delete it to re-encode") from None
+            raise EvaluationError(f"{p}: {e}; delete it to re-encode") from None
     return previews, [p.stat().st_size for p in paths]
 
 
@@ -129,16 +145,13 @@ def dataset_views(root: str | Path, limit: int | None = None):
     index (the first ``limit``): ``(names, originals, previews, byte counts)``. Scoring these instead
     of fresh encodings asks how a decoder does on the very bitstreams it trained on, or on a
     held-out folder built the same way (another ``--seed``, other photos)."""
-    from compat.images import ImageError, load_image
-    from trimesh_decode.bitstream import PreviewFormatError, from_bytes
-    from trimesh_decode.dataset import read_manifest
 
     root = Path(root)
     if not root.is_dir():
-        raise UsageError(f"--dataset {root} is not a folder")
+        raise EvaluationError(f"--dataset {root} is not a folder")
     recs = read_manifest(root)
     if not recs:
-        raise UsageError(f"--dataset {root} has no finished crops (manifest.jsonl is missing or lists none)")
+        raise EvaluationError(f"--dataset {root} has no finished crops (manifest.jsonl is missing or lists none)")
     order = sorted(recs)[:limit] if limit else sorted(recs)
     names, originals, previews, sizes = [], [], [], []
     for i in order:
@@ -146,14 +159,16 @@ def dataset_views(root: str | Path, limit: int | None = None):
         try:
             image = load_image(crop)
         except ImageError as e:
-            raise UsageError(str(e)) from None
+            raise EvaluationError(str(e)) from None
         if image.shape != (SIZE, SIZE, 3):
-            raise UsageError(f"{crop}: the evaluation scores {SIZE}x{SIZE} RGB crops, this one is {image.shape[1]}x{image.shape[0]}")
+            raise EvaluationError(
+                f"{crop}: the evaluation scores {SIZE}x{SIZE} RGB crops, this one is {image.shape[1]}x{image.shape[0]}"
+            )
         data = tri.read_bytes()
         try:
             previews.append(from_bytes(data))
         except PreviewFormatError as e:
-            raise UsageError(f"{tri}: {e}") from None
+            raise EvaluationError(f"{tri}: {e}") from None
         names.append(crop.stem)
         originals.append(image)
         sizes.append(len(data))
@@ -163,7 +178,6 @@ def dataset_views(root: str | Path, limit: int | None = None):
 def _scores(originals: np.ndarray, recons: np.ndarray, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
     """Per-image PSNR, SSIM and semantic measures, ``chunk`` images at a time (memory stays flat
     however large the folder: the classifier's activations for 400 images at once took 8 GB)."""
-    from compat import metrics
 
     parts: dict[str, list] = {}
     for i in range(0, len(originals), chunk):
@@ -177,7 +191,7 @@ def _scores(originals: np.ndarray, recons: np.ndarray, chunk: int = SCORE_CHUNK)
 
 
 def _ttest(a: np.ndarray, b: np.ndarray) -> dict:
-    from scipy import stats
+    from scipy import stats  # lazy: slow to import; only this measure needs it
 
     if len(a) < 2 or np.allclose(a, b):
         return {"t": None, "p": None}
@@ -188,7 +202,7 @@ def _ttest(a: np.ndarray, b: np.ndarray) -> dict:
 def _mcnemar(neural: np.ndarray, interp: np.ndarray) -> dict:
     """Hit counts of a 0/1 recall per image, and the exact McNemar test (a two-sided binomial test
     on the images that only one decoder gets right)."""
-    from scipy import stats
+    from scipy import stats  # lazy: slow to import; only this measure needs it
 
     n, i = np.asarray(neural) > 0.5, np.asarray(interp) > 0.5
     gained, lost = int(np.sum(n & ~i)), int(np.sum(i & ~n))
@@ -196,23 +210,32 @@ def _mcnemar(neural: np.ndarray, interp: np.ndarray) -> dict:
     return {"neural": int(n.sum()), "interp": int(i.sum()), "gained": gained, "lost": lost, "p": p}
 
 
-def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("mobile",), target_bytes: int = 200,
-             seed: int = 0, iterations: int = 3000, processes: int | None = None, figures: int = 6,
-             baselines: bool = True, limit: int | None = None, views: str = "centre", symmetries: int = 1,
-             dataset: str | Path | None = None) -> dict:
+def evaluate(
+    images: str | Path,
+    out: str | Path,
+    *,
+    models: Sequence[str] = ("mobile",),
+    target_bytes: int = 200,
+    seed: int = 0,
+    iterations: int = 3000,
+    processes: int | None = None,
+    figures: int = 6,
+    baselines: bool = True,
+    limit: int | None = None,
+    views: str = "centre",
+    symmetries: int = 1,
+    dataset: str | Path | None = None,
+) -> dict:
     """Run the evaluation (see the module docstring); returns the summary. ``symmetries`` > 1 adds
     the first model's decodings averaged over that many symmetries of the square (``neural_<name>_x8``),
     scored against the single pass image by image like any further model. ``dataset``: score a
     ``trimesh-decode dataset`` folder's crops on its stored previews (:func:`dataset_views`) instead
     of encoding views of ``images`` (which is then ignored)."""
-    from trimesh_decode import baselines as bl
-    from trimesh_decode import raster
-    from trimesh_decode.models import load_model
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if views not in VIEWS:
-        raise UsageError(f"--views must be one of {', '.join(VIEWS)}, got {views!r}")
+        raise EvaluationError(f"--views must be one of {', '.join(VIEWS)}, got {views!r}")
     if dataset is not None:
         names, originals, previews, sizes = dataset_views(dataset, limit)
         images, views, source_images = dataset, "dataset", len(names)
@@ -227,21 +250,21 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         try:
             decoders.append(load_model(m))
         except (FileNotFoundError, ValueError) as e:
-            raise UsageError(str(e)) from None
+            raise EvaluationError(str(e)) from None
     if symmetries != 1:
         if not decoders:
-            raise UsageError("--symmetries averages a neural decoder's decodings; give a --model")
+            raise EvaluationError("--symmetries averages a neural decoder's decodings; give a --model")
         try:
             decoders.append(decoders[0].averaged(symmetries))
         except ValueError as e:
-            raise UsageError(str(e)) from None
+            raise EvaluationError(str(e)) from None
     t0 = time.perf_counter()
     if dataset is None:
         previews, sizes = _previews(names, list(originals), out, target_bytes, seed, iterations, processes, views)
     t_enc = time.perf_counter() - t0
 
     recons: dict[str, np.ndarray] = {}
-    recons["interp"] = np.stack([raster.interpolate(p, SIZE) for p in previews])
+    recons["interp"] = np.stack([raster_cpu.interpolate(p, SIZE) for p in previews])
     timing = {}
     for k, d in enumerate(decoders):
         key = "neural" if k == 0 else f"neural_{d.label}"
@@ -278,9 +301,13 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         per_image.append(row)
 
     summary: dict = {
-        "images": len(names), "source": str(images), "views": views, "source_images": source_images,
+        "images": len(names),
+        "source": str(images),
+        "views": views,
+        "source_images": source_images,
         "preview_bytes_mean": float(np.mean(sizes)),
-        "models": [d.label for d in decoders], "encode_seconds": round(t_enc, 1),
+        "models": [d.label for d in decoders],
+        "encode_seconds": round(t_enc, 1),
         "neural_seconds_per_image": {k: round(v, 4) for k, v in timing.items()},
         "mean": {k: {m: float(np.mean(v)) for m, v in s.items()} for k, s in scores.items()},
     }
@@ -295,15 +322,21 @@ def evaluate(images: str | Path, out: str | Path, *, models: Sequence[str] = ("m
         summary["recall_test"] = {k: _mcnemar(n[k], i[k]) for k in SEMANTIC[1:]}
         # ablations: every further model against the first, image by image
         summary["versus_neural"] = {
-            k: {"delta_psnr": float(np.mean(scores[k]["psnr"] - n["psnr"])),
+            k: {
+                "delta_psnr": float(np.mean(scores[k]["psnr"] - n["psnr"])),
                 "delta_ssim": float(np.mean(scores[k]["ssim"] - n["ssim"])),
-                "ttest_psnr": _ttest(scores[k]["psnr"], n["psnr"]), "ttest_ssim": _ttest(scores[k]["ssim"], n["ssim"])}
-            for k in scores if k.startswith("neural_")
+                "ttest_psnr": _ttest(scores[k]["psnr"], n["psnr"]),
+                "ttest_ssim": _ttest(scores[k]["ssim"], n["ssim"]),
+            }
+            for k in scores
+            if k.startswith("neural_")
         }
-        summary["model_meta"] = {d.name: {k: d.meta.get(k) for k in ("step", "command", "parameters", "run")} for d in decoders}
+        summary["model_meta"] = {
+            d.name: {k: d.meta.get(k) for k in ("step", "command", "parameters", "run")} for d in decoders
+        }
     result = {"summary": summary, "paper": PAPER, "images": per_image}
-    write_atomic(out / "evaluation.json", json.dumps(result, indent=1).encode(), force=True)
-    write_atomic(out / "evaluation.md", _markdown(summary).encode(), force=True)
+    write_file_atomic(out / "evaluation.json", json.dumps(result, indent=1).encode())
+    write_file_atomic(out / "evaluation.md", _markdown(summary).encode())
     if decoders and figures:
         _figures(out / "figures", names, originals, recons, scores, figures)
     return summary
@@ -314,8 +347,13 @@ def _markdown(s: dict) -> str:
         f"# Interpolation vs neural decoding of {s['images']} previews ({s['preview_bytes_mean']:.1f} bytes mean)",
         "",
         f"Images: {s['source']}"
-        + (" (crops of a `trimesh-decode dataset` folder, on their stored previews)" if s.get("views") == "dataset"
-           else f" ({s['source_images']} images, {s['views']} views)" if s.get("views", "centre") != "centre" else "")
+        + (
+            " (crops of a `trimesh-decode dataset` folder, on their stored previews)"
+            if s.get("views") == "dataset"
+            else f" ({s['source_images']} images, {s['views']} views)"
+            if s.get("views", "centre") != "centre"
+            else ""
+        )
         + f"; models: {', '.join(s['models']) or 'none'}.",
         "",
         "| decoder | PSNR (dB) | SSIM | logit L2 | top-1 in top-1 | in top-5 | in top-10 | paper PSNR | paper SSIM | paper top-1 |",
@@ -365,10 +403,10 @@ def _t(test: dict) -> str:
 
 
 def _figures(folder: Path, names, originals, recons, scores, count: int) -> None:
-    import matplotlib
+    import matplotlib  # lazy: slow to import; only plotting needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: slow to import; only plotting needs it
 
     folder.mkdir(parents=True, exist_ok=True)
     gain = scores["neural"]["psnr"] - scores["interp"]["psnr"]

@@ -26,14 +26,11 @@ The 8 channels (:func:`decoder_channels`), in [0, 1], as Baluja et al. feed thei
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from trimesh_decode.bitstream import Preview
-from trimesh_decode.triangulate import preview_triangles
+from trimesh_decode.meshes import Mesh, pack, pack_meshes
 
 __all__ = [
     "Mesh",
@@ -42,69 +39,10 @@ __all__ = [
     "triangle_index",
     "render",
     "decoder_channels",
-    "interpolate",
     "NUM_CHANNELS",
 ]
 
 NUM_CHANNELS = 8
-
-
-class Mesh(NamedTuple):
-    """A batch of triangle meshes on grids, padded: the rasteriser's input.
-
-    points (B, N, 2) int32 grid coordinates; colours (B, N, 3) float32; triangles (B, T, 3) int32
-    indices into points; num_triangles (B,) int32 (rows past it are padding); grid (B, 2) int32
-    (GW, GH); num_points (B,) int32.
-    """
-
-    points: np.ndarray
-    colours: np.ndarray
-    triangles: np.ndarray
-    num_triangles: np.ndarray
-    grid: np.ndarray
-    num_points: np.ndarray
-
-
-def _bucket(n: int, step: int) -> int:
-    return max(step, -(-n // step) * step)
-
-
-def pack_meshes(items: Sequence[tuple], *, pad_points: int | None = None, pad_triangles: int | None = None) -> Mesh:
-    """Pad ``(points, colours, triangles, (GW, GH))`` tuples into one :class:`Mesh`.
-
-    Sizes are rounded up to multiples of 64 (or given), so batches of similar previews share one
-    compiled program.
-    """
-    if not items:
-        raise ValueError("no meshes to pack")
-    n = pad_points or _bucket(max(len(p) for p, *_ in items), 64)
-    t = pad_triangles or _bucket(max(len(tr) for _, _, tr, _ in items), 64)
-    b = len(items)
-    pts = np.zeros((b, n, 2), np.int32)
-    col = np.zeros((b, n, 3), np.float32)
-    tri = np.zeros((b, t, 3), np.int32)
-    nt = np.zeros(b, np.int32)
-    npts = np.zeros(b, np.int32)
-    grid = np.zeros((b, 2), np.int32)
-    for i, (p, c, tr, g) in enumerate(items):
-        if len(p) > n or len(tr) > t:
-            raise ValueError(f"mesh {i} has {len(p)} points / {len(tr)} triangles, more than the padding {n} / {t}")
-        pts[i, : len(p)] = p
-        col[i, : len(p)] = c
-        tri[i, : len(tr)] = tr
-        nt[i] = len(tr)
-        npts[i] = len(p)
-        grid[i] = g
-    return Mesh(pts, col, tri, nt, grid, npts)
-
-
-def pack(previews: Sequence[Preview], **kwargs) -> Mesh:
-    """Triangulate previews and pack them; vertex colours are the palette's RGB in [0, 1]."""
-    items = [
-        (p.all_points(), p.vertex_rgb().astype(np.float32) / 255.0, preview_triangles(p), (p.grid_w, p.grid_h))
-        for p in previews
-    ]
-    return pack_meshes(items, **kwargs)
 
 
 def _pixel_positions(points, grid, height, width):
@@ -218,17 +156,3 @@ def decoder_channels(mesh: Mesh, height: int, width: int) -> jax.Array:
     """(B, H, W, 8) float32 in [0, 1]: edge map, vertex map, interpolated RGB, coloured-vertex map."""
     f = functools.partial(_single_channels, height=height, width=width)
     return jax.vmap(f)(mesh.points, mesh.colours, mesh.triangles, mesh.num_triangles, mesh.grid, mesh.num_points)
-
-
-def interpolate(preview: Preview, size: int | tuple[int, int] = 256) -> np.ndarray:
-    """Decode one preview by interpolation: uint8 (H, W, 3). ``size`` is W = H or (H, W).
-
-    Runs the CPU build of this rasteriser (:mod:`trimesh_decode.raster_cpu`: the same triangles,
-    the same float32 arithmetic), which needs no compilation per output size."""
-    from trimesh_decode import raster_cpu
-
-    h, w = (size, size) if isinstance(size, int) else size
-    if h < 2 or w < 2:
-        raise ValueError(f"output size {h}x{w}: each side must be at least 2 pixels")
-    rgb = raster_cpu.render(pack([preview]), h, w)[0]
-    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)

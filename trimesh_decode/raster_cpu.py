@@ -16,9 +16,10 @@ import math
 import numba
 import numpy as np
 
-from trimesh_decode.raster import Mesh
+from trimesh_decode.bitstream import Preview
+from trimesh_decode.meshes import Mesh, pack
 
-__all__ = ["triangle_index", "render", "decoder_channels"]
+__all__ = ["triangle_index", "render", "decoder_channels", "interpolate"]
 
 # XLA's CPU backend lets LLVM fuse a * b + c into one fused multiply-add; allowing the same
 # contraction (and nothing else of fast-math) here gives bit-identical span ends.
@@ -173,8 +174,19 @@ def _one(points, colours, triangles, nt, npts, gw, gh, starts, shift, want_index
 
 @_jit
 def _load(planes, t, row):
-    return (planes[t, 0], row - planes[t, 1], planes[t, 2], planes[t, 3], planes[t, 4], planes[t, 5], planes[t, 6],
-            planes[t, 7], planes[t, 8], planes[t, 9], planes[t, 10])
+    return (
+        planes[t, 0],
+        row - planes[t, 1],
+        planes[t, 2],
+        planes[t, 3],
+        planes[t, 4],
+        planes[t, 5],
+        planes[t, 6],
+        planes[t, 7],
+        planes[t, 8],
+        planes[t, 9],
+        planes[t, 10],
+    )
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
@@ -186,8 +198,21 @@ def _batch(points, colours, triangles, nts, npts, grids, height, width, shift, w
         i = np.int64(b)  # prange's index is unsigned; mixed with 0 it would become a float
         ib = i if want_index else np.int64(0)
         cb = i if shade else np.int64(0)
-        _one(points[b], colours[b], triangles[b], nts[b], npts[b], grids[b, 0], grids[b, 1], starts, shift,
-             want_index, index[ib], shade, rgb[cb])
+        _one(
+            points[b],
+            colours[b],
+            triangles[b],
+            nts[b],
+            npts[b],
+            grids[b, 0],
+            grids[b, 1],
+            starts,
+            shift,
+            want_index,
+            index[ib],
+            shade,
+            rgb[cb],
+        )
 
 
 def _run(mesh: Mesh, height: int, width: int, want_index: bool, shade: bool, out: np.ndarray | None = None):
@@ -197,21 +222,42 @@ def _run(mesh: Mesh, height: int, width: int, want_index: bool, shade: bool, out
     # a division) recovers the triangle
     shift = max(int(mesh.triangles.shape[1]) - 1, 0).bit_length()
     if width << shift >= 2**31:
-        raise ValueError(f"output width {width} with {mesh.triangles.shape[1]} triangles per mesh: the span keys "
-                         "(end column, triangle) would not fit in 32 bits")
+        raise ValueError(
+            f"output width {width} with {mesh.triangles.shape[1]} triangles per mesh: the span keys "
+            "(end column, triangle) would not fit in 32 bits"
+        )
     b = len(mesh.points)
     index = np.empty((b, height, width) if want_index else (1, 1, 1), np.int32)
     if out is not None:
-        if out.shape != (b, height, width, 3) or out.dtype != np.float32 or not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError(f"out must be a writeable C-contiguous float32 array of shape {(b, height, width, 3)}, "
-                             f"got {out.dtype} {out.shape}")
+        if (
+            out.shape != (b, height, width, 3)
+            or out.dtype != np.float32
+            or not out.flags.c_contiguous
+            or not out.flags.writeable
+        ):
+            raise ValueError(
+                f"out must be a writeable C-contiguous float32 array of shape {(b, height, width, 3)}, "
+                f"got {out.dtype} {out.shape}"
+            )
         rgb = out
     else:
         rgb = np.empty((b, height, width, 3) if shade else (1, 1, 1, 3), np.float32)
-    _batch(np.ascontiguousarray(mesh.points, np.int32), np.ascontiguousarray(mesh.colours, np.float32),
-           np.ascontiguousarray(mesh.triangles, np.int32), np.asarray(mesh.num_triangles, np.int64),
-           np.asarray(mesh.num_points, np.int64), np.asarray(mesh.grid, np.int64), height, width,
-           shift, want_index, index, shade, rgb, np.empty((numba.config.NUMBA_NUM_THREADS, height, width), np.int32))
+    _batch(
+        np.ascontiguousarray(mesh.points, np.int32),
+        np.ascontiguousarray(mesh.colours, np.float32),
+        np.ascontiguousarray(mesh.triangles, np.int32),
+        np.asarray(mesh.num_triangles, np.int64),
+        np.asarray(mesh.num_points, np.int64),
+        np.asarray(mesh.grid, np.int64),
+        height,
+        width,
+        shift,
+        want_index,
+        index,
+        shade,
+        rgb,
+        np.empty((numba.config.NUMBA_NUM_THREADS, height, width), np.int32),
+    )
     return index, rgb
 
 
@@ -239,11 +285,29 @@ def decoder_channels(mesh: Mesh, height: int, width: int) -> np.ndarray:
     out[..., 2:5] = rgb
     for i in range(b):
         n = int(mesh.num_points[i])
-        x, y = _positions(np.ascontiguousarray(mesh.points[i], np.int32), max(n, 1), int(mesh.grid[i, 0]),
-                          int(mesh.grid[i, 1]), height, width)
+        x, y = _positions(
+            np.ascontiguousarray(mesh.points[i], np.int32),
+            max(n, 1),
+            int(mesh.grid[i, 0]),
+            int(mesh.grid[i, 1]),
+            height,
+            width,
+        )
         x, y = x[:n], y[:n]
         xi = np.clip(np.round(x), 0, width - 1).astype(np.int64)
         yi = np.clip(np.round(y), 0, height - 1).astype(np.int64)
         out[i, yi, xi, 1] = 1.0
         out[i, yi, xi, 5:8] = mesh.colours[i, :n]  # a later vertex on the same pixel wins, as in JAX's scatter
     return out
+
+
+def interpolate(preview: Preview, size: int | tuple[int, int] = 256) -> np.ndarray:
+    """Decode one preview by interpolation: uint8 (H, W, 3). ``size`` is W = H or (H, W).
+
+    The plain decoder: this module's rasteriser (the same triangles and float32 arithmetic as
+    :mod:`trimesh_decode.raster`), which needs no compilation per output size."""
+    h, w = (size, size) if isinstance(size, int) else size
+    if h < 2 or w < 2:
+        raise ValueError(f"output size {h}x{w}: each side must be at least 2 pixels")
+    rgb = render(pack([preview]), h, w)[0]
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)

@@ -20,41 +20,41 @@ from __future__ import annotations
 
 import functools
 import itertools
-from pathlib import Path
 
 import flax.struct
-import grain
 import jax
 import jax.numpy as jnp
-import numpy as np
+import ml_collections
 import optax
 
-from compat import data as datalib
 from compat import metrics
 from compat.config import ConfigError, at_least, between, choice, parse_overrides, trainer_config, validate
-from compat.images import load_image
 from compat.trainer import Task, global_norm, guard_update
-from trimesh_decode import check_symmetries, raster
-from trimesh_decode.bitstream import from_bytes
-from trimesh_decode.model import CHANNEL_SETS, INTERP, StackedHourglass, select_channels, widen
-from trimesh_decode.triangulate import preview_triangles
+from trimesh_decode import SIZE, raster
+from trimesh_decode.hourglass import CHANNEL_SETS, INTERP, StackedHourglass, select_channels, widen
+from trimesh_decode.meshes import MESH_KEYS, Mesh
+from trimesh_decode.models import load_model
+from trimesh_decode.pipeline import DEFAULT_DATASET, REPO, preview_batches
 
 __all__ = [
-    "TrainState", "ema_decay", "update_ema", "base_config", "parse_overrides", "validate_config", "CONFIG_RULES", "make_model", "make_task", "loss_fn", "predict",
-    "preview_arrays", "DEFAULT_DATASET", "SIZE", "dihedral", "decode_channels",
+    "TrainState",
+    "ema_decay",
+    "update_ema",
+    "base_config",
+    "parse_overrides",
+    "validate_config",
+    "CONFIG_RULES",
+    "make_model",
+    "make_optimizer",
+    "make_task",
+    "loss_fn",
+    "REPO",
 ]
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATASET = str(REPO / "data" / "trimesh_previews")
-SIZE = 256  # the network's input and output side, as the paper's
-MESH_KEYS = ("points", "colours", "triangles", "num_triangles", "grid", "num_points")
 
 
 def base_config():
     """The paper's settings: 256-filter hourglasses, 2 stacks, all 8 channels, MSE at every loss
     module, Adam, batch 32 of 256x256 crops."""
-    import ml_collections
-
     c = trainer_config("trimesh_decode", "paper", steps=100_000, batch_size=32)
     # dataset: a folder of `trimesh-decode dataset`; meshes padded to fixed sizes (static shapes);
     # crop: train on aligned random crops of this side (multiple of 64; 256 = whole images)
@@ -65,12 +65,21 @@ def base_config():
     # threads: host threads that read crops and triangulate previews; workers: as many processes too
     # (0: none) - the host work holds the GIL, so an accelerator needs workers to be fed
     c.data = ml_collections.ConfigDict(
-        {"dataset": DEFAULT_DATASET, "pad_points": 320, "pad_triangles": 640, "flip": True, "dihedral": False,
-         "colour_permute": False, "crop": SIZE, "threads": 2, "workers": 0}
+        {
+            "dataset": DEFAULT_DATASET,
+            "pad_points": 320,
+            "pad_triangles": 640,
+            "flip": True,
+            "dihedral": False,
+            "colour_permute": False,
+            "crop": SIZE,
+            "threads": 2,
+            "workers": 0,
+        }
     )
     # init: start from a trained decoder (a shipped name, an exported .npz, or a run folder: its newest
     # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh. A start
-    # of a smaller width is widened to this one, computing the same function (model.widen)
+    # of a smaller width is widened to this one, computing the same function (hourglass.widen)
     c.model = ml_collections.ConfigDict(
         {"width": 256, "stacks": 2, "depth": 4, "channels": "all", "output": "image", "init": ""}
     )
@@ -90,12 +99,22 @@ def _crop(v):
 
 
 CONFIG_RULES = {
-    "data.pad_points": at_least(4), "data.pad_triangles": at_least(2), "data.crop": _crop,
-    "data.threads": at_least(1), "data.workers": at_least(0),
-    "model.width": at_least(1), "model.stacks": at_least(1), "model.depth": between(1, 6),
-    "model.channels": choice(*CHANNEL_SETS), "model.output": choice("image", "residual"),
-    "optim.lr": between(1e-12, 10.0), "optim.b1": between(0.0, 0.999999), "optim.b2": between(0.0, 0.999999999),
-    "optim.warmup": at_least(0), "optim.decay_steps": at_least(0), "optim.ema": between(0.0, 0.999999999),
+    "data.pad_points": at_least(4),
+    "data.pad_triangles": at_least(2),
+    "data.crop": _crop,
+    "data.threads": at_least(1),
+    "data.workers": at_least(0),
+    "model.width": at_least(1),
+    "model.stacks": at_least(1),
+    "model.depth": between(1, 6),
+    "model.channels": choice(*CHANNEL_SETS),
+    "model.output": choice("image", "residual"),
+    "optim.lr": between(1e-12, 10.0),
+    "optim.b1": between(0.0, 0.999999),
+    "optim.b2": between(0.0, 0.999999999),
+    "optim.warmup": at_least(0),
+    "optim.decay_steps": at_least(0),
+    "optim.ema": between(0.0, 0.999999999),
 }
 
 
@@ -104,7 +123,9 @@ def validate_config(config) -> None:
     refuses: :class:`compat.config.ConfigError` with one line, before anything is created."""
     validate(config, base_config(), CONFIG_RULES)
     if config.model.output == "residual" and config.model.channels == "no_interp":
-        raise ConfigError("model.output='residual' adds the interpolated image, which model.channels='no_interp' withholds")
+        raise ConfigError(
+            "model.output='residual' adds the interpolated image, which model.channels='no_interp' withholds"
+        )
 
 
 @flax.struct.dataclass
@@ -206,7 +227,7 @@ def _augment(channels, targets, rng, config):
 
 
 def render_batch(batch: dict) -> jax.Array:
-    mesh = raster.Mesh(*(batch[k] for k in MESH_KEYS))
+    mesh = Mesh(*(batch[k] for k in MESH_KEYS))
     return raster.decoder_channels(mesh, SIZE, SIZE)
 
 
@@ -223,8 +244,13 @@ def make_task(config) -> Task:
             v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
         tx = make_optimizer(config)
         ema = {"params": v["params"], "batch_stats": v["batch_stats"]} if decay else None
-        return TrainState(step=jnp.zeros((), jnp.int32), params=v["params"], batch_stats=v["batch_stats"],
-                          opt_state=tx.init(v["params"]), ema=jax.tree.map(jnp.copy, ema))
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=v["params"],
+            batch_stats=v["batch_stats"],
+            opt_state=tx.init(v["params"]),
+            ema=jax.tree.map(jnp.copy, ema),
+        )
 
     def train_step(state: TrainState, batch: dict, rng: jax.Array):
         tx = make_optimizer(config)
@@ -257,140 +283,45 @@ def make_task(config) -> Task:
 
     def dataset(process_index: int, process_count: int, local_batch: int):
         return preview_batches(
-            config.data.dataset, batch_size=local_batch, seed=config.seed, pad_points=config.data.pad_points,
-            pad_triangles=config.data.pad_triangles, shard_index=process_index, shard_count=process_count,
-            threads=config.data.get("threads", 2), workers=config.data.get("workers", 0),
+            config.data.dataset,
+            batch_size=local_batch,
+            seed=config.seed,
+            pad_points=config.data.pad_points,
+            pad_triangles=config.data.pad_triangles,
+            shard_index=process_index,
+            shard_count=process_count,
+            threads=config.data.get("threads", 2),
+            workers=config.data.get("workers", 0),
         )
 
-    return Task(init=init, train_step=train_step, dataset=dataset, name=config.get("name", "trimesh_decode"),
-                template=lambda rng: init(rng, with_start=False))
+    return Task(
+        init=init,
+        train_step=train_step,
+        dataset=dataset,
+        name=config.get("name", "trimesh_decode"),
+        template=lambda rng: init(rng, with_start=False),
+    )
 
 
 def start_variables(config) -> dict:
     """The variables of the decoder named by ``config.model.init``, checked against this config's model
     (a model of the same settings has weights of the same shapes: :func:`trimesh_decode.models.load_model`
     checks an exported file's against its settings). A start that differs only in being narrower is
-    widened to this config's width, computing the same function (:func:`trimesh_decode.model.widen`)."""
-    from trimesh_decode.models import load_model
-
+    widened to this config's width, computing the same function (:func:`trimesh_decode.hourglass.widen`)."""
     start = load_model(config.model.init)
     keys = ("width", "stacks", "depth", "channels", "output")
     want = {k: config.model.get(k) for k in keys}
     have = {k: start.settings[k] for k in keys}
     variables = start.variables
     if want["width"] > have["width"] and {**have, "width": want["width"]} == want:
-        # a wider model of the same design: the start's function, widened (trimesh_decode.model.widen)
+        # a wider model of the same design: the start's function, widened (trimesh_decode.hourglass.widen)
         variables = widen(variables, have["width"], want["width"], seed=config.seed)
     elif want != have:
         diff = {k: (have[k], want[k]) for k in keys if have[k] != want[k]}
-        raise ValueError(f"model.init {config.model.init!r} is another model: {diff} (its setting, this config's; "
-                         "only a wider width can be grown from a start)")
-    return {k: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(variables[k])) for k in ("params", "batch_stats")}
-
-
-# -- data -----------------------------------------------------------------------------------------
-
-
-def preview_arrays(preview, pad_points: int, pad_triangles: int) -> dict[str, np.ndarray]:
-    """One preview as the padded mesh arrays of :class:`trimesh_decode.raster.Mesh` (no batch axis)."""
-    m = raster.pack_meshes(
-        [(preview.all_points(), preview.vertex_rgb().astype(np.float32) / 255.0, preview_triangles(preview),
-          (preview.grid_w, preview.grid_h))],
-        pad_points=pad_points, pad_triangles=pad_triangles,
-    )
-    return {k: getattr(m, k)[0] for k in MESH_KEYS}
-
-
-class _LoadPair(grain.transforms.Map):
-    def __init__(self, root: str, pad_points: int, pad_triangles: int):
-        self.root, self.pad_points, self.pad_triangles = root, pad_points, pad_triangles
-
-    def map(self, rec):
-        crop_path, preview_path = rec
-        image = load_image(Path(self.root) / crop_path)
-        if image.shape != (SIZE, SIZE, 3):
-            raise ValueError(f"{crop_path}: training crops must be {SIZE}x{SIZE} RGB, got {image.shape}")
-        preview = from_bytes((Path(self.root) / preview_path).read_bytes())
-        try:
-            arrays = preview_arrays(preview, self.pad_points, self.pad_triangles)
-        except ValueError as e:
-            raise ValueError(f"{preview_path}: {e}; raise data.pad_points / data.pad_triangles") from None
-        return {"image": image, **arrays}
-
-
-def dataset_records(root: str) -> list[tuple[str, str]]:
-    """(crop, preview) paths of a ``trimesh-decode dataset`` folder, by index."""
-    from trimesh_decode.dataset import read_manifest
-
-    if not Path(root).is_dir():
-        raise FileNotFoundError(
-            f"preview dataset {root} does not exist; build it with "
-            f"`trimesh-decode dataset --images ../shared/data/photos --out {root} --crops 2000`"
+        raise ValueError(
+            f"model.init {config.model.init!r} is another model: {diff} (its setting, this config's; "
+            "only a wider width can be grown from a start)"
         )
-    recs = read_manifest(root)
-    if not recs:
-        raise ValueError(f"preview dataset {root} has no finished crops (manifest.jsonl is empty or missing)")
-    return [(recs[i]["crop"], recs[i]["preview"]) for i in sorted(recs)]
-
-
-def preview_batches(root: str, *, batch_size: int, seed: int, pad_points: int, pad_triangles: int,
-                    shard_index: int = 0, shard_count: int = 1, threads: int = 2, workers: int = 0) -> grain.IterDataset:
-    """An infinite, reshuffled-every-epoch stream of this process's batches: ``image`` uint8
-    (B, 256, 256, 3) and the padded mesh arrays; the same global batches on any number of processes
-    (:func:`compat.data.process_batches`)."""
-    records = dataset_records(root)
-    if len(records) < batch_size * shard_count:
-        raise ValueError(f"preview dataset {root} has {len(records)} crops, fewer than one global batch ({batch_size * shard_count})")
-    elements = (
-        grain.MapDataset.source(records)
-        .seed(seed)
-        .shuffle()
-        .repeat(None)
-        .map(_LoadPair(str(root), pad_points, pad_triangles))
-    )
-    return datalib.process_batches(elements, batch_size=batch_size, shard_index=shard_index, shard_count=shard_count, threads=threads,
-                                   workers=workers)
-
-
-# -- inference ------------------------------------------------------------------------------------
-
-
-def dihedral(x, k: int, inverse: bool = False):
-    """Symmetry ``k`` (0..7) of the square applied to (B, H, W, C) images: a transpose if bit 4 is
-    set, then a horizontal flip (bit 1), then a vertical flip (bit 2); ``inverse=True`` undoes it.
-    The first 1, 2, 4 and 8 symmetries are subgroups (:data:`trimesh_decode.SYMMETRIES`): the
-    identity; with horizontal flips; with vertical flips too; with transposes too."""
-    steps = [(4, lambda a: jnp.swapaxes(a, 1, 2)), (1, lambda a: a[:, :, ::-1]), (2, lambda a: a[:, ::-1])]
-    for bit, f in reversed(steps) if inverse else steps:
-        if k & bit:
-            x = f(x)
-    return x
-
-
-def decode_channels(apply, channels, symmetries: int = 1):
-    """``apply(x, interp)``'s decoding of the rendered channels (B, H, W, 8), averaged over the first
-    ``symmetries`` symmetries of the square: each transformed input decoded, the decodings turned
-    back and averaged. In one batch of ``symmetries * B`` (the 8 need a square input). The average
-    over a subgroup is exactly equivariant to it, whatever the network learnt."""
-    check_symmetries(symmetries)
-    b = channels.shape[0]
-    x = jnp.concatenate([dihedral(channels, k) for k in range(symmetries)])
-    y = jnp.clip(apply(x, x[..., INTERP]), 0.0, 1.0)
-    return sum(dihedral(y[k * b : (k + 1) * b], k, inverse=True) for k in range(symmetries)) / symmetries
-
-
-@functools.partial(jax.jit, static_argnames=("model", "channels", "symmetries"))
-def _predict(variables, mesh: raster.Mesh, model: StackedHourglass, channels: str, symmetries: int = 1):
-    def apply(x, interp):
-        return model.apply(variables, select_channels(x, channels), train=False, interp=interp)[-1]
-
-    return decode_channels(apply, raster.decoder_channels(mesh, SIZE, SIZE), symmetries)
-
-
-def predict(variables: dict, previews, model: StackedHourglass, channels: str = "all", symmetries: int = 1) -> np.ndarray:
-    """Neural decoding of previews: uint8 (B, 256, 256, 3). ``variables``: ``{"params", "batch_stats"}``;
-    ``symmetries``: average the decodings of that many symmetries of the input
-    (:data:`trimesh_decode.SYMMETRIES`; 8 gives +0.02 dB on Kodak for 8x the time)."""
-    mesh = raster.pack(list(previews))
-    out = _predict(variables, mesh, model, channels, symmetries)
-    return np.clip(np.round(np.asarray(out) * 255.0), 0, 255).astype(np.uint8)
+    return {
+        k: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(variables[k])) for k in ("params", "batch_stats")
+    }

@@ -109,7 +109,12 @@ def triangulate_into(px, py, n, tv, tn, work):
             if steps > 4 * nt + 8:
                 t = -1
                 for s in range(nt):
-                    if alive[s] == 1 and _orient(px[tv[s, 0]], py[tv[s, 0]], px[tv[s, 1]], py[tv[s, 1]], x, y) >= 0 and _orient(px[tv[s, 1]], py[tv[s, 1]], px[tv[s, 2]], py[tv[s, 2]], x, y) >= 0 and _orient(px[tv[s, 2]], py[tv[s, 2]], px[tv[s, 0]], py[tv[s, 0]], x, y) >= 0:
+                    if (
+                        alive[s] == 1
+                        and _orient(px[tv[s, 0]], py[tv[s, 0]], px[tv[s, 1]], py[tv[s, 1]], x, y) >= 0
+                        and _orient(px[tv[s, 1]], py[tv[s, 1]], px[tv[s, 2]], py[tv[s, 2]], x, y) >= 0
+                        and _orient(px[tv[s, 2]], py[tv[s, 2]], px[tv[s, 0]], py[tv[s, 0]], x, y) >= 0
+                    ):
                         t = s
                         break
                 if t < 0:

@@ -12,7 +12,7 @@ here is 1e-3 with a 100-step warm-up. On a GPU lent for single 10-minute command
 there): ``launch/device_kit.sh`` here, then ``bash launch/device_paper.sh`` there, which trains
 this config at a constant rate and then decays it for as long as its measured speed allows.
 ``paper.py:model.output=residual,model.init=mobile`` starts it from the shipped 64-filter decoder,
-widened 4x with the same function (trimesh_decode.model.widen), instead of from scratch.
+widened 4x with the same function (trimesh_decode.hourglass.widen), instead of from scratch.
 """
 
 from trimesh_decode.task import base_config, parse_overrides

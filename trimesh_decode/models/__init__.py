@@ -1,7 +1,7 @@
 """Trained neural decoders that ship with the package, and the export that makes them.
 
 A model is ``<name>.npz`` (every parameter and BatchNorm statistic of
-:class:`trimesh_decode.model.StackedHourglass`, as float16 - half the bytes, and the decoded images
+:class:`trimesh_decode.hourglass.StackedHourglass`, as float16 - half the bytes, and the decoded images
 differ from float32 weights by well under one grey level; keys ``params/...`` and
 ``batch_stats/...``) beside ``<name>.json`` (its provenance: the model settings, the launch
 command, the step, the evaluation, and the sha256 of the .npz, checked on every load).
@@ -15,10 +15,15 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from compat.checkpoint import read_run
 from compat.export import export_main, find_model, read_model, write_model
 from trimesh_decode import check_symmetries
+from trimesh_decode.decoding import predict
+from trimesh_decode.hourglass import CHANNEL_SETS, StackedHourglass
 
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "mobile"
@@ -31,7 +36,7 @@ __all__ = ["MODELS_DIR", "DEFAULT_MODEL", "NeuralDecoder", "list_models", "load_
 @dataclass(frozen=True)
 class NeuralDecoder:
     """A trained decoder: ``decode(previews)`` gives uint8 (B, 256, 256, 3) images, averaged over
-    ``symmetries`` symmetries of the square (1: one pass; see :func:`trimesh_decode.task.predict`)."""
+    ``symmetries`` symmetries of the square (1: one pass; see :func:`trimesh_decode.decoding.predict`)."""
 
     name: str
     variables: dict  # {"params": ..., "batch_stats": ...}
@@ -50,14 +55,10 @@ class NeuralDecoder:
 
     @property
     def module(self):
-        from trimesh_decode.model import StackedHourglass
-
         s = self.settings
         return StackedHourglass(width=s["width"], stacks=s["stacks"], depth=s["depth"], output=s["output"])
 
     def decode(self, previews) -> np.ndarray:
-        from trimesh_decode.task import predict
-
         return predict(self.variables, previews, self.module, self.settings["channels"], self.symmetries)
 
 
@@ -121,14 +122,13 @@ def _settings(model: dict, where) -> dict:
 
 
 def _check_shapes(variables: dict, settings: dict, where) -> None:
-    import jax
-    import jax.numpy as jnp
-
-    from trimesh_decode.model import CHANNEL_SETS, StackedHourglass
-
-    m = StackedHourglass(width=settings["width"], stacks=settings["stacks"], depth=settings["depth"], output=settings["output"])
+    m = StackedHourglass(
+        width=settings["width"], stacks=settings["stacks"], depth=settings["depth"], output=settings["output"]
+    )
     c = len(CHANNEL_SETS[settings["channels"]])
-    want = jax.eval_shape(lambda: m.init(jax.random.key(0), jnp.zeros((1, 64, 64, c)), interp=jnp.zeros((1, 64, 64, 3))))
+    want = jax.eval_shape(
+        lambda: m.init(jax.random.key(0), jnp.zeros((1, 64, 64, c)), interp=jnp.zeros((1, 64, 64, 3)))
+    )
     got = jax.tree.map(lambda a: a.shape, variables)
     need = jax.tree.map(lambda a: a.shape, dict(want))
     if got != need:
@@ -139,8 +139,6 @@ def load_run(workdir: str | Path, step: int | None = None, *, ema: bool = True) 
     """``({"params", "batch_stats"}, config dict, step)`` of a run directory (newest checkpoint by
     default): the moving average of the weights when the run kept one (``optim.ema``) and ``ema``
     is true, else the trained weights themselves."""
-    from compat.checkpoint import read_run
-
     state, config, step = read_run(workdir, step)
     source = state.get("ema") if ema else None
     source = source if source else state
@@ -152,8 +150,15 @@ def _weights(config: dict) -> str:
     return "ema" if config.get("optim", {}).get("ema") else "trained"
 
 
-def export_run(run_dir: str | Path, name: str, *, command: str, step: int | None = None, evaluation: dict | None = None,
-               directory: Path = MODELS_DIR) -> Path:
+def export_run(
+    run_dir: str | Path,
+    name: str,
+    *,
+    command: str,
+    step: int | None = None,
+    evaluation: dict | None = None,
+    directory: Path = MODELS_DIR,
+) -> Path:
     """Write ``<directory>/<name>.npz`` and ``.json`` from a run directory of launch/train.py."""
     variables, config, step = load_run(run_dir, step)
     flat = {k: v.astype(np.float16) for k, v in _flatten(variables).items()}

@@ -31,7 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Hourglass", "StackedHourglass", "widen", "space_to_depth", "depth_to_space", "CHANNEL_SETS", "select_channels"]
+__all__ = [
+    "Hourglass",
+    "StackedHourglass",
+    "widen",
+    "space_to_depth",
+    "depth_to_space",
+    "CHANNEL_SETS",
+    "select_channels",
+]
 
 # The decoder's input channels (trimesh_decode.raster.decoder_channels) and the ablations of them.
 CHANNEL_SETS: dict[str, tuple[int, ...]] = {

@@ -28,7 +28,6 @@ import numpy as np
 import optax
 
 from compat.nets import VGG16Features, VGG19Features, backbone_params, vgg19_params
-from jpegedit import codec
 
 __all__ = [
     "TABLE_SCALE",
@@ -109,7 +108,9 @@ class AttentionNet(nn.Module):
         return a[..., 0, :, :], a[..., 1, :, :]
 
 
-def attention_head(head: dict, feats: jax.Array, hidden: dict | None = None, coeffs: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def attention_head(
+    head: dict, feats: jax.Array, hidden: dict | None = None, coeffs: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """The attention head alone on backbone features: ``(A_L, A_C)`` as :class:`AttentionNet` gives
     them (its 1x1 convolution, written as a matrix product). For many heads over fixed features.
     ``hidden`` (the ``coeff`` head's first layer, ``{"kernel", "bias"}``) needs ``coeffs``
@@ -117,7 +118,9 @@ def attention_head(head: dict, feats: jax.Array, hidden: dict | None = None, coe
     if hidden is not None:
         if coeffs is None:
             raise ValueError("the coeff head needs the block coefficients (coeffs=coefficient_features(...))")
-        feats = jax.nn.relu(jnp.concatenate([feats, coeffs.astype(feats.dtype)], axis=-1) @ hidden["kernel"] + hidden["bias"])
+        feats = jax.nn.relu(
+            jnp.concatenate([feats, coeffs.astype(feats.dtype)], axis=-1) @ hidden["kernel"] + hidden["bias"]
+        )
     a = jnp.einsum("...c,cd->...d", feats, head["kernel"].reshape(head["kernel"].shape[-2:])) + head["bias"]
     a = jax.nn.sigmoid(a).reshape(*a.shape[:-1], 2, 8, 8)
     return a[..., 0, :, :], a[..., 1, :, :]
@@ -128,7 +131,9 @@ def pretrained_backbone(backbone: str = "vgg16", weights_path: str | None = None
     (sha256-checked), or VGG-19 from ``weights_path``."""
     if backbone == "vgg19":
         if not weights_path:
-            raise ValueError("the vgg19 backbone needs model.backbone_weights: the path of vgg19-*.pth or a Keras vgg19 .h5")
+            raise ValueError(
+                "the vgg19 backbone needs model.backbone_weights: the path of vgg19-*.pth or a Keras vgg19 .h5"
+            )
         return vgg19_params(weights_path, BACKBONE_CONVS["vgg19"])
     full = backbone_params("vgg")
     return {f"Conv_{i}": full[f"Conv_{i}"] for i in range(BACKBONE_CONVS["vgg16"])}
@@ -149,7 +154,9 @@ def export_tables(q) -> np.ndarray:
     return np.clip(np.round(np.asarray(q, np.float64) / TABLE_SCALE), 1, 255).astype(np.int32)
 
 
-def project_tables(lo: float = TABLE_SCALE, hi: float = 255 * TABLE_SCALE, key: str = "q") -> optax.GradientTransformation:
+def project_tables(
+    lo: float = TABLE_SCALE, hi: float = 255 * TABLE_SCALE, key: str = "q"
+) -> optax.GradientTransformation:
     """An optax transformation that projects the ``key`` entry of a params dict onto ``[lo, hi]``
     after the update: it rewrites that entry's update to ``clip(p + u, lo, hi) - p``.
     Place it last in the chain."""
@@ -166,9 +173,3 @@ def project_tables(lo: float = TABLE_SCALE, hi: float = 255 * TABLE_SCALE, key: 
         return updates, state
 
     return optax.GradientTransformation(init_fn, update_fn)
-
-
-def encode_for_file(image: np.ndarray, tables: np.ndarray, attention: tuple[jax.Array, jax.Array] | None = None) -> codec.Coefficients:
-    """Quantised coefficients for a real file: exported integer ``tables`` and, if given, the
-    attention maps; exact rounding (``Z = round(F * A / Q)``)."""
-    return codec.encode(jnp.asarray(image, jnp.float32), tables, rounding="hard", scales=attention)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compat import cli
+from compat import measure as cli
 
 
 @pytest.fixture
