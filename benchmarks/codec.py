@@ -124,7 +124,8 @@ def main() -> None:
     for name, v in results.items():
         m = mem[name]
         print(
-            f"  {name:38s} {v:8.1f} MP/s   {v / peer:.2f}x   peak {m / 2**30 if m else float('nan'):.2f} GiB (XLA, batch {n})"
+            f"  {name:38s} {v:8.1f} MP/s   {v / peer:.2f}x   peak {m / 2**30 if m else float('nan'):.2f} GiB (XLA, "
+            f"batch {n})"
         )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"  process peak RSS {rss:.2f} GiB")

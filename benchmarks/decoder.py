@@ -6,7 +6,8 @@ excluded), median of ``--repeats``; one core means the process is pinned to one 
 single-threaded. Loading (one core): ms per training element on the host - the crop's PNG read, the
 preview parsed, triangulated and padded - against Pillow reading the PNG alone (the dataset's crops
 when data/trimesh_previews_scaled exists, else synthetic ones); a process makes 1000 / ms elements
-per second, which is what ``data.workers`` multiplies for an accelerator. Training: one step of the config's batch (``mobile``: 128x128 crops; ``paper``: 256)
+per second, which is what ``data.workers`` multiplies for an accelerator. Training: one step of the config's
+batch (``mobile``: 128x128 crops; ``paper``: 256)
 with every core, images/s. The models' weights are random (speed does not depend on them).
 Writes results/benchmarks/decoder_<backend>.json.
 

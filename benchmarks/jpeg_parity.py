@@ -118,7 +118,8 @@ def main() -> int:
 
     summary = {}
     print(
-        f"\n{'chroma':>6} {'Q':>3} | {'exact =':>8} | {'float = Y':>10} {'Cb':>8} {'Cr':>8} {'min img':>8} {'maxdiff':>7} | {'float dec':>9}"
+        f"\n{'chroma':>6} {'Q':>3} | {'exact =':>8} | {'float = Y':>10} {'Cb':>8} {'Cr':>8} {'min img':>8} "
+        f"{'maxdiff':>7} | {'float dec':>9}"
     )
     for chroma in CHROMAS:
         for q in QUALITIES:
@@ -139,7 +140,8 @@ def main() -> int:
             m = s["float_equal_fraction_mean"]
             print(
                 f"{chroma:>6} {q:>3} | {100 * exact:7.3f}% | {100 * m[0]:9.3f}% {100 * m[1]:7.3f}% {100 * m[2]:7.3f}% "
-                f"{100 * s['float_equal_fraction_min']:7.3f}% {s['float_max_diff']:>7} | {s['float_decode_max_diff']:>9}"
+                f"{100 * s['float_equal_fraction_min']:7.3f}% {s['float_max_diff']:>7} | "
+                f"{s['float_decode_max_diff']:>9}"
             )
     all_exact = all(s["exact_all_images_identical"] for s in summary.values())
     print(

@@ -70,7 +70,8 @@ def main() -> int:
     ref, p0, p1 = (_rgb(DATA / "lpips_ref" / f"{n}.png") for n in ("ex_ref", "ex_p0", "ex_p1"))
     for net, (d0, d1) in LPIPS_REFERENCE.items():
         print(
-            f"LPIPS {net}: {float(M.lpips(ref, p0, net)):.4f} / {float(M.lpips(ref, p1, net)):.4f} (published {d0} / {d1})"
+            f"LPIPS {net}: {float(M.lpips(ref, p0, net)):.4f} / {float(M.lpips(ref, p1, net)):.4f} (published {d0} / "
+            f"{d1})"
         )
 
     for name in ("kodim23", "kodim21"):

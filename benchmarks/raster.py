@@ -5,7 +5,8 @@ Previews: 64x64 grids with 170 vertices and 8 colours (what the encoder writes a
 Ours: the JAX rasteriser - ``render`` (jit, vmap over the batch; compile excluded, best of 3) and
 ``decoder_channels`` (all 8 channels) - on whatever device JAX has; and its CPU build
 (``trimesh_decode.raster_cpu``: numba, the same triangles and float32 arithmetic, meshes in parallel
-threads over every core), also into a reused output buffer (``out=``). Peer: for each preview, scipy's interpolator evaluated at every pixel centre -
+threads over every core), also into a reused output buffer (``out=``). Peer: for each preview, scipy's
+interpolator evaluated at every pixel centre -
 once building it from a prebuilt ``scipy.spatial.Delaunay`` (interpolation only) and once from
 the points (triangulation included); best of 3 like ours. Writes results/benchmarks/raster.json.
 

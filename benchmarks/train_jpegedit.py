@@ -25,7 +25,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from compat import mesh as meshlib
+from compat import sharding as meshlib
 from jpegedit import task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,7 +96,8 @@ def main() -> None:
             "loss": float(m["loss"]),
         }
         print(
-            f"  {name:30s} {1 / best:8.3f} steps/s  {args.batch / best:8.2f} images/s   (first step incl. compile {compile_s:.1f} s)",
+            f"  {name:30s} {1 / best:8.3f} steps/s  {args.batch / best:8.2f} images/s   (first step incl. compile "
+            f"{compile_s:.1f} s)",
             flush=True,
         )
 
@@ -104,7 +105,8 @@ def main() -> None:
     backend = jax.default_backend()
     device = jax.devices()[0].device_kind
     print(
-        f"{source}; batch {args.batch} x {s}x{s}; {jax.device_count()} {backend} device(s) ({device}), {os.cpu_count()} CPUs"
+        f"{source}; batch {args.batch} x {s}x{s}; {jax.device_count()} {backend} device(s) ({device}), "
+        f"{os.cpu_count()} CPUs"
     )
     if peer:
         for name, r in results.items():

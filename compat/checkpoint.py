@@ -257,7 +257,8 @@ class Checkpointer:
                 detail = _brief(e)
                 if bad is not None:  # intact: the state it holds is not the state asked for
                     raise CheckpointMismatchError(
-                        f"checkpoint at step {step} in {self.directory} is intact (its checksums hold) but does not fit "
+                        f"checkpoint at step {step} in {self.directory} is intact (its checksums hold) but does not "
+                        "fit "
                         f"this run's state ({detail}): the config or the code changed since it was saved"
                     ) from e
                 self._move_aside(step, f"it was never sealed and cannot be restored ({detail})")

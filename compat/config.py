@@ -172,3 +172,17 @@ def validate(config, reference, rules: Mapping[str, object]) -> None:
             expected = rule(got[key])
             if expected:
                 raise ConfigError(f"{key}={got[key]!r}: expected {expected}")
+
+
+def upgrade(old: Mapping, base) -> dict:
+    """A run's recorded config (``config.json``, written by any earlier version) as this version
+    reads it: every field added since takes its value in ``base`` (a package's ``base_config()``,
+    whose new fields default to what older runs computed with); the recorded values are kept, as
+    are fields this version does not know (validation refuses those where it matters)."""
+    out = base.to_dict() if hasattr(base, "to_dict") else dict(base)
+    for key, value in old.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = upgrade(value, out[key])
+        else:
+            out[key] = value
+    return out

@@ -15,6 +15,10 @@ from typing import Callable
 
 import numpy as np
 
+from compat.checkpoint import CheckpointError
+from compat.cli import OneLineParser, UsageError, run_subcommand
+from compat.images import write_file_atomic
+
 __all__ = ["write_model", "read_model", "find_model", "export_main"]
 
 
@@ -24,10 +28,9 @@ def write_model(directory: str | Path, name: str, arrays: dict[str, np.ndarray],
     np.savez_compressed(buf, **arrays)
     data = buf.getvalue()
     out = Path(directory) / f"{name}.npz"
-    out.write_bytes(data)
-    out.with_suffix(".json").write_text(
-        json.dumps({"name": name, "sha256": hashlib.sha256(data).hexdigest(), **meta}, indent=1)
-    )
+    write_file_atomic(out, data)
+    description = {"name": name, "sha256": hashlib.sha256(data).hexdigest(), **meta}
+    write_file_atomic(out.with_suffix(".json"), json.dumps(description, indent=1).encode())
     return out
 
 
@@ -72,10 +75,19 @@ def export_main(
     doc: str, export_run: Callable[..., Path], evaluation: Callable[[dict], dict] | None, argv: list[str] | None = None
 ) -> int:
     """``export RUN NAME --command ... [--step N] [--evaluation FILE] [--dir DIR]``: ``export_run(run,
-    name, command=, step=, evaluation=[, directory=])``; ``evaluation`` picks what to record from the evaluation JSON."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("export", help="export a run as a shipped model")
+    name, command=, step=, evaluation=[, directory=])``; ``evaluation`` picks what to record from the
+    evaluation JSON."""
+    prog = "python -m " + export_run.__module__
+    ap = OneLineParser(
+        prog=prog, description=doc.split("\n\n")[0], epilog=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    e = sub.add_parser(
+        "export",
+        help="export a run as a shipped model",
+        epilog=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     e.add_argument("run")
     e.add_argument("name")
     e.add_argument("--command", required=True, help="the launch command that produced the run")
@@ -84,13 +96,31 @@ def export_main(
     e.add_argument(
         "--dir", default=None, help="write there instead of the package's shipped models (e.g. a study's models)"
     )
-    args = ap.parse_args(argv)
-    ev = None
-    if args.evaluation:
-        full = json.loads(Path(args.evaluation).read_text())
-        ev = evaluation(full) if evaluation else full
-    where = {"directory": Path(args.dir)} if args.dir else {}
-    if args.dir:
-        Path(args.dir).mkdir(parents=True, exist_ok=True)
-    print(f"wrote {export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev, **where)}")
-    return 0
+    e.add_argument("--force", action="store_true", help="replace a model of that name")
+
+    def export(args) -> str:
+        directory = Path(args.dir) if args.dir else None
+        target = (directory or _models_dir(export_run)) / f"{args.name}.npz"
+        if target.exists() and not args.force:
+            raise UsageError(f"{target} exists; pass --force to replace that model")
+        ev = None
+        if args.evaluation:
+            try:
+                full = json.loads(Path(args.evaluation).read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise UsageError(f"--evaluation {args.evaluation}: {err}") from None
+            ev = evaluation(full) if evaluation else full
+        where = {"directory": directory} if directory else {}
+        if directory:
+            directory.mkdir(parents=True, exist_ok=True)
+        path = export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev, **where)
+        return f"wrote {path}"
+
+    return run_subcommand(prog, ap, {"export": export}, argv, expected=(CheckpointError, ValueError))
+
+
+def _models_dir(export_run: Callable[..., Path]) -> Path:
+    """The folder ``export_run`` writes to by default (its ``directory`` parameter's default)."""
+    import inspect  # lazy: only the export command needs it
+
+    return Path(inspect.signature(export_run).parameters["directory"].default)

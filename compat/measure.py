@@ -40,9 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _default_pair() -> tuple[np.ndarray, np.ndarray, str]:
-    from skimage import (
-        data,  # slow to import; only for the embedded example; lazy: slow to import; only the embedded example needs it
-    )
+    from skimage import data  # lazy: slow to import; only the embedded example needs it
 
     x = data.astronaut()
     buf = io.BytesIO()

@@ -12,6 +12,8 @@ import math
 import sys
 from pathlib import Path
 
+from compat.cli import OneLineParser, UsageError, check_output_file, run
+
 _SKIP = {"step", "step_time_s", "images_per_s"}
 
 
@@ -78,34 +80,35 @@ def plot(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(
+        prog="python -m compat.plot_metrics",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("run", nargs="+", help="run directories (or metrics.jsonl files)")
     ap.add_argument("-o", "--out", default=None, help="the figure (default: beside the first run's metrics.jsonl)")
     ap.add_argument("--keys", nargs="*", default=None)
     ap.add_argument("--smooth", type=int, default=1, help="plot the mean of the last N logs at each step")
     ap.add_argument("--force", action="store_true", help="overwrite an existing figure")
-    args = ap.parse_args(argv)
+    return run("plot_metrics", ap, _plot_command, argv, expected=(ValueError,))
+
+
+def _plot_command(args: argparse.Namespace) -> str:
     paths = [Path(r) / "metrics.jsonl" if Path(r).is_dir() else Path(r) for r in args.run]
-    out = Path(args.out) if args.out else paths[0].with_suffix(".png")
-    try:
-        for path in paths:
-            if not path.exists():
-                raise ValueError(f"{path} not found")
-        if out.exists() and not args.force:
-            raise ValueError(f"{out} exists; pass --force to overwrite it")
-        runs = {str(Path(r)): load_metrics(p) for r, p in zip(args.run, paths)}
-        plot(
-            runs if len(runs) > 1 else next(iter(runs.values())),
-            out,
-            args.keys,
-            title="" if len(runs) > 1 else args.run[0],
-            smooth=args.smooth,
-        )
-    except ValueError as e:
-        print(f"plot_metrics: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path} not found")
+    out = check_output_file(Path(args.out) if args.out else paths[0].with_suffix(".png"), args.force)
+    runs = {str(Path(r)): load_metrics(p) for r, p in zip(args.run, paths)}
+    plot(
+        runs if len(runs) > 1 else next(iter(runs.values())),
+        out,
+        args.keys,
+        title="" if len(runs) > 1 else args.run[0],
+        smooth=args.smooth,
+    )
+    return f"wrote {out}"
 
 
 if __name__ == "__main__":

@@ -54,14 +54,15 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from tqdm import tqdm
 
-from compat import mesh as meshlib
+from compat import sharding as meshlib
 from compat.checkpoint import Checkpointer, CheckpointError
 from compat.config import ConfigError, flatten
 from compat.locks import FolderBusyError, FolderLock
@@ -114,11 +115,39 @@ class Task:
     # optional: ``template(rng) -> state`` of init's structure that reads no start model (a config's
     # ``model.init``): the restore target of a resume, so a resumed run needs only its checkpoints
     template: Callable[[jax.Array], Any] | None = None
+    # optional: ``upgrade(recorded config dict) -> dict``, how this version reads a config.json that
+    # an older version recorded (fields added since take their defaults); applied before the resume
+    # check compares it with the config given
+    upgrade: Callable[[dict], dict] | None = None
 
 
 def global_norm(tree) -> jax.Array:
     leaves = [jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)]
     return jnp.sqrt(sum(leaves)) if leaves else jnp.float32(0.0)
+
+
+class Update(NamedTuple):
+    """What :func:`apply_gradients` computed: the loss and its auxiliary output, the parameters and
+    optimiser state after the step, the gradients' global norm, and whether the step is finite."""
+
+    loss: jax.Array
+    aux: Any
+    params: Any
+    opt_state: Any
+    grad_norm: jax.Array
+    ok: jax.Array
+
+
+def apply_gradients(loss_fn: Callable, params, opt_state, tx: optax.GradientTransformation, *args, **kwargs) -> Update:
+    """The anatomy of every train step: ``loss_fn(params, *args, **kwargs) -> (loss, aux)``, its
+    gradients, their global norm and one ``tx`` update. ``ok`` is false when the loss or the norm is
+    not finite; the step then builds its new state as usual and keeps the old one with
+    :func:`guard_update` (so the NaN stop of :func:`train` names the first bad step exactly)."""
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, *args, **kwargs)
+    gnorm = global_norm(grads)
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+    return Update(loss, aux, optax.apply_updates(params, updates), new_opt_state, gnorm, ok)
 
 
 def guard_update(ok: jax.Array, new_state, old_state):
@@ -193,7 +222,9 @@ def _config_json(config) -> dict:
     return json.loads(json.dumps(_to_dict(config), sort_keys=True, default=str))
 
 
-def _check_config(config, workdir: Path, has_checkpoints: bool, allow_change: bool) -> tuple[dict, dict | None]:
+def _check_config(
+    config, workdir: Path, has_checkpoints: bool, allow_change: bool, upgrade: Callable[[dict], dict] | None = None
+) -> tuple[dict, dict | None]:
     """``(resolved config as JSON, the run's config.json or None)``; refuses (ConfigMismatchError)
     a config that differs from the run's."""
     new = _config_json(config)
@@ -206,7 +237,7 @@ def _check_config(config, workdir: Path, has_checkpoints: bool, allow_change: bo
         raise ConfigMismatchError(
             f"{path} cannot be read ({e}); it records the config of the run in {workdir}"
         ) from None
-    diff = config_differences(old, new)
+    diff = config_differences(upgrade(old) if upgrade else old, new)
     if diff and not allow_change:
         shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
         raise ConfigMismatchError(
@@ -319,7 +350,7 @@ def train(
     try:
         ckdir = workdir / "checkpoints"
         has_checkpoints = ckdir.is_dir() and any(p.name.isdigit() for p in ckdir.iterdir())
-        resolved, recorded = _check_config(config, workdir, has_checkpoints, allow_config_change)
+        resolved, recorded = _check_config(config, workdir, has_checkpoints, allow_config_change, task.upgrade)
 
         rng = jax.random.key(config.seed)
         init_rng, step_rng = jax.random.split(rng)

@@ -67,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--model",
         default=None,
-        help="a learned jpegedit model instead of a quality: a shipped name (see jpegedit.models.list_models) or a .npz path",
+        help="a learned jpegedit model instead of a quality: a shipped name (see jpegedit.models.list_models) or a "
+        ".npz path",
     )
     e.add_argument(
         "--lambda",
@@ -112,7 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--force",
         action="store_true",
-        help="write into a non-empty OUT: continue there (per-codec results already in it are reused) and replace its summaries",
+        help="write into a non-empty OUT: continue there (per-codec results already in it are reused) and replace its "
+        "summaries",
     )
     v.add_argument(
         "--models",
@@ -163,7 +165,8 @@ def evaluate_command(args: argparse.Namespace) -> str:
         out / "README.md", (f"# Rate-distortion on {args.data} ({len(images)} images)\n\n" + table).encode(), force=True
     )
     plots = report.plot(out)
-    return f"{len(images)} images, {len(codecs)} codecs, {len(models)} learned models -> {out / 'README.md'}, {len(plots)} plots"
+    counts = f"{len(images)} images, {len(codecs)} codecs, {len(models)} learned models"
+    return f"{counts} -> {out / 'README.md'}, {len(plots)} plots"
 
 
 def _libjpeg_agrees(image: np.ndarray, quality: int, chroma: str, ours) -> bool:
@@ -195,7 +198,8 @@ def encode_command(args: argparse.Namespace) -> str:
         raise UsageError("learned models encode colour images with 4:4:4 chroma (the paper's setting)")
     if args.standard_huffman and not learned:
         raise UsageError(
-            "--standard-huffman is for learned models (--model, --lambda, --target-bpp); quality mode writes standard tables unless --optimize"
+            "--standard-huffman is for learned models (--model, --lambda, --target-bpp); quality mode writes standard "
+            "tables unless --optimize"
         )
     if args.target_bpp is not None and args.target_bpp <= 0:
         raise UsageError(f"--target-bpp must be positive, got {args.target_bpp}")

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from compat.checkpoint import CheckpointError
+from compat.cli import OneLineParser, UsageError, check_output_file, run, write_atomic
 from compat.images import list_images, load_image
 from jpegedit.encoder import encode_run
 from jpegedit.models import load_run
@@ -60,7 +62,7 @@ def evaluate_run(workdir: str | Path, images: list[Path], step: int | None = Non
     for path in images:
         x = load_image(path)
         m = config["model"]
-        data, tables = encode_run(x, params, m.get("backbone", "vgg16"), m.get("head", "linear"), m.get("hidden", 128))
+        data, tables = encode_run(x, params, m["backbone"], m["head"], m["hidden"])
         ours = _scores(x, data)
         ref = at_equal_bytes(libjpeg_curve(x), ours["bytes"])
         row = {"image": Path(path).name, **ours, "bpp": 8 * ours["bytes"] / (x.shape[0] * x.shape[1])}
@@ -82,7 +84,7 @@ def evaluate_run(workdir: str | Path, images: list[Path], step: int | None = Non
     return {
         "run": str(workdir),
         "step": int(step),
-        "config": config.get("name"),
+        "config": config["name"],
         "lam": config["loss"]["lam"],
         "tables": export_tables(params["q"]).tolist(),
         "mean_bpp": float(np.mean([r["bpp"] for r in rows])),
@@ -92,23 +94,44 @@ def evaluate_run(workdir: str | Path, images: list[Path], step: int | None = Non
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="a run directory of launch/train.py")
-    ap.add_argument("--images", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"))
-    ap.add_argument("--count", type=int, default=4, help="how many images (sorted), default 4")
-    ap.add_argument("--step", type=int, default=None)
-    ap.add_argument("-o", "--out", default=None)
-    args = ap.parse_args(argv)
+EXAMPLE = """example:
+  python -m jpegedit.evaluate runs/qt --images ../shared/data/kodak --count 4 -o out/qt_eval.json
+"""
+
+
+def evaluate_command(args: argparse.Namespace) -> str:
+    out = check_output_file(Path(args.out) if args.out else Path(args.run) / "eval.json", args.force)
+    if not Path(args.images).is_dir():
+        raise UsageError(f"--images {args.images} is not a folder")
     images = list_images(args.images)[: args.count]
+    if not images:
+        raise UsageError(f"no images under {args.images}")
     result = evaluate_run(args.run, images, args.step)
-    out = Path(args.out) if args.out else Path(args.run) / "eval.json"
-    out.write_text(json.dumps(result, indent=1))
-    print(
+    write_atomic(out, json.dumps(result, indent=1).encode(), args.force)
+    return (
         f"mean over {len(images)} images: {result['mean_bpp']:.3f} bpp, delta PSNR vs libjpeg at equal bytes "
         f"{result['mean_delta_psnr']:+.3f} dB, delta MS-SSIM {result['mean_delta_ms_ssim']:+.5f}; wrote {out}"
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(
+        prog="python -m jpegedit.evaluate",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", help="a run directory of launch/train.py")
+    p.add_argument(
+        "--images",
+        default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"),
+        help="folder of test images (default ../shared/data/kodak)",
+    )
+    p.add_argument("--count", type=int, default=4, help="how many images (sorted), default 4")
+    p.add_argument("--step", type=int, default=None, help="the checkpoint step (default: the newest)")
+    p.add_argument("-o", "--out", default=None, help="the JSON to write (default RUN/eval.json)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    return run(p.prog, p, evaluate_command, argv, expected=(CheckpointError,))
 
 
 if __name__ == "__main__":

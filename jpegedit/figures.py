@@ -8,26 +8,25 @@
   Q-tables-only model and the Q-tables + attention model, each with its bpp and PSNR: files of
   matched size.
 
-    python -m jpegedit.figures --image ../shared/data/kodak/kodim23.png --out results/kodak/figures \\
+    python -m jpegedit.figures --image ../shared/data/kodak/kodim23.png -o out/figures \\
         [--attention attention_lam0.01] [--qtables qtables_lam0.01]
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
-from compat import metrics
+from compat.cli import OneLineParser, check_output_folder, run
 from compat.images import load_image
 from jpegedit import baselines, codec
 from jpegedit.encoder import attention, encode_jpeg
 from jpegedit.models import load_model
+from jpegedit.scoring import decode, score
 
 __all__ = ["attention_maps", "smoothed", "figures"]
 
@@ -55,9 +54,9 @@ def smoothed(image: np.ndarray, model) -> np.ndarray:
 
 
 def _scores(image, data):
-    dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-    h, w = image.shape[:2]
-    return dec, 8 * len(data) / (h * w), float(metrics.psnr(image.astype(np.float32), dec.astype(np.float32)))
+    dec = decode(data)
+    s = score(image, data, ms_ssim=False, decoded=dec)
+    return dec, s["bpp"], s["psnr"]
 
 
 def _save(fig, axes, path: Path, title: str | None = None) -> Path:
@@ -137,16 +136,32 @@ def figures(
     return files
 
 
+EXAMPLE = """example:
+  python -m jpegedit.figures --image ../shared/data/kodak/kodim23.png -o out/figures
+"""
+
+
+def figures_command(args: argparse.Namespace) -> str:
+    check_output_folder(args.out, args.force)
+    image = load_image(args.image)
+    for name in (args.attention, args.qtables):
+        load_model(name)  # an unknown or broken model is refused before anything is written
+    return "\n".join(f"wrote {f}" for f in figures(image, args.out, args.attention, args.qtables))
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--attention", default="attention_lam0.01")
-    ap.add_argument("--qtables", default="qtables_lam0.01")
-    args = ap.parse_args(argv)
-    for f in figures(load_image(args.image), args.out, args.attention, args.qtables):
-        print(f"wrote {f}")
-    return 0
+    p = OneLineParser(
+        prog="python -m jpegedit.figures",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--image", required=True, help="the image (any format compat.images reads)")
+    p.add_argument("-o", "--out", required=True, help="folder for the figures (refused if not empty, unless --force)")
+    p.add_argument("--attention", default="attention_lam0.01", help="a Q-tables + attention model")
+    p.add_argument("--qtables", default="qtables_lam0.01", help="a Q-tables-only model")
+    p.add_argument("--force", action="store_true", help="write into a non-empty OUT")
+    return run(p.prog, p, figures_command, argv, expected=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

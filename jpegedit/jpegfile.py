@@ -45,7 +45,7 @@ class UnsupportedJPEGError(JPEGFileError):
 
 
 def _jpeglib():
-    import jpeglib  # imported late: it loads a C library; lazy: loads libjpeg builds; only mozjpeg needs it
+    import jpeglib  # lazy: it loads a C library; only mozjpeg and coefficient reads need it
 
     return jpeglib
 

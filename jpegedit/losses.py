@@ -35,7 +35,8 @@ RATE_MODES = ("paper", "bits")
 # Bits of a baseline JPEG with the standard Huffman tables (Annex K) as
 #   nonzero * (number of nonzero AC coefficients) + log * sum log2(1 + |AC|)
 #   + dc_log * sum log2(1 + |DC difference|) + block * (number of blocks) + file (headers, measured),
-# least relative squares over 504 Kodak files (12 quality levels, 9 shipped tables; mean error 1.4%): launch/fit_bits_estimate.py
+# least relative squares over 504 Kodak files (12 quality levels, 9 shipped tables; mean error 1.4%):
+# launch/fit_bits_estimate.py
 # (which prints these numbers and the fit's error; results/kodak/bits_estimate_fit.json).
 BITS_WEIGHTS = {"nonzero": 4.098, "log": 0.835, "dc_log": 0.726, "block": 4.833, "file": 5016.0}
 # width of the smooth step that stands in for "this coefficient is nonzero" in the gradient

@@ -9,7 +9,7 @@ once per image and every model only runs its head, the codec and the loss. Image
 one shape: portrait images are transposed to landscape (Kodak: all 512x768 then), and transposed
 back for the files.
 
-    python -m jpegedit.single_image --data ../shared/data/kodak --out results/kodak/single_image \\
+    python -m jpegedit.single_image --data ../shared/data/kodak -o out/single_image \\
         --lambdas 0.001,0.003,0.01,0.03,0.1,0.3 --steps 2000
 
 Writes ``OUT/single_image.json`` (per image and lambda: bytes, bpp, PSNR, MS-SSIM of the real JPEG
@@ -35,12 +35,12 @@ import optax
 from PIL import Image
 from tqdm import tqdm
 
-from compat import mesh as meshlib
 from compat import metrics
-from compat.checkpoint import Checkpointer
-from compat.cli import write_atomic
+from compat import sharding as meshlib
+from compat.checkpoint import Checkpointer, CheckpointError
+from compat.cli import OneLineParser, UsageError, check_output_folder, run, write_atomic
 from compat.images import list_images, load_image
-from compat.trainer import global_norm
+from compat.trainer import apply_gradients, guard_update
 from jpegedit import codec, jpegfile, losses
 from jpegedit.encoder import attention as model_attention
 from jpegedit.encoder import encode_for_file, features
@@ -104,14 +104,11 @@ def make_step(tx: optax.GradientTransformation, alpha: float = 10.0, beta: float
             attention = attention_head(p["head"], feats)
             decoded, _ = codec.roundtrip(image, tables, chroma="444", rounding="cubic_ste", scales=attention)
             total, _ = losses.objective(image, decoded, tables, attention, lam=lam, alpha=alpha, beta=beta, gamma=gamma)
-            return total
+            return total, None
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, new_opt = tx.update(grads, opt_state, params)
-        new = optax.apply_updates(params, updates)
-        ok = jnp.isfinite(loss) & jnp.isfinite(global_norm(grads))
-        keep = lambda n, o: jnp.where(ok, n, o)  # noqa: E731
-        return jax.tree.map(keep, new, params), jax.tree.map(keep, new_opt, opt_state), loss
+        u = apply_gradients(loss_fn, params, opt_state, tx)
+        new_params, new_opt = guard_update(u.ok, (u.params, u.opt_state), (params, opt_state))
+        return new_params, new_opt, u.loss
 
     def step(params, opt_state, images, feats, index, lams):
         img = jnp.take(images, index, axis=0)
@@ -332,10 +329,26 @@ def _plot(rows: list[dict], curve: list[dict], path: Path, start: list[dict] | N
     plt.close(fig)
 
 
+EXAMPLE = """example:
+  python -m jpegedit.single_image --data ../shared/data/kodak -o out/single_image --limit 2 --steps 20
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(
+        prog="python -m jpegedit.single_image",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--data", required=True, help="folder of images of one size (portraits are turned)")
-    ap.add_argument("--out", required=True, help="results folder (JSON, plot, checkpoints)")
+    ap.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        help="results folder (JSON, plot, checkpoints); refused if not empty, unless --force",
+    )
+    ap.add_argument("--force", action="store_true", help="continue in a non-empty OUT (a rerun resumes there)")
     ap.add_argument("--lambdas", default="0.001,0.003,0.01,0.03,0.1,0.3", help="comma-separated lambdas")
     ap.add_argument(
         "--init",
@@ -346,11 +359,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate of the tables")
     ap.add_argument("--head-lr", type=float, default=1e-4, help="Adam learning rate of the attention head")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
-    args = ap.parse_args(argv)
+    return run(
+        ap.prog, ap, _single_image_command, argv, expected=(FileNotFoundError, NotADirectoryError, CheckpointError)
+    )
+
+
+def _single_image_command(args: argparse.Namespace) -> str | None:
+    check_output_folder(args.out, args.force, resumable=True)
+    try:
+        lams = [float(x) for x in args.lambdas.split(",") if x]
+    except ValueError:
+        raise UsageError(f"--lambdas {args.lambdas!r} is not a comma-separated list of numbers") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     meshlib.maybe_initialize_distributed()
-    paths = list_images(args.data)[: args.limit] if args.limit else list_images(args.data)
-    lams = [float(x) for x in args.lambdas.split(",") if x]
+    paths = [p for p, _ in zip(list_images(args.data), range(args.limit or 10**9))]
+    if not paths:
+        raise UsageError(f"no images under {args.data}")
     model = (
         [load_model(args.init.format(lam=f"{lam:g}")) for lam in lams]
         if "{lam}" in args.init
@@ -361,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     params, info = optimise(images, lams, model, steps=args.steps, lr=args.lr, head_lr=args.head_lr, workdir=out)
     if jax.process_index() != 0:
-        return 0
+        return None
     rows = evaluate_models(images, flipped, [Path(p).name for p in paths], lams, params, model)
     curve = _curve(rows, lams)
     doc = {
@@ -378,13 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_atomic(out / "single_image.json", json.dumps(doc, indent=1).encode(), force=True)
     _plot(rows, curve, out / "single_image.png", doc["start_curve"])
-    for c in curve:
-        print(f"lambda {c['lam']:g}: {c['bpp']:.3f} bpp, PSNR {c['psnr']:.2f} dB over {c['images']} images")
-    print(
+    lines = [
+        f"lambda {c['lam']:g}: {c['bpp']:.3f} bpp, PSNR {c['psnr']:.2f} dB over {c['images']} images" for c in curve
+    ]
+    lines.append(
         "BD-rate against the starting models: "
         + ", ".join(f"{k} {v:+.1f}%" for k, v in doc["vs_start"].items() if k.startswith("bd_") and v is not None)
     )
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from compat.cli import OneLineParser, check_output_file, run
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 
@@ -61,21 +67,28 @@ def check(page: str | Path, screenshot: str | Path | None = None) -> tuple[int, 
     return len(imgs), len(imgs) - len(missing), missing
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("page", help="the report's index.html")
-    ap.add_argument("--screenshot", default=None, help="also save a PNG screenshot of the page")
-    args = ap.parse_args(argv)
-    try:
-        n, ok, missing = check(args.page, args.screenshot)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"check_report: error: {e}", file=sys.stderr)
-        return 2
+def _check_command(args) -> int:
+    if args.screenshot:
+        check_output_file(args.screenshot, args.force)
+    n, ok, missing = check(args.page, args.screenshot)
     print(f"{args.page}: {ok} of {n} images decoded by Chromium")
     if missing or n == 0:
         print("missing: " + ", ".join(missing or ["(no images on the page)"]), file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = OneLineParser(
+        prog="check_report",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("page", help="the report's index.html")
+    ap.add_argument("--screenshot", default=None, help="also save a PNG screenshot of the page")
+    ap.add_argument("--force", action="store_true", help="overwrite the screenshot if it exists")
+    return run("check_report", ap, _check_command, argv, expected=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

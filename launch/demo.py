@@ -198,14 +198,16 @@ def _page(results: list[dict], seconds: float) -> str:
             label = f"libjpeg q{m['quality']}" if k == "libjpeg" else f"learned ({j['model']})"
             parts.append(
                 f"<tr><th>{label}</th><td>{m['bytes']}</td><td>{m['bpp']:.3f}</td><td>{m['psnr']:.2f}</td>"
-                f"<td>{'n/a' if m['ms_ssim'] is None else format(m['ms_ssim'], '.4f')}</td><td>{m['lpips']:.4f}</td></tr>"
+                f"<td>{'n/a' if m['ms_ssim'] is None else format(m['ms_ssim'], '.4f')}</td>"
+                f"<td>{m['lpips']:.4f}</td></tr>"
             )
         parts.append("</table>")
         parts.append(f"<h3>The same {p['bytes']}-byte preview, two decoders</h3><div class='row'>")
         parts.append(f"<figure>{img(p['original'], 'original')}<figcaption>original (256x256)</figcaption></figure>")
         for k in ("interpolation", "neural"):
             if k in p:
-                cap = f"{k}{' (' + p['model'] + ')' if k == 'neural' else ''}: {p[k]['psnr']:.2f} dB, SSIM {p[k]['ssim']:.3f}"
+                label = f"{k} ({p['model']})" if k == "neural" else k
+                cap = f"{label}: {p[k]['psnr']:.2f} dB, SSIM {p[k]['ssim']:.3f}"
                 parts.append(f"<figure>{img(p[k]['image'], k)}<figcaption>{html.escape(cap)}</figcaption></figure>")
         parts.append("</div>")
         if p.get("model") is None:

@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compat.images import list_images, load_image  # noqa: E402
+from compat.cli import OneLineParser, UsageError, check_output_file, run, write_atomic
+from compat.images import list_images, load_image
 from jpegedit import codec, jpegfile, losses  # noqa: E402
 from jpegedit.models import list_models, load_model  # noqa: E402
 
@@ -44,15 +45,22 @@ def features(unrounded: codec.Coefficients) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = OneLineParser(
+        prog="launch/fit_bits_estimate.py",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
     ap.add_argument("-o", "--out", required=True, help="JSON to write")
     ap.add_argument("--force", action="store_true", help="overwrite --out")
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        print(f"error: {out} exists (use --force)", file=sys.stderr)
-        return 2
+    return run(ap.prog, ap, _fit_command, argv)
+
+
+def _fit_command(args) -> str:
+    out = check_output_file(args.out, args.force)
+    if not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data} is not a folder")
     tables = {f"libjpeg_q{q}": codec.quality_to_tables(q) for q in QUALITIES}
     tables.update({m: load_model(m).tables for m in list_models() if m.startswith("qtables_lam")})  # the paper family
     rows, bits, keys = [], [], []
@@ -82,10 +90,8 @@ def main(argv=None) -> int:
         "max_relative_error": float(rel.max()),
         "mean_relative_error_per_table": per_table,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k != "mean_relative_error_per_table"}))
-    return 0
+    write_atomic(out, json.dumps(result, indent=1).encode(), args.force)
+    return json.dumps({k: v for k, v in result.items() if k != "mean_relative_error_per_table"})
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ case "${1:-}" in
   single)
     # 144 models (6 lambdas x 24 images, each from the shipped model of its lambda), one jit; the
     # tables at 1e-4 and the head at 1e-3 so that 50 CPU steps move them (the paper: 1e-5 / GPU)
-    $PY -m jpegedit.single_image --data "$KODAK" --out results/kodak/single_image --steps "$SINGLE_STEPS" \
+    $PY -m jpegedit.single_image --data "$KODAK" -o results/kodak/single_image --force --steps "$SINGLE_STEPS" \
       --lr 0.0001 --head-lr 0.001 ;;
   evaluate)
     shipped=$($PY -c "from jpegedit.models import list_models; print(','.join(list_models()))")
@@ -52,7 +52,7 @@ case "${1:-}" in
     # the first 12 images in name order: kodim01-12, never trained on by the refinement
     refined=$(for lam in $REFINE_LAMS; do printf "attention_lam%s,%s/refined_lam%s.npz," "$lam" "$STUDY" "$lam"; done)
     jpegedit evaluate --data "$KODAK" --limit 12 -o results/kodak_refine --codecs libjpeg-444 --models "${refined%,}"
-    $PY -m jpegedit.figures --image "$KODAK/kodim23.png" --out results/kodak/figures ;;
+    $PY -m jpegedit.figures --image "$KODAK/kodim23.png" -o results/kodak/figures --force ;;
   *)
     echo "usage: $0 gamma|refine|single|evaluate" >&2; exit 2 ;;
 esac

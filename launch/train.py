@@ -73,10 +73,13 @@ def main(argv) -> int:
     # orbax's per-save chatter, and its background threads' tracebacks of a failed save, which the
     # trainer reports itself as one line (CheckpointSaveError)
     logging.getLogger("absl").setLevel(logging.CRITICAL)
-    from compat.checkpoint import CheckpointError, CheckpointSaveError
-    from compat.config import ConfigError
-    from compat.mesh import maybe_initialize_distributed
-    from compat.trainer import TrainingDiverged, train
+    from compat.checkpoint import (
+        CheckpointError,
+        CheckpointSaveError,
+    )  # lazy: JAX loads after the flags set its platform
+    from compat.config import ConfigError  # lazy: as above
+    from compat.sharding import maybe_initialize_distributed  # lazy: as above
+    from compat.trainer import TrainingDiverged, train  # lazy: as above
 
     config, workdir = _CONFIG.value, Path(_WORKDIR.value)
     try:

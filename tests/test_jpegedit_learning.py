@@ -8,7 +8,7 @@ import pytest
 from jax.sharding import Mesh
 from jpeg_helpers import photos
 
-from compat import mesh as meshlib
+from compat import sharding as meshlib
 from jpegedit import codec, encoder, losses, models, network, task
 
 

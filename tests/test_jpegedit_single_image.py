@@ -62,8 +62,10 @@ def test_the_vmapped_models_learn_separately_and_resume(folder, tmp_path):
         assert hi["bpp"] > lo["bpp"] and hi["psnr"] > lo["psnr"] + 1.0
     assert [c["lam"] for c in doc["curve"]] == [0.001, 0.1] and (out / "single_image.png").exists()
     assert [c["lam"] for c in doc["start_curve"]] == [0.001, 0.1] and "bd_rate_psnr" in doc["vs_start"]
-    # the same command again resumes from the last checkpoint (nothing left to train)
-    assert single_image.main(argv) == 0
+    # the same command again is refused (the folder holds results) until --force, then resumes from
+    # the last checkpoint (nothing left to train)
+    assert single_image.main(argv) == 2
+    assert single_image.main(argv + ["--force"]) == 0
     assert json.loads((out / "single_image.json").read_text())["info"]["resumed_at"] == 6
 
 

@@ -231,6 +231,25 @@ def test_every_config_builds_and_its_docstring_gives_the_launch_command_and_the_
     assert c.package == Path(path).parent.name and c.steps > 0 and c.batch_size > 0
 
 
+def test_the_mobile_stages_are_configs_each_starting_from_the_run_before():
+    from compat.config import ConfigError, config_module
+
+    mod = config_module(REPO / "configs" / "trimesh_decode" / "mobile_scaled.py")
+    inits = {n: mod.get_config(f"stage={n}").model.init for n in mod.STAGES}
+    assert mod.get_config().to_dict() == mod.get_config("stage=2").to_dict()
+    assert Path(inits[3]).name == "trimesh_mobile_scaled" and Path(inits[6]).name == "trimesh_mobile_scaled4"
+    six = mod.get_config("stage=6,optim.lr=0.001")
+    assert (six.steps, six.optim.decay_steps, six.data.crop, six.data.dihedral, six.optim.lr) == (
+        600,
+        600,
+        256,
+        True,
+        1e-3,
+    )
+    with pytest.raises(ConfigError, match="stage=7: the stages are 2, 3, 4, 5, 6"):
+        mod.get_config("stage=7")
+
+
 @pytest.mark.parametrize(
     "mistake, says",
     [

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from compat import data as datalib
-from compat import mesh as meshlib
+from compat import sharding as meshlib
 from compat.checkpoint import (
     SUMS_FILE,
     CheckpointCorruptError,
@@ -310,7 +310,10 @@ def test_the_loop_logs_jsonl_and_tensorboard_and_writes_its_config(tmp_path):
 
 
 def _launch(workdir: Path, photos: Path, steps: int) -> subprocess.Popen:
-    arg = f"data.roots={photos},data.crop=32,steps={steps},checkpoint_every=2,log_every=1,optim.lr=0.0001,async_checkpoints=false"
+    arg = (
+        f"data.roots={photos},data.crop=32,steps={steps},checkpoint_every=2,log_every=1,optim.lr=0.0001,"
+        "async_checkpoints=false"
+    )
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     return subprocess.Popen(
         [
@@ -523,3 +526,23 @@ def test_a_checkpoint_that_was_never_sealed_is_tried_and_moved_aside_only_if_unr
     again = Checkpointer(tmp_path / "ck", async_save=False)
     assert again.sealed(2) and again.verify(2) == []
     again.close()
+
+
+def test_apply_gradients_takes_one_optimiser_step_and_flags_a_non_finite_one():
+    import optax
+
+    from compat.trainer import apply_gradients, guard_update
+
+    tx = optax.sgd(0.5)
+    params = {"w": jnp.array([1.0, -2.0])}
+
+    def loss_fn(p, scale):
+        return scale * jnp.sum(p["w"] ** 2), "aux"
+
+    u = apply_gradients(loss_fn, params, tx.init(params), tx, 1.0)
+    np.testing.assert_allclose(u.params["w"], [0.0, 0.0])  # w - 0.5 * 2w
+    np.testing.assert_allclose(u.grad_norm, np.sqrt(20.0), rtol=1e-6)
+    assert bool(u.ok) and u.aux == "aux" and float(u.loss) == 5.0
+    bad = apply_gradients(loss_fn, params, tx.init(params), tx, jnp.nan)
+    assert not bool(bad.ok)
+    np.testing.assert_array_equal(guard_update(bad.ok, bad.params, params)["w"], params["w"])

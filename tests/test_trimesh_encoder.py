@@ -187,3 +187,24 @@ def test_dataset_is_resumable(tmp_path, capsys):
         assert from_bytes((out / r["preview"]).read_bytes()).grid_w == 64
     assert "4 of 4" in capsys.readouterr().out
     assert main(args[:-4] + ["--size", "64", "--crops", "4"]) == 2  # other settings: refused
+
+
+@pytest.mark.parametrize(
+    "crop, target, seed, size, digest",
+    [
+        ("astronaut", 200, 0, 200, "af6a14685fdd26085b3ed5940630d33e045f18de4b02311b89e0d9538e7e80cd"),
+        ("astronaut", 60, 3, 58, "96da57183e61c3d958cc88ce606d113951f51d94bd7171ec8466953d54152636"),
+        ("astronaut", 400, 1, 394, "14962efc87c8f2bfb5f3f0307cf64e8c450dce62cd88dae3f2e7ab079bb7e435"),
+        ("coffee", 120, 2, 118, "7a3790a197369f7c49ab8faaf8b692e4956b1c5c4f36a1cd25c5ef2edbc1ad47"),
+    ],
+)
+def test_the_encoder_writes_the_same_bytes_as_before_for_a_seed(crop, target, seed, size, digest):
+    """Golden values: a refactoring of the search must not change what it writes (a change of the
+    algorithm updates these on purpose, and says so)."""
+    import hashlib
+
+    from skimage import data
+
+    image = data.astronaut()[100:356, 150:406] if crop == "astronaut" else data.coffee()[::7, ::5]
+    r = encode_image(image, target_bytes=target, seed=seed)
+    assert (r.num_bytes, hashlib.sha256(r.data).hexdigest()) == (size, digest)

@@ -37,6 +37,7 @@ import numpy as np
 
 from trimesh_decode import coder
 from trimesh_decode.coder import adaptive_bit, code_bit, fixed_bit, jit, uniform
+from trimesh_decode.colour import palette_keys, rgb_to_ycocg6, ycocg6_to_rgb
 
 __all__ = [
     "MAGIC",
@@ -72,30 +73,6 @@ _ERR_GRID = 11
 
 class PreviewFormatError(ValueError):
     """Bytes that are not a preview this codec wrote, or a preview that breaks the format's rules."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Colour: 6-bit YCoCg, the spec's integer formulas.
-
-
-def rgb_to_ycocg6(rgb) -> np.ndarray:
-    """Integer RGB 0..255 (..., 3) -> 6-bit (Y, Co, Cg) (..., 3)."""
-    c = np.asarray(rgb, np.int64)
-    r, g, b = c[..., 0], c[..., 1], c[..., 2]
-    y = (1 + 2 * g + r + b) >> 4
-    co = (256 + r - b) >> 3
-    cg = (512 + 2 * g - r - b) >> 4
-    return np.clip(np.stack([y, co, cg], -1), 0, 63).astype(np.uint8)
-
-
-def ycocg6_to_rgb(ycocg) -> np.ndarray:
-    """6-bit (Y, Co, Cg) (..., 3) -> RGB uint8 (..., 3), clamped to 0..255."""
-    c = np.asarray(ycocg, np.int64)
-    y, co, cg = c[..., 0], c[..., 1], c[..., 2]
-    r = 4 * (y - cg + co)
-    g = 4 * (y + cg) - 128
-    b = 4 * (y - cg - co) + 256
-    return np.clip(np.stack([r, g, b], -1), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +116,7 @@ class Preview:
             raise bad(f"palette has {n} colours, the format holds {MIN_COLOURS}..{MAX_COLOURS}")
         if int(self.palette.max()) > 63:
             raise bad("palette channels are 6-bit (0..63)")
-        key = _palette_keys(self.palette)
+        key = palette_keys(self.palette)
         if np.any(np.diff(key) <= 0):
             raise bad("palette must be sorted strictly by (Cg, Y, Co), without duplicates (use Preview.create)")
         if k > min(MAX_VERTICES, gw * gh - 4):
@@ -169,7 +146,7 @@ class Preview:
         pal = np.asarray(palette, np.int64).reshape(-1, 3)
         if pal.size and (pal.min() < 0 or pal.max() > 63):
             raise PreviewFormatError("palette channels are 6-bit (0..63)")
-        keys = _palette_keys(pal)
+        keys = palette_keys(pal)
         uniq, inverse = np.unique(keys, return_inverse=True)
         order = np.array([np.flatnonzero(keys == u)[0] for u in uniq], np.int64)
         new_pal = pal[order]
@@ -228,11 +205,6 @@ class Preview:
         )
 
 
-def _palette_keys(pal: np.ndarray) -> np.ndarray:
-    pal = np.asarray(pal, np.int64).reshape(-1, 3)
-    return (pal[:, 2] << 12) | (pal[:, 0] << 6) | pal[:, 1]
-
-
 # ---------------------------------------------------------------------------------------------
 # The layout: one function for encoding, decoding and costing.
 
@@ -268,10 +240,11 @@ def _signed_delta(st, buf, cost, probs, ch, delta, signed):
 
 
 @jit
-def _layout(st, buf, cost, hdr, palette, corners, vx, vy, vidx):
-    """hdr = [grid_w, grid_h, noise, n_colours, n_vertices]. ENCODE/COST read the arrays, DECODE
-    fills them (palette (32, 3), vx/vy/vidx (1024,)). Returns 0 or an error code."""
-    probs = np.full(_N_CTX, coder.HALF, np.int64)
+def _header(st, buf, cost, probs, hdr, palette, corners):
+    """What precedes the vertices: grid size, noise flag, colour count, the palette (the first
+    colour, then per channel the sorted deltas, Cg first: its difference is never negative), the
+    vertex count and the corners' palette indices. ``hdr = [grid_w, grid_h, noise, n_colours,
+    n_vertices]``; read in ENCODE/COST mode, filled in DECODE mode. Returns 0 or an error code."""
     gw = uniform(st, buf, cost, hdr[0] - MIN_GRID, MAX_GRID - MIN_GRID + 1) + MIN_GRID
     gh = uniform(st, buf, cost, hdr[1] - MIN_GRID, MAX_GRID - MIN_GRID + 1) + MIN_GRID
     noise = code_bit(st, buf, cost, hdr[2], coder.HALF)
@@ -281,18 +254,39 @@ def _layout(st, buf, cost, hdr, palette, corners, vx, vy, vidx):
     for c in range(3):
         palette[0, c] = uniform(st, buf, cost, palette[0, c], 64)
     for i in range(1, n):
-        for c in (2, 0, 1):  # Cg first: its difference is never negative
+        for c in (2, 0, 1):
             d = _signed_delta(st, buf, cost, probs, c, np.int64(palette[i, c]) - np.int64(palette[i - 1, c]), c != 2)
             v = np.int64(palette[i - 1, c]) + d
             if v < 0 or v > 63:
                 return _ERR_COLOUR
             palette[i, c] = v
-    npoints = gw * gh - 4
-    kmax = min(MAX_VERTICES, npoints)
-    k = uniform(st, buf, cost, hdr[4], kmax + 1)
-    hdr[4] = k
+    hdr[4] = uniform(st, buf, cost, hdr[4], min(MAX_VERTICES, gw * gh - 4) + 1)
     for c in range(4):
         corners[c] = uniform(st, buf, cost, corners[c], n)
+    return 0
+
+
+@jit
+def _vertex_index(st, buf, cost, probs, idx, prev, n):
+    """A vertex's palette index: one adaptive "same as the previous vertex's" bit, else the index
+    among the other ``n - 1``. Returns the index (decoded in DECODE mode)."""
+    same = adaptive_bit(st, buf, cost, probs, _CTX_SAME, 1 if idx == prev else 0)
+    if same == 1:
+        return prev
+    other = uniform(st, buf, cost, idx if idx < prev else idx - 1, n - 1)
+    return other if other < prev else other + 1
+
+
+@jit
+def _layout(st, buf, cost, hdr, palette, corners, vx, vy, vidx):
+    """hdr = [grid_w, grid_h, noise, n_colours, n_vertices]. ENCODE/COST read the arrays, DECODE
+    fills them (palette (32, 3), vx/vy/vidx (1024,)). Returns 0 or an error code."""
+    probs = np.full(_N_CTX, coder.HALF, np.int64)
+    err = _header(st, buf, cost, probs, hdr, palette, corners)
+    if err:
+        return err
+    gw, gh, n, k = hdr[0], hdr[1], hdr[3], hdr[4]
+    npoints = gw * gh - 4
     prev = np.int64(corners[0])
     left = k
     remaining = npoints
@@ -317,14 +311,7 @@ def _layout(st, buf, cost, hdr, palette, corners, vx, vy, vidx):
                 continue
             vx[j] = x
             vy[j] = y
-            idx = np.int64(vidx[j])
-            same = adaptive_bit(st, buf, cost, probs, _CTX_SAME, 1 if idx == prev else 0)
-            if same == 1:
-                idx = prev
-            else:
-                other = idx if idx < prev else idx - 1
-                other = uniform(st, buf, cost, other, n - 1)
-                idx = other if other < prev else other + 1
+            idx = _vertex_index(st, buf, cost, probs, np.int64(vidx[j]), prev, n)
             vidx[j] = idx
             prev = idx
             j += 1
@@ -447,25 +434,11 @@ def estimate_bits(gw, gh, palette, n, corners, order_indices, k):
     buf = np.zeros(1, np.uint8)
     cost = np.zeros(1)
     probs = np.full(_N_CTX, coder.HALF, np.int64)
-    uniform(st, buf, cost, gw - MIN_GRID, MAX_GRID - MIN_GRID + 1)
-    uniform(st, buf, cost, gh - MIN_GRID, MAX_GRID - MIN_GRID + 1)
-    code_bit(st, buf, cost, 0, coder.HALF)
-    uniform(st, buf, cost, n - MIN_COLOURS, MAX_COLOURS - MIN_COLOURS + 1)
-    for c in range(3):
-        uniform(st, buf, cost, palette[0, c], 64)
-    for i in range(1, n):
-        for c in (2, 0, 1):
-            _signed_delta(st, buf, cost, probs, c, np.int64(palette[i, c]) - np.int64(palette[i - 1, c]), c != 2)
+    hdr = np.array([gw, gh, 0, n, k], np.int64)
+    _header(st, buf, cost, probs, hdr, palette, corners)
     npoints = gw * gh - 4
-    uniform(st, buf, cost, k, min(MAX_VERTICES, npoints) + 1)
-    for c in range(4):
-        uniform(st, buf, cost, corners[c], n)
     prev = np.int64(corners[0])
     for j in range(k):
-        idx = np.int64(order_indices[j])
-        same = adaptive_bit(st, buf, cost, probs, _CTX_SAME, 1 if idx == prev else 0)
-        if same == 0:
-            uniform(st, buf, cost, idx if idx < prev else idx - 1, n - 1)
-        prev = idx
+        prev = _vertex_index(st, buf, cost, probs, np.int64(order_indices[j]), prev, n)
     occupancy = (math.lgamma(npoints + 1) - math.lgamma(k + 1) - math.lgamma(npoints - k + 1)) / math.log(2.0)
     return 16.0 + cost[0] + occupancy

@@ -93,13 +93,15 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         choices=SYMMETRIES,
         default=1,
-        help="neural decoder: average the decodings of this many flips/transposes of the input (default 1; 8 gains about 0.02 dB for 8x the time)",
+        help="neural decoder: average the decodings of this many flips/transposes of the input (default 1; 8 gains "
+        "about 0.02 dB for 8x the time)",
     )
     d.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     s = sub.add_parser(
         "dataset",
         help="encode random crops of a photo folder",
-        description="Encode random crops of every image in a folder as previews (training data for the neural decoder). Resumable: rerun the same command to continue.",
+        description="Encode random crops of every image in a folder as previews (training data for the neural "
+        "decoder). Resumable: rerun the same command to continue.",
         epilog=EXAMPLE,
         formatter_class=fmt,
     )
@@ -114,13 +116,16 @@ def _parser() -> argparse.ArgumentParser:
         "--max-scale",
         type=float,
         default=1.0,
-        help="crop squares of up to this many times --size (random, log-uniform; capped by the photo) and resize them to --size, so crops look like previews of whole photos (default 1: the photos' own resolution)",
+        help="crop squares of up to this many times --size (random, log-uniform; capped by the photo) and resize them "
+        "to --size, so crops look like previews of whole photos (default 1: the photos' own resolution)",
     )
     s.add_argument("--processes", type=_positive, default=None, help="worker processes (default: all cores)")
     v = sub.add_parser(
         "evaluate",
         help="interpolation vs neural decoding on held-out images",
-        description="Encode each image's 256x256 centre square as a preview (cached in OUT), decode it by interpolation, by each neural model, by blurred interpolation and by WebP/JPEG at the same bytes; write evaluation.json, evaluation.md and figures/.",
+        description="Encode each image's 256x256 centre square as a preview (cached in OUT), decode it by "
+        "interpolation, by each neural model, by blurred interpolation and by WebP/JPEG at the same bytes; write "
+        "evaluation.json, evaluation.md and figures/.",
         epilog=EXAMPLE,
         formatter_class=fmt,
     )
@@ -128,13 +133,15 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--dataset",
         default=None,
-        help="instead of --images: a `trimesh-decode dataset` folder, scored on the previews stored in it (the bitstreams a model trained on, or a held-out folder built the same way); --limit takes the first N crops",
+        help="instead of --images: a `trimesh-decode dataset` folder, scored on the previews stored in it (the "
+        "bitstreams a model trained on, or a held-out folder built the same way); --limit takes the first N crops",
     )
     v.add_argument("--out", "-o", required=True, help="output folder (refused if it is not empty, unless --force)")
     v.add_argument(
         "--force",
         action="store_true",
-        help="write into a non-empty OUT: previews cached there are reused, evaluation.json, evaluation.md and figures/ replaced",
+        help="write into a non-empty OUT: previews cached there are reused, evaluation.json, evaluation.md and "
+        "figures/ replaced",
     )
     v.add_argument(
         "--model",
@@ -151,7 +158,8 @@ def _parser() -> argparse.ArgumentParser:
         "--views",
         choices=("centre", "tiles"),
         default="centre",
-        help="centre: each image's central square resized to 256x256 (default); tiles: every whole 256x256 tile at the image's own resolution (more views per image, for recall and t-tests; tiles of one image are not independent)",
+        help="centre: each image's central square resized to 256x256 (default); tiles: every whole 256x256 tile at the "
+        "image's own resolution (more views per image, for recall and t-tests; tiles of one image are not independent)",
     )
     v.add_argument(
         "--symmetries",
@@ -165,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser(
         "pack",
         help="a dataset folder as photos (JPEG) + previews, without crops",
-        description="Copy a `dataset` folder compactly, for a machine without its photos: each source photo once as a JPEG, every preview, the manifest; `unpack` cuts the crops again.",
+        description="Copy a `dataset` folder compactly, for a machine without its photos: each source photo once as a "
+        "JPEG, every preview, the manifest; `unpack` cuts the crops again.",
         epilog=EXAMPLE,
         formatter_class=fmt,
     )
@@ -180,7 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     u = sub.add_parser(
         "unpack",
         help="a packed dataset back to a training folder",
-        description="Cut the crops of a `pack` output again from its photos: a training folder (crops/, previews/, manifest.jsonl).",
+        description="Cut the crops of a `pack` output again from its photos: a training folder (crops/, previews/, "
+        "manifest.jsonl).",
         epilog=EXAMPLE,
         formatter_class=fmt,
     )
@@ -218,7 +228,8 @@ def evaluate_command(args) -> str:
         dataset=args.dataset,
     )
     m = s["mean"]
-    line = f"{s['images']} images, {s['preview_bytes_mean']:.1f} bytes: interp {m['interp']['psnr']:.2f} dB / SSIM {m['interp']['ssim']:.3f}"
+    interp = f"interp {m['interp']['psnr']:.2f} dB / SSIM {m['interp']['ssim']:.3f}"
+    line = f"{s['images']} images, {s['preview_bytes_mean']:.1f} bytes: {interp}"
     if "neural" in m:
         line += (
             f", neural {m['neural']['psnr']:.2f} dB / SSIM {m['neural']['ssim']:.3f} "

@@ -325,7 +325,8 @@ def _kit_size(settings: dict, kit: Path) -> int:
     size = settings.get("size")
     if not (isinstance(size, int) and not isinstance(size, bool) and SIZE_RANGE[0] <= size <= SIZE_RANGE[1]):
         raise DatasetError(
-            f"{kit}/dataset.json: size {size!r} is not a crop side the builder writes ({SIZE_RANGE[0]}..{SIZE_RANGE[1]})"
+            f"{kit}/dataset.json: size {size!r} is not a crop side the builder writes "
+            f"({SIZE_RANGE[0]}..{SIZE_RANGE[1]})"
         )
     return size
 

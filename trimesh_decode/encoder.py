@@ -30,6 +30,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections import namedtuple
 from typing import Iterable
 
 import numba
@@ -38,7 +39,8 @@ from PIL import Image
 from scipy import ndimage
 
 from trimesh_decode import bitstream
-from trimesh_decode.bitstream import MAX_COLOURS, MAX_VERTICES, Preview, estimate_bits, ycocg6_to_rgb
+from trimesh_decode.bitstream import MAX_COLOURS, MAX_VERTICES, Preview, estimate_bits
+from trimesh_decode.colour import palette_key, palette_keys, rgb_to_ycocg6_1, ycocg6_to_rgb, ycocg6_to_rgb_1
 from trimesh_decode.triangulate import triangulate_into
 
 __all__ = ["EncoderConfig", "EncodeResult", "encode_image", "encode_images", "grid_for", "work_image"]
@@ -105,13 +107,7 @@ def work_image(image: np.ndarray, gw: int, gh: int, cfg: EncoderConfig) -> np.nd
 @jit
 def _pal_rgb(pal, n, out):
     for i in range(n):
-        y, co, cg = pal[i, 0], pal[i, 1], pal[i, 2]
-        r = 4 * (y - cg + co)
-        g = 4 * (y + cg) - 128
-        b = 4 * (y - cg - co) + 256
-        out[i, 0] = min(max(r, 0), 255)
-        out[i, 1] = min(max(g, 0), 255)
-        out[i, 2] = min(max(b, 0), 255)
+        out[i, 0], out[i, 1], out[i, 2] = ycocg6_to_rgb_1(pal[i, 0], pal[i, 1], pal[i, 2])
 
 
 @jit
@@ -146,17 +142,75 @@ def _target_at(tgt, gx, gy, sx, sy, out):
         out[c] /= cnt
 
 
+# The search's named state, passed to the compiled core as namedtuples (numba reads their fields).
+# Target: the work image (H, W, 3) float64 and the channel weights (3,).
+Target = namedtuple("Target", ["image", "weights"])
+# Layout: a preview as the search edits it. occ (GH, GW): each grid point's palette index, -1 where
+# there is no vertex; vx, vy: the non-corner vertices (the first nv are valid, in any order); ci: the
+# corners' palette indices (TL, TR, BL, BR); pal: the palette (the first npal rows valid, sorted by
+# trimesh_decode.colour.palette_key). nv and npal travel beside it.
+Layout = namedtuple("Layout", ["occ", "vx", "vy", "ci", "pal"])
+# Scratch: the buffers of evaluations and moves (points in canonical order with their palette
+# indices and colours, the palette in RGB, triangulation work space, pixel owners, an index remap, a
+# colour).
+Scratch = namedtuple("Scratch", ["px", "py", "pidx", "cols", "pal_rgb", "tv", "tn", "work", "owner", "remap", "colour"])
+# Schedule: what the climb is asked to do.
+Schedule = namedtuple("Schedule", ["iterations", "seed", "lam", "target_bits", "tol0", "move_cdf"])
+
+
 @jit
-def _gather(occ, gw, gh, ci, px, py, pidx):
+def _scratch(pixels):
+    cap_pts = MAX_VERTICES + 4
+    cap = 5 * cap_pts + 80
+    return Scratch(
+        np.zeros(cap_pts, np.int64),
+        np.zeros(cap_pts, np.int64),
+        np.zeros(cap_pts, np.int64),
+        np.zeros((cap_pts, 3)),
+        np.zeros((MAX_COLOURS + 1, 3)),
+        np.zeros((cap, 3), np.int64),
+        np.zeros((cap, 3), np.int64),
+        np.zeros(4 * cap + 2 * cap_pts, np.int64),
+        np.zeros(pixels, np.int64),
+        np.zeros(MAX_COLOURS + 1, np.int64),
+        np.zeros(3),
+    )
+
+
+@jit
+def _scales(t, lay):
+    """Work-image pixels per grid step, (x, y): grid point (gx, gy) sits at (gx sx, gy sy)."""
+    gh, gw = lay.occ.shape
+    return (t.image.shape[1] - 1) / (gw - 1), (t.image.shape[0] - 1) / (gh - 1)
+
+
+@jit
+def _assign(dst, src, nv, npal):
+    """Copy the layout ``src`` (its first nv vertices and npal colours) into ``dst``."""
+    dst.occ[:, :] = src.occ
+    dst.vx[:nv] = src.vx[:nv]
+    dst.vy[:nv] = src.vy[:nv]
+    dst.ci[:] = src.ci
+    dst.pal[:npal] = src.pal[:npal]
+
+
+@jit
+def _copy(lay):
+    return Layout(lay.occ.copy(), lay.vx.copy(), lay.vy.copy(), lay.ci.copy(), lay.pal.copy())
+
+
+@jit
+def _gather(lay, px, py, pidx):
     """Points in canonical order (corners TL, TR, BL, BR, then raster order) with palette indices."""
-    px[0], py[0], pidx[0] = 0, 0, ci[0]
-    px[1], py[1], pidx[1] = gw - 1, 0, ci[1]
-    px[2], py[2], pidx[2] = 0, gh - 1, ci[2]
-    px[3], py[3], pidx[3] = gw - 1, gh - 1, ci[3]
+    gh, gw = lay.occ.shape
+    px[0], py[0], pidx[0] = 0, 0, lay.ci[0]
+    px[1], py[1], pidx[1] = gw - 1, 0, lay.ci[1]
+    px[2], py[2], pidx[2] = 0, gh - 1, lay.ci[2]
+    px[3], py[3], pidx[3] = gw - 1, gh - 1, lay.ci[3]
     n = 4
     for y in range(gh):
         for x in range(gw):
-            v = occ[y, x]
+            v = lay.occ[y, x]
             if v >= 0:
                 px[n] = x
                 py[n] = y
@@ -166,11 +220,14 @@ def _gather(occ, gw, gh, ci, px, py, pidx):
 
 
 @jit
-def _render_error(tgt, wts, sx, sy, px, py, cols, tv, m, owner, stamp, errmap, want_map):
+def _render_error(t, sx, sy, s, m, stamp, errmap, want_map):
+    """The weighted squared error of the ``m`` triangles ``s.tv`` against the work image (and, with
+    ``want_map``, each pixel's error in ``errmap``); every pixel counts once (``s.owner``)."""
+    tgt, wts, px, py, cols, tv, owner = t.image, t.weights, s.px, s.py, s.cols, s.tv, s.owner
     h, w = tgt.shape[0], tgt.shape[1]
     total = 0.0
-    for t in range(m):
-        a, b, c = tv[t, 0], tv[t, 1], tv[t, 2]
+    for k in range(m):
+        a, b, c = tv[k, 0], tv[k, 1], tv[k, 2]
         ax, ay = px[a] * sx, py[a] * sy
         bx, by = px[b] * sx, py[b] * sy
         cx, cy = px[c] * sx, py[c] * sy
@@ -208,52 +265,31 @@ def _render_error(tgt, wts, sx, sy, px, py, cols, tv, m, owner, stamp, errmap, w
 
 
 @jit
-def _evaluate(
-    tgt,
-    wts,
-    gw,
-    gh,
-    occ,
-    ci,
-    pal,
-    npal,
-    nv,
-    scr_px,
-    scr_py,
-    scr_idx,
-    cols,
-    pal_rgb,
-    tv,
-    tn,
-    work,
-    owner,
-    stamp,
-    errmap,
-    want_map,
-    out,
-):
-    """Error and bits of a state; out = [error, bits]. Returns False if it cannot be triangulated."""
-    n = _gather(occ, gw, gh, ci, scr_px, scr_py, scr_idx)
-    m = triangulate_into(scr_px, scr_py, n, tv, tn, work)
+def _evaluate(t, lay, nv, npal, s, stamp, errmap, want_map, out):
+    """Error and bits of a layout: out = [error, bits]. False if it cannot be triangulated."""
+    gh, gw = lay.occ.shape
+    n = _gather(lay, s.px, s.py, s.pidx)
+    m = triangulate_into(s.px, s.py, n, s.tv, s.tn, s.work)
     if m < 0:
         return False
-    _pal_rgb(pal, npal, pal_rgb)
+    _pal_rgb(lay.pal, npal, s.pal_rgb)
     for i in range(n):
         for c in range(3):
-            cols[i, c] = pal_rgb[scr_idx[i], c]
-    sx = (tgt.shape[1] - 1) / (gw - 1)
-    sy = (tgt.shape[0] - 1) / (gh - 1)
-    out[0] = _render_error(tgt, wts, sx, sy, scr_px, scr_py, cols, tv, m, owner, stamp, errmap, want_map)
-    out[1] = estimate_bits(gw, gh, pal, npal, ci, scr_idx[4:], n - 4)
+            s.cols[i, c] = s.pal_rgb[s.pidx[i], c]
+    sx, sy = _scales(t, lay)
+    out[0] = _render_error(t, sx, sy, s, m, stamp, errmap, want_map)
+    out[1] = estimate_bits(gw, gh, lay.pal, npal, lay.ci, s.pidx[4:], n - 4)
     return True
 
 
 @jit
-def _sort_palette(pal, n, occ, ci, gw, gh, remap):
+def _sort_palette(lay, n, remap):
     """Sort the palette by (Cg, Y, Co), remapping indices. False if two colours are equal."""
+    pal, occ, ci = lay.pal, lay.occ, lay.ci
+    gh, gw = occ.shape
     keys = np.empty(n, np.int64)
     for i in range(n):
-        keys[i] = (pal[i, 2] << 12) | (pal[i, 0] << 6) | pal[i, 1]
+        keys[i] = palette_key(pal[i, 0], pal[i, 1], pal[i, 2])
     order = np.argsort(keys)
     for j in range(1, n):
         if keys[order[j]] == keys[order[j - 1]]:
@@ -277,188 +313,195 @@ def _is_corner(x, y, gw, gh):
     return (x == 0 or x == gw - 1) and (y == 0 or y == gh - 1)
 
 
+# The moves. Each edits the layout in place and returns (applied, nv, npal); a move that does not
+# apply leaves the layout as a candidate to be discarded.
+
+
 @jit
-def _propose(kind, tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, pal_rgb, remap, tmp3, sx, sy):
-    """Apply one random move of the given kind in place. Returns (ok, nv, npal)."""
-    if kind == _MOVE:
-        if nv == 0:
-            return False, nv, npal
-        j = np.random.randint(0, nv)
-        d = np.random.randint(0, 8)
-        dx = (-1, 0, 1, -1, 1, -1, 0, 1)[d]
-        dy = (-1, -1, -1, 0, 0, 1, 1, 1)[d]
-        x, y = vx[j] + dx, vy[j] + dy
-        if x < 0 or y < 0 or x >= gw or y >= gh or _is_corner(x, y, gw, gh) or occ[y, x] >= 0:
-            return False, nv, npal
-        occ[y, x] = occ[vy[j], vx[j]]
-        occ[vy[j], vx[j]] = -1
-        vx[j], vy[j] = x, y
-        return True, nv, npal
-    if kind == _ADD:
-        if nv >= MAX_VERTICES or nv >= gw * gh - 4:
-            return False, nv, npal
-        x = np.random.randint(0, gw)
-        y = np.random.randint(0, gh)
-        if _is_corner(x, y, gw, gh) or occ[y, x] >= 0:
-            return False, nv, npal
-        _target_at(tgt, x, y, sx, sy, tmp3)
-        occ[y, x] = _nearest(tmp3, pal_rgb, npal, wts)
-        vx[nv], vy[nv] = x, y
-        return True, nv + 1, npal
-    if kind == _REMOVE:
-        if nv == 0:
-            return False, nv, npal
-        j = np.random.randint(0, nv)
-        occ[vy[j], vx[j]] = -1
-        vx[j], vy[j] = vx[nv - 1], vy[nv - 1]
-        return True, nv - 1, npal
-    if kind == _INDEX:
-        j = np.random.randint(-4, nv)
-        new = np.random.randint(0, npal - 1)
-        if j < 0:
-            cur = ci[j + 4]
-            ci[j + 4] = new if new < cur else new + 1
-        else:
-            cur = occ[vy[j], vx[j]]
-            occ[vy[j], vx[j]] = new if new < cur else new + 1
-        return True, nv, npal
-    if kind == _NUDGE:
-        i = np.random.randint(0, npal)
-        c = np.random.randint(0, 3)
-        step = 1 if np.random.random() < 0.5 else -1
-        v = pal[i, c] + step
-        if v < 0 or v > 63:
-            return False, nv, npal
-        pal[i, c] = v
-        if not _sort_palette(pal, npal, occ, ci, gw, gh, remap):
-            return False, nv, npal
-        return True, nv, npal
-    if kind == _ADD_COLOUR:
-        if npal >= MAX_COLOURS or nv == 0:
-            return False, nv, npal
-        j = np.random.randint(0, nv)
-        _target_at(tgt, vx[j], vy[j], sx, sy, tmp3)
-        r, g, b = int(round(tmp3[0])), int(round(tmp3[1])), int(round(tmp3[2]))
-        pal[npal, 0] = min(max((1 + 2 * g + r + b) >> 4, 0), 63)
-        pal[npal, 1] = min(max((256 + r - b) >> 3, 0), 63)
-        pal[npal, 2] = min(max((512 + 2 * g - r - b) >> 4, 0), 63)
-        occ[vy[j], vx[j]] = npal
-        if not _sort_palette(pal, npal + 1, occ, ci, gw, gh, remap):
-            return False, nv, npal
-        return True, nv, npal + 1
-    if kind == _DROP_COLOUR:
-        if npal <= 2:
-            return False, nv, npal
-        use = np.zeros(npal, np.int64)
-        for k in range(4):
-            use[ci[k]] += 1
-        for j in range(nv):
-            use[occ[vy[j], vx[j]]] += 1
-        drop = np.argmin(use)
-        # users move to the nearest remaining colour
+def _move_vertex(lay, nv, npal):
+    """A vertex steps to one of its 8 neighbouring grid points."""
+    gh, gw = lay.occ.shape
+    occ, vx, vy = lay.occ, lay.vx, lay.vy
+    if nv == 0:
+        return False, nv, npal
+    j = np.random.randint(0, nv)
+    d = np.random.randint(0, 8)
+    dx = (-1, 0, 1, -1, 1, -1, 0, 1)[d]
+    dy = (-1, -1, -1, 0, 0, 1, 1, 1)[d]
+    x, y = vx[j] + dx, vy[j] + dy
+    if x < 0 or y < 0 or x >= gw or y >= gh or _is_corner(x, y, gw, gh) or occ[y, x] >= 0:
+        return False, nv, npal
+    occ[y, x] = occ[vy[j], vx[j]]
+    occ[vy[j], vx[j]] = -1
+    vx[j], vy[j] = x, y
+    return True, nv, npal
+
+
+@jit
+def _add_vertex(t, lay, nv, npal, s, sx, sy):
+    """A vertex at a random free grid point, with the palette colour nearest the image there."""
+    gh, gw = lay.occ.shape
+    if nv >= MAX_VERTICES or nv >= gw * gh - 4:
+        return False, nv, npal
+    x = np.random.randint(0, gw)
+    y = np.random.randint(0, gh)
+    if _is_corner(x, y, gw, gh) or lay.occ[y, x] >= 0:
+        return False, nv, npal
+    _target_at(t.image, x, y, sx, sy, s.colour)
+    lay.occ[y, x] = _nearest(s.colour, s.pal_rgb, npal, t.weights)
+    lay.vx[nv], lay.vy[nv] = x, y
+    return True, nv + 1, npal
+
+
+@jit
+def _remove_vertex(lay, nv, npal):
+    if nv == 0:
+        return False, nv, npal
+    j = np.random.randint(0, nv)
+    lay.occ[lay.vy[j], lay.vx[j]] = -1
+    lay.vx[j], lay.vy[j] = lay.vx[nv - 1], lay.vy[nv - 1]
+    return True, nv - 1, npal
+
+
+@jit
+def _change_index(lay, nv, npal):
+    """A vertex (or a corner) takes another palette entry."""
+    j = np.random.randint(-4, nv)
+    new = np.random.randint(0, npal - 1)
+    if j < 0:
+        cur = lay.ci[j + 4]
+        lay.ci[j + 4] = new if new < cur else new + 1
+    else:
+        cur = lay.occ[lay.vy[j], lay.vx[j]]
+        lay.occ[lay.vy[j], lay.vx[j]] = new if new < cur else new + 1
+    return True, nv, npal
+
+
+@jit
+def _nudge_colour(lay, nv, npal, s):
+    """One channel of one palette entry moves by one level (the palette is sorted again)."""
+    i = np.random.randint(0, npal)
+    c = np.random.randint(0, 3)
+    step = 1 if np.random.random() < 0.5 else -1
+    v = lay.pal[i, c] + step
+    if v < 0 or v > 63:
+        return False, nv, npal
+    lay.pal[i, c] = v
+    if not _sort_palette(lay, npal, s.remap):
+        return False, nv, npal
+    return True, nv, npal
+
+
+@jit
+def _add_colour(t, lay, nv, npal, s, sx, sy):
+    """A new palette entry: the image's colour at a random vertex, which takes it."""
+    if npal >= MAX_COLOURS or nv == 0:
+        return False, nv, npal
+    j = np.random.randint(0, nv)
+    _target_at(t.image, lay.vx[j], lay.vy[j], sx, sy, s.colour)
+    r, g, b = int(round(s.colour[0])), int(round(s.colour[1])), int(round(s.colour[2]))
+    lay.pal[npal, 0], lay.pal[npal, 1], lay.pal[npal, 2] = rgb_to_ycocg6_1(r, g, b)
+    lay.occ[lay.vy[j], lay.vx[j]] = npal
+    if not _sort_palette(lay, npal + 1, s.remap):
+        return False, nv, npal
+    return True, nv, npal + 1
+
+
+@jit
+def _drop_colour(t, lay, nv, npal, s):
+    """The least used palette entry goes; its users move to the nearest remaining colour."""
+    if npal <= 2:
+        return False, nv, npal
+    occ, vx, vy, ci, pal, remap, pal_rgb, wts = lay.occ, lay.vx, lay.vy, lay.ci, lay.pal, s.remap, s.pal_rgb, t.weights
+    use = np.zeros(npal, np.int64)
+    for k in range(4):
+        use[ci[k]] += 1
+    for j in range(nv):
+        use[occ[vy[j], vx[j]]] += 1
+    drop = np.argmin(use)
+    for c in range(3):
+        s.colour[c] = pal_rgb[drop, c]
+    best = -1
+    bd = 1e300
+    for i in range(npal):
+        if i == drop:
+            continue
+        d = 0.0
         for c in range(3):
-            tmp3[c] = pal_rgb[drop, c]
-        best = -1
-        bd = 1e300
-        for i in range(npal):
-            if i == drop:
-                continue
-            d = 0.0
-            for c in range(3):
-                e = pal_rgb[i, c] - tmp3[c]
-                d += wts[c] * e * e
-            if d < bd:
-                bd = d
-                best = i
-        for i in range(npal):
-            remap[i] = i if i < drop else i - 1
-        remap[drop] = best if best < drop else best - 1
-        for i in range(drop, npal - 1):
-            for c in range(3):
-                pal[i, c] = pal[i + 1, c]
-        for k in range(4):
-            ci[k] = remap[ci[k]]
-        for j in range(nv):
-            occ[vy[j], vx[j]] = remap[occ[vy[j], vx[j]]]
-        return True, nv, npal - 1
-    # _REASSIGN: every vertex takes the palette entry nearest the image around it
+            e = pal_rgb[i, c] - s.colour[c]
+            d += wts[c] * e * e
+        if d < bd:
+            bd = d
+            best = i
+    for i in range(npal):
+        remap[i] = i if i < drop else i - 1
+    remap[drop] = best if best < drop else best - 1
+    for i in range(drop, npal - 1):
+        for c in range(3):
+            pal[i, c] = pal[i + 1, c]
+    for k in range(4):
+        ci[k] = remap[ci[k]]
+    for j in range(nv):
+        occ[vy[j], vx[j]] = remap[occ[vy[j], vx[j]]]
+    return True, nv, npal - 1
+
+
+@jit
+def _reassign(t, lay, nv, npal, s, sx, sy):
+    """Every vertex takes the palette entry nearest the image around it."""
+    gh, gw = lay.occ.shape
     changed = False
     for k in range(4):
         x = 0 if k % 2 == 0 else gw - 1
         y = 0 if k < 2 else gh - 1
-        _target_at(tgt, x, y, sx, sy, tmp3)
-        best = _nearest(tmp3, pal_rgb, npal, wts)
-        if best != ci[k]:
-            ci[k] = best
+        _target_at(t.image, x, y, sx, sy, s.colour)
+        best = _nearest(s.colour, s.pal_rgb, npal, t.weights)
+        if best != lay.ci[k]:
+            lay.ci[k] = best
             changed = True
     for j in range(nv):
-        _target_at(tgt, vx[j], vy[j], sx, sy, tmp3)
-        best = _nearest(tmp3, pal_rgb, npal, wts)
-        if best != occ[vy[j], vx[j]]:
-            occ[vy[j], vx[j]] = best
+        _target_at(t.image, lay.vx[j], lay.vy[j], sx, sy, s.colour)
+        best = _nearest(s.colour, s.pal_rgb, npal, t.weights)
+        if best != lay.occ[lay.vy[j], lay.vx[j]]:
+            lay.occ[lay.vy[j], lay.vx[j]] = best
             changed = True
     return changed, nv, npal
 
 
 @jit
-def _scratch(pixels):
-    """Buffers of one evaluation: points, indices, colours, triangulation scratch, pixel owners."""
-    cap_pts = MAX_VERTICES + 4
-    cap = 5 * cap_pts + 80
-    return (
-        np.zeros(cap_pts, np.int64),
-        np.zeros(cap_pts, np.int64),
-        np.zeros(cap_pts, np.int64),
-        np.zeros((cap_pts, 3)),
-        np.zeros((MAX_COLOURS + 1, 3)),
-        np.zeros((cap, 3), np.int64),
-        np.zeros((cap, 3), np.int64),
-        np.zeros(4 * cap + 2 * cap_pts, np.int64),
-        np.zeros(pixels, np.int64),
-    )
+def _propose(kind, t, lay, nv, npal, s, sx, sy):
+    """Apply one random move of the given kind to the candidate ``lay`` in place."""
+    if kind == _MOVE:
+        return _move_vertex(lay, nv, npal)
+    if kind == _ADD:
+        return _add_vertex(t, lay, nv, npal, s, sx, sy)
+    if kind == _REMOVE:
+        return _remove_vertex(lay, nv, npal)
+    if kind == _INDEX:
+        return _change_index(lay, nv, npal)
+    if kind == _NUDGE:
+        return _nudge_colour(lay, nv, npal, s)
+    if kind == _ADD_COLOUR:
+        return _add_colour(t, lay, nv, npal, s, sx, sy)
+    if kind == _DROP_COLOUR:
+        return _drop_colour(t, lay, nv, npal, s)
+    return _reassign(t, lay, nv, npal, s, sx, sy)
 
 
 @jit
-def _climb(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, iterations, seed, lam, target_bits, tol0, move_cdf):
-    """The hill climb. Arrays are updated in place to the best state; returns (nv, npal, lam, err, bits)."""
-    np.random.seed(seed)
-    h, w = tgt.shape[0], tgt.shape[1]
-    px, py, pidx, cols, pal_rgb, tv, tn, work, owner = _scratch(h * w)
+def _climb(t, lay, nv, npal, schedule):
+    """The hill climb. ``lay`` is updated in place to the best layout found; returns
+    (nv, npal, lam, error, bits)."""
+    np.random.seed(schedule.seed)
+    iterations, lam, target_bits, move_cdf = schedule.iterations, schedule.lam, schedule.target_bits, schedule.move_cdf
+    s = _scratch(t.image.shape[0] * t.image.shape[1])
     errmap = np.zeros((1, 1))
     out = np.zeros(2)
-    remap = np.zeros(MAX_COLOURS + 1, np.int64)
-    tmp3 = np.zeros(3)
-    sx = (w - 1) / (gw - 1)
-    sy = (h - 1) / (gh - 1)
+    sx, sy = _scales(t, lay)
     stamp = 1
-    _evaluate(
-        tgt,
-        wts,
-        gw,
-        gh,
-        occ,
-        ci,
-        pal,
-        npal,
-        nv,
-        px,
-        py,
-        pidx,
-        cols,
-        pal_rgb,
-        tv,
-        tn,
-        work,
-        owner,
-        stamp,
-        errmap,
-        False,
-        out,
-    )
+    _evaluate(t, lay, nv, npal, s, stamp, errmap, False, out)
     cur_err, cur_bits = out[0], out[1]
-    # candidate and best copies
-    c_occ, c_vx, c_vy, c_ci, c_pal = occ.copy(), vx.copy(), vy.copy(), ci.copy(), pal.copy()
-    b_occ, b_vx, b_vy, b_ci, b_pal = occ.copy(), vx.copy(), vy.copy(), ci.copy(), pal.copy()
+    cand, best = _copy(lay), _copy(lay)
     b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
     adjust_from = int(0.7 * iterations)
     for it in range(iterations):
@@ -475,86 +518,44 @@ def _climb(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, iterations, seed, l
             kind = 0
             while move_cdf[kind] < r:
                 kind += 1
-        c_occ[:, :] = occ
-        c_vx[:nv] = vx[:nv]
-        c_vy[:nv] = vy[:nv]
-        c_ci[:] = ci
-        c_pal[:npal] = pal[:npal]
-        _pal_rgb(pal, npal, pal_rgb)
-        ok, c_nv, c_npal = _propose(
-            kind, tgt, wts, gw, gh, c_occ, c_vx, c_vy, nv, c_ci, c_pal, npal, pal_rgb, remap, tmp3, sx, sy
-        )
+        _assign(cand, lay, nv, npal)
+        _pal_rgb(lay.pal, npal, s.pal_rgb)
+        ok, c_nv, c_npal = _propose(kind, t, cand, nv, npal, s, sx, sy)
         if not ok:
             continue
         stamp += 1
-        if not _evaluate(
-            tgt,
-            wts,
-            gw,
-            gh,
-            c_occ,
-            c_ci,
-            c_pal,
-            c_npal,
-            c_nv,
-            px,
-            py,
-            pidx,
-            cols,
-            pal_rgb,
-            tv,
-            tn,
-            work,
-            owner,
-            stamp,
-            errmap,
-            False,
-            out,
-        ):
+        if not _evaluate(t, cand, c_nv, c_npal, s, stamp, errmap, False, out):
             continue
         score = out[0] + lam * out[1]
-        tol = tol0 * best_err * (1.0 - it / iterations)
+        tol = schedule.tol0 * best_err * (1.0 - it / iterations)
         if score < best_err + lam * best_bits + tol:
-            occ[:, :] = c_occ
-            vx[:c_nv] = c_vx[:c_nv]
-            vy[:c_nv] = c_vy[:c_nv]
-            ci[:] = c_ci
-            pal[:c_npal] = c_pal[:c_npal]
+            _assign(lay, cand, c_nv, c_npal)
             nv, npal = c_nv, c_npal
             cur_err, cur_bits = out[0], out[1]
             if score < best_err + lam * best_bits:
-                b_occ[:, :] = occ
-                b_vx[:nv] = vx[:nv]
-                b_vy[:nv] = vy[:nv]
-                b_ci[:] = ci
-                b_pal[:npal] = pal[:npal]
+                _assign(best, lay, nv, npal)
                 b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
-    occ[:, :] = b_occ
-    vx[:b_nv] = b_vx[:b_nv]
-    vy[:b_nv] = b_vy[:b_nv]
-    ci[:] = b_ci
-    pal[:b_npal] = b_pal[:b_npal]
+    _assign(lay, best, b_nv, b_npal)
     return b_nv, b_npal, lam, best_err, best_bits
 
 
 @jit
-def _error_map(tgt, wts, gw, gh, occ, ci, pal, npal, nv, errmap):
-    px, py, pidx, cols, pal_rgb, tv, tn, work, owner = _scratch(tgt.shape[0] * tgt.shape[1])
+def _error_map(t, lay, nv, npal, errmap):
+    s = _scratch(t.image.shape[0] * t.image.shape[1])
     out = np.zeros(2)
     errmap[:, :] = 0.0
-    _evaluate(
-        tgt, wts, gw, gh, occ, ci, pal, npal, nv, px, py, pidx, cols, pal_rgb, tv, tn, work, owner, 1, errmap, True, out
-    )
+    _evaluate(t, lay, nv, npal, s, 1, errmap, True, out)
     return out[0], out[1]
 
 
 @jit
-def _greedy_add(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, count, errmap):
+def _greedy_add(t, lay, nv, npal, count, errmap):
     """Add up to ``count`` vertices at the free grid points of largest local error (one round)."""
+    tgt, occ = t.image, lay.occ
     h, w = tgt.shape[0], tgt.shape[1]
-    _error_map(tgt, wts, gw, gh, occ, ci, pal, npal, nv, errmap)
-    sx = (w - 1) / (gw - 1)
-    sy = (h - 1) / (gh - 1)
+    gh, gw = occ.shape
+    _error_map(t, lay, nv, npal, errmap)
+    sx, sy = _scales(t, lay)
     score = np.full(gw * gh, -1.0)
     for y in range(gh):
         for x in range(gw):
@@ -562,15 +563,15 @@ def _greedy_add(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, count, errmap)
                 continue
             cx = int(round(x * sx))
             cy = int(round(y * sy))
-            s = 0.0
+            total = 0.0
             for yy in range(max(cy - 1, 0), min(cy + 2, h)):
                 for xx in range(max(cx - 1, 0), min(cx + 2, w)):
-                    s += errmap[yy, xx]
-            score[y * gw + x] = s
+                    total += errmap[yy, xx]
+            score[y * gw + x] = total
     order = np.argsort(-score)
     pal_rgb = np.zeros((MAX_COLOURS + 1, 3))
-    _pal_rgb(pal, npal, pal_rgb)
-    tmp3 = np.zeros(3)
+    _pal_rgb(lay.pal, npal, pal_rgb)
+    colour = np.zeros(3)
     taken = np.zeros((gh, gw), np.bool_)
     added = 0
     for r in range(gw * gh):
@@ -582,9 +583,9 @@ def _greedy_add(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, count, errmap)
         x, y = p % gw, p // gw
         if taken[y, x]:
             continue
-        _target_at(tgt, x, y, sx, sy, tmp3)
-        occ[y, x] = _nearest(tmp3, pal_rgb, npal, wts)
-        vx[nv], vy[nv] = x, y
+        _target_at(tgt, x, y, sx, sy, colour)
+        occ[y, x] = _nearest(colour, pal_rgb, npal, t.weights)
+        lay.vx[nv], lay.vy[nv] = x, y
         nv += 1
         added += 1
         for yy in range(max(y - 2, 0), min(y + 3, gh)):
@@ -616,7 +617,7 @@ def _kmeans_palette(tgt: np.ndarray, k: int, seed: int) -> np.ndarray:
         q = np.unique(
             np.concatenate([q, np.clip(q[:1] + [[1, 0, 0]], 0, 63) if q[0, 0] < 63 else q[:1] - [[1, 0, 0]]]), axis=0
         )
-    keys = (q[:, 2] << 12) | (q[:, 0] << 6) | q[:, 1]
+    keys = palette_keys(q)
     return q[np.argsort(keys)]
 
 
@@ -636,6 +637,9 @@ class _State:
         v = np.stack([self.vx[: self.nv], self.vy[: self.nv]], 1)
         idx = self.occ[v[:, 1], v[:, 0]] if self.nv else np.zeros(0, np.int64)
         return Preview.create(self.gw, self.gh, self.pal[: self.npal], self.ci, v, idx)
+
+    def layout(self) -> Layout:
+        return Layout(self.occ, self.vx, self.vy, self.ci, self.pal)
 
     def copy(self) -> "_State":
         return dataclasses.replace(
@@ -660,7 +664,7 @@ def _initial_state(tgt, wts, gw, gh, cfg: EncoderConfig, seed: int) -> _State:
     goal = min(cfg.initial_vertices, MAX_VERTICES, gw * gh - 4)
     per_round = max(8, goal // 8)
     while nv < goal:
-        new = _greedy_add(tgt, wts, gw, gh, occ, vx, vy, nv, ci, pal, npal, min(per_round, goal - nv), errmap)
+        new = _greedy_add(Target(tgt, wts), Layout(occ, vx, vy, ci, pal), nv, npal, min(per_round, goal - nv), errmap)
         if new == nv:
             break
         nv = new
@@ -668,7 +672,7 @@ def _initial_state(tgt, wts, gw, gh, cfg: EncoderConfig, seed: int) -> _State:
 
 
 def _error_bits(tgt, wts, s: _State) -> tuple[float, float]:
-    e, b = _error_map(tgt, wts, s.gw, s.gh, s.occ, s.ci, s.pal, s.npal, s.nv, np.zeros(tgt.shape[:2]))
+    e, b = _error_map(Target(tgt, wts), s.layout(), s.nv, s.npal, np.zeros(tgt.shape[:2]))
     return float(e), float(b)
 
 
@@ -700,9 +704,7 @@ def _fit_size(tgt, wts, s: _State, target: int, tol: int) -> tuple[_State, bytes
         elif len(data) < target - tol:
             c = s.copy()
             want = max(1, min(cap, (target - tol // 2 - len(data)) // 3))
-            c.nv = _greedy_add(
-                tgt, wts, c.gw, c.gh, c.occ, c.vx, c.vy, c.nv, c.ci, c.pal, c.npal, want, np.zeros(tgt.shape[:2])
-            )
+            c.nv = _greedy_add(Target(tgt, wts), c.layout(), c.nv, c.npal, want, np.zeros(tgt.shape[:2]))
             if c.nv == s.nv:
                 break
             d = bitstream.to_bytes(c.preview())
@@ -744,25 +746,8 @@ def encode_image(
     target_bits = 8.0 * (target_bytes - cfg.byte_tolerance / 2)
     lam = max(e0, 1.0) / max(b0, 1.0) * 0.2
     cdf = np.cumsum(_MOVE_WEIGHTS)
-    nv, npal, lam, err, bits = _climb(
-        tgt,
-        wts,
-        gw,
-        gh,
-        s.occ,
-        s.vx,
-        s.vy,
-        s.nv,
-        s.ci,
-        s.pal,
-        s.npal,
-        cfg.iterations,
-        seed,
-        lam,
-        target_bits,
-        cfg.tolerance,
-        cdf,
-    )
+    schedule = Schedule(cfg.iterations, seed, lam, target_bits, cfg.tolerance, cdf)
+    nv, npal, lam, err, bits = _climb(Target(tgt, wts), s.layout(), s.nv, s.npal, schedule)
     s.nv, s.npal = int(nv), int(npal)
     s, data = _fit_size(tgt, wts, s, target_bytes, cfg.byte_tolerance)
     err, _ = _error_bits(tgt, wts, s)

@@ -356,7 +356,8 @@ def _markdown(s: dict) -> str:
         )
         + f"; models: {', '.join(s['models']) or 'none'}.",
         "",
-        "| decoder | PSNR (dB) | SSIM | logit L2 | top-1 in top-1 | in top-5 | in top-10 | paper PSNR | paper SSIM | paper top-1 |",
+        "| decoder | PSNR (dB) | SSIM | logit L2 | top-1 in top-1 | in top-5 | in top-10 | paper PSNR | paper SSIM | "
+        "paper top-1 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k, m in s["mean"].items():
@@ -378,7 +379,8 @@ def _markdown(s: dict) -> str:
     if s.get("versus_neural"):
         rows += ["", "Each further model minus the first (`neural`), image by image (paired t-test):", ""]
         rows += [
-            f"- {k}: {v['delta_psnr']:+.3f} dB PSNR ({_t(v['ttest_psnr'])}), {v['delta_ssim']:+.4f} SSIM ({_t(v['ttest_ssim'])})"
+            f"- {k}: {v['delta_psnr']:+.3f} dB PSNR ({_t(v['ttest_psnr'])}), {v['delta_ssim']:+.4f} SSIM "
+            f"({_t(v['ttest_ssim'])})"
             for k, v in s["versus_neural"].items()
         ]
         rows.append("")

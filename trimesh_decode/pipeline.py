@@ -16,10 +16,9 @@ from trimesh_decode.bitstream import from_bytes
 from trimesh_decode.dataset import read_manifest
 from trimesh_decode.meshes import preview_arrays
 
-__all__ = ["DEFAULT_DATASET", "dataset_records", "preview_batches"]
+__all__ = ["dataset_records", "preview_batches"]
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATASET = str(REPO / "data" / "trimesh_previews")
 
 
 class _LoadPair(grain.transforms.Map):

@@ -24,17 +24,23 @@ import itertools
 import flax.struct
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from compat import metrics
-from compat.config import ConfigError, at_least, between, choice, parse_overrides, trainer_config, validate
-from compat.trainer import Task, global_norm, guard_update
+from compat.trainer import Task, apply_gradients, guard_update
 from trimesh_decode import SIZE, raster
 from trimesh_decode.hourglass import CHANNEL_SETS, INTERP, StackedHourglass, select_channels, widen
 from trimesh_decode.meshes import MESH_KEYS, Mesh
 from trimesh_decode.models import load_model
-from trimesh_decode.pipeline import DEFAULT_DATASET, REPO, preview_batches
+from trimesh_decode.pipeline import preview_batches
+from trimesh_decode.settings import (
+    CONFIG_RULES,
+    REPO,
+    base_config,
+    parse_overrides,
+    upgrade_config,
+    validate_config,
+)
 
 __all__ = [
     "TrainState",
@@ -50,82 +56,6 @@ __all__ = [
     "loss_fn",
     "REPO",
 ]
-
-
-def base_config():
-    """The paper's settings: 256-filter hourglasses, 2 stacks, all 8 channels, MSE at every loss
-    module, Adam, batch 32 of 256x256 crops."""
-    c = trainer_config("trimesh_decode", "paper", steps=100_000, batch_size=32)
-    # dataset: a folder of `trimesh-decode dataset`; meshes padded to fixed sizes (static shapes);
-    # crop: train on aligned random crops of this side (multiple of 64; 256 = whole images)
-    # flip: random horizontal flips; dihedral: also vertical flips and transposes (all 8 symmetries)
-    # colour_permute: one of the 6 orders of R, G, B per image, the same for the interpolated image,
-    # the coloured-vertex map and the target (the renderer is linear in the vertex colours; only the
-    # palette's YCoCg grid is not symmetric in R, G, B, so the pairs are near, not exact, encodings)
-    # threads: host threads that read crops and triangulate previews; workers: as many processes too
-    # (0: none) - the host work holds the GIL, so an accelerator needs workers to be fed
-    c.data = ml_collections.ConfigDict(
-        {
-            "dataset": DEFAULT_DATASET,
-            "pad_points": 320,
-            "pad_triangles": 640,
-            "flip": True,
-            "dihedral": False,
-            "colour_permute": False,
-            "crop": SIZE,
-            "threads": 2,
-            "workers": 0,
-        }
-    )
-    # init: start from a trained decoder (a shipped name, an exported .npz, or a run folder: its newest
-    # checkpoint, float32) - its weights and BatchNorm statistics; the optimiser starts afresh. A start
-    # of a smaller width is widened to this one, computing the same function (hourglass.widen)
-    c.model = ml_collections.ConfigDict(
-        {"width": 256, "stacks": 2, "depth": 4, "channels": "all", "output": "image", "init": ""}
-    )
-    # the paper states Adam at learning rate 0.1; see configs/trimesh_decode/paper.py for what trained.
-    # ema: decay of an exponential moving average of the weights and BatchNorm statistics, kept in the
-    # train state beside them (0: none; 0.999 averages about the last 1000 steps once past step 9000,
-    # before that about the last ninth of the steps: ema_decay). Evaluation, export and warm starts
-    # from the run read the average (trimesh_decode.models.load_run)
-    c.optim = ml_collections.ConfigDict(
-        {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "warmup": 100, "decay_steps": 0, "ema": 0.0}
-    )
-    return c
-
-
-def _crop(v):
-    return None if v % 64 == 0 and 64 <= v <= SIZE else f"a multiple of 64 in 64..{SIZE}"
-
-
-CONFIG_RULES = {
-    "data.pad_points": at_least(4),
-    "data.pad_triangles": at_least(2),
-    "data.crop": _crop,
-    "data.threads": at_least(1),
-    "data.workers": at_least(0),
-    "model.width": at_least(1),
-    "model.stacks": at_least(1),
-    "model.depth": between(1, 6),
-    "model.channels": choice(*CHANNEL_SETS),
-    "model.output": choice("image", "residual"),
-    "optim.lr": between(1e-12, 10.0),
-    "optim.b1": between(0.0, 0.999999),
-    "optim.b2": between(0.0, 0.999999999),
-    "optim.warmup": at_least(0),
-    "optim.decay_steps": at_least(0),
-    "optim.ema": between(0.0, 0.999999999),
-}
-
-
-def validate_config(config) -> None:
-    """Names, types, choices and ranges of a resolved config, and the combinations make_task
-    refuses: :class:`compat.config.ConfigError` with one line, before anything is created."""
-    validate(config, base_config(), CONFIG_RULES)
-    if config.model.output == "residual" and config.model.channels == "no_interp":
-        raise ConfigError(
-            "model.output='residual' adds the interpolated image, which model.channels='no_interp' withholds"
-        )
 
 
 @flax.struct.dataclass
@@ -158,19 +88,19 @@ def make_model(config) -> StackedHourglass:
         raise ValueError(f"unknown channel set {m.channels!r}; choose from {', '.join(CHANNEL_SETS)}")
     if m.output == "residual" and m.channels == "no_interp":
         raise ValueError("output='residual' adds the interpolated image, which channels='no_interp' withholds")
-    return StackedHourglass(width=m.width, stacks=m.stacks, depth=m.get("depth", 4), output=m.output)
+    return StackedHourglass(width=m.width, stacks=m.stacks, depth=m.depth, output=m.output)
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
     o = config.optim
-    if o.get("decay_steps", 0):
+    if o.decay_steps:
         if o.decay_steps <= max(1, o.warmup):
             raise ValueError(
                 f"optim.decay_steps ({o.decay_steps}) must exceed optim.warmup ({o.warmup}): "
                 "the cosine starts after the warm-up"
             )
         lr = optax.warmup_cosine_decay_schedule(0.0, o.lr, max(1, o.warmup), o.decay_steps, end_value=o.lr * 0.01)
-    elif o.get("warmup", 0):
+    elif o.warmup:
         lr = optax.linear_schedule(0.0, o.lr, o.warmup)
     else:
         lr = o.lr
@@ -196,18 +126,18 @@ def _augment(channels, targets, rng, config):
     """The same random flip, colour order and aligned crop for input channels and targets."""
     b, h, w, _ = channels.shape
     flip_rng, crop_rng, turn_rng = jax.random.split(rng, 3)
-    if config.data.get("colour_permute", False):
+    if config.data.colour_permute:
         # (a fourth key folded from the step's key, so the flips and crops stay those of older runs)
         orders = jnp.asarray(list(itertools.permutations(range(3))), jnp.int32)
         order = orders[jax.random.randint(jax.random.fold_in(rng, 4), (b,), 0, len(orders))][:, None, None, :]
         rgb = functools.partial(jnp.take_along_axis, indices=order, axis=-1)
         channels = jnp.concatenate([channels[..., :2], rgb(channels[..., INTERP]), rgb(channels[..., 5:8])], -1)
         targets = rgb(targets)
-    if config.data.get("flip", True):
+    if config.data.flip:
         flip = jax.random.bernoulli(flip_rng, 0.5, (b,))[:, None, None, None]
         channels = jnp.where(flip, channels[:, :, ::-1], channels)
         targets = jnp.where(flip, targets[:, :, ::-1], targets)
-    if config.data.get("dihedral", False):
+    if config.data.dihedral:
         # also a vertical flip and a transpose, each with probability 1/2: with the horizontal flip,
         # all 8 symmetries of the square (the previews' grid is square at 256x256)
         vflip, turn = (jax.random.bernoulli(k, 0.5, (b,))[:, None, None, None] for k in jax.random.split(turn_rng))
@@ -215,7 +145,7 @@ def _augment(channels, targets, rng, config):
         targets = jnp.where(vflip, targets[:, ::-1], targets)
         channels = jnp.where(turn, jnp.swapaxes(channels, 1, 2), channels)
         targets = jnp.where(turn, jnp.swapaxes(targets, 1, 2), targets)
-    crop = config.data.get("crop", SIZE)
+    crop = config.data.crop
     if crop < h:
         # one offset per batch (static shapes), a multiple of 64 so the SpaceToDepth phases match
         # those of whole-image inference
@@ -238,7 +168,7 @@ def make_task(config) -> Task:
 
     def init(rng, with_start: bool = True):
         x = jnp.zeros((1, SIZE, SIZE, len(CHANNEL_SETS[config.model.channels])))
-        if with_start and config.model.get("init", ""):
+        if with_start and config.model.init:
             v = start_variables(config)
         else:
             v = model.init(rng, x, train=False, interp=jnp.zeros((1, SIZE, SIZE, 3)))
@@ -257,17 +187,14 @@ def make_task(config) -> Task:
         channels = render_batch(batch)
         targets = batch["image"].astype(jnp.float32) / 255.0
         channels, targets = _augment(channels, targets, rng, config)
-        (loss, (images, stats, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, state.batch_stats, channels, targets, config, model
+        u = apply_gradients(
+            loss_fn, state.params, state.opt_state, tx, state.batch_stats, channels, targets, config, model
         )
-        gnorm = global_norm(grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        loss, gnorm, params, opt_state, (images, stats, losses) = u.loss, u.grad_norm, u.params, u.opt_state, u.aux
         ema = None
         if decay:
             ema = update_ema(state.ema, {"params": params, "batch_stats": stats}, ema_decay(state.step, decay))
         new = TrainState(step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state, ema=ema)
-        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm)
         interp = channels[..., INTERP]
         psnr = metrics.psnr(targets * 255.0, jnp.clip(images[-1], 0.0, 1.0) * 255.0)
         psnr_interp = metrics.psnr(targets * 255.0, interp * 255.0)
@@ -279,7 +206,7 @@ def make_task(config) -> Task:
             "psnr_gain": jnp.mean(psnr - psnr_interp),  # neural minus interpolation, this batch (train mode)
             **{f"mse_{i}": v for i, v in enumerate(losses)},
         }
-        return guard_update(ok, new, state), out
+        return guard_update(u.ok, new, state), out
 
     def dataset(process_index: int, process_count: int, local_batch: int):
         return preview_batches(
@@ -290,15 +217,16 @@ def make_task(config) -> Task:
             pad_triangles=config.data.pad_triangles,
             shard_index=process_index,
             shard_count=process_count,
-            threads=config.data.get("threads", 2),
-            workers=config.data.get("workers", 0),
+            threads=config.data.threads,
+            workers=config.data.workers,
         )
 
     return Task(
         init=init,
         train_step=train_step,
         dataset=dataset,
-        name=config.get("name", "trimesh_decode"),
+        name=config.name,
+        upgrade=upgrade_config,
         template=lambda rng: init(rng, with_start=False),
     )
 
@@ -310,7 +238,7 @@ def start_variables(config) -> dict:
     widened to this config's width, computing the same function (:func:`trimesh_decode.hourglass.widen`)."""
     start = load_model(config.model.init)
     keys = ("width", "stacks", "depth", "channels", "output")
-    want = {k: config.model.get(k) for k in keys}
+    want = {k: config.model[k] for k in keys}
     have = {k: start.settings[k] for k in keys}
     variables = start.variables
     if want["width"] > have["width"] and {**have, "width": want["width"]} == want:

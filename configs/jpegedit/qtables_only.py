@@ -17,7 +17,7 @@ against bpp, 0.0003 .. 0.03), same schedule: lambda 0.0003 -> 0.276 bpp / 23.78 
 25.57, 0.01 -> 0.821 / 30.56; BD-rate -7.4% below 0.4 bpp (the shipped ``qtables_bits_lam*``).
 """
 
-from jpegedit.task import base_config, parse_overrides
+from jpegedit.settings import base_config, parse_overrides
 
 
 def get_config(arg: str | None = None):

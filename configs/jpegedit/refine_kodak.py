@@ -11,7 +11,7 @@ crop size are kept (override them with the same ``key=value`` arguments as the m
 
 from pathlib import Path
 
-from jpegedit.task import base_config, parse_overrides
+from jpegedit.settings import base_config, parse_overrides
 
 KODAK = str(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kodak")
 

@@ -7,7 +7,7 @@ Expected: in about a minute (most of it compiling), 3 lines in metrics.jsonl (ev
 at steps 3 and 6, a finite loss. Training photos: ../shared/data/photos, or ``smoke.py:data.roots=DIR``.
 """
 
-from jpegedit.task import base_config, parse_overrides
+from jpegedit.settings import base_config, parse_overrides
 
 
 def get_config(arg: str | None = None):

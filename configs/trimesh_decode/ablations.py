@@ -6,7 +6,8 @@ ablation trains from scratch on the same data for the same schedule: the random-
 
     python launch/train.py --config configs/trimesh_decode/ablations.py:channels=all --workdir runs/abl_all
     python launch/train.py --config configs/trimesh_decode/ablations.py:channels=no_interp --workdir runs/abl_no_interp
-    python launch/train.py --config configs/trimesh_decode/ablations.py:channels=interp_only --workdir runs/abl_interp_only
+    python launch/train.py --config configs/trimesh_decode/ablations.py:channels=interp_only \\
+        --workdir runs/abl_interp_only
     python launch/train.py --config configs/trimesh_decode/ablations.py:stacks=1 --workdir runs/abl_stacks1
     python launch/train.py --config configs/trimesh_decode/ablations.py:stacks=3 --workdir runs/abl_stacks3
 
@@ -19,7 +20,7 @@ takes 10-25 minutes; results/previews/README.md has the measured table.
 from pathlib import Path
 
 from compat.config import config_module, parse_overrides
-from trimesh_decode.task import REPO
+from trimesh_decode.settings import REPO
 
 _mobile = config_module(Path(__file__).with_name("mobile.py"))
 

@@ -12,7 +12,7 @@ fine-tunes it on crops of random scale; trimesh_decode/models/mobile.json record
 the step count and the evaluation.
 """
 
-from trimesh_decode.task import base_config, parse_overrides
+from trimesh_decode.settings import base_config, parse_overrides
 
 
 def get_config(arg: str | None = None):

