@@ -85,22 +85,11 @@ def run(
     argv: list[str] | None = None,
     expected: tuple[type[BaseException], ...] = (),
 ) -> int:
-    """Parse ``argv``, run ``command(args)`` and print what it returns (a line; None prints nothing).
-    :class:`UsageError`, :class:`compat.images.ImageError` and the ``expected`` exception types
-    become one line on stderr, ``prog: error: ...``, and exit status 2; warnings print as one line
-    each. A command may return an int: the exit status."""
-    args = parser.parse_args(argv)
-    try:
-        with one_line_warnings(prog):
-            result = command(args)
-    except (UsageError, ImageError, *expected) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    if isinstance(result, int):
-        return result
-    if result is not None:
-        print(result)
-    return 0
+    """Parse ``argv``, run ``command(args)`` and print what it returns (a line; None prints nothing;
+    an int is the exit status). :class:`UsageError`, :class:`compat.images.ImageError` and the
+    ``expected`` exception types become one line on stderr, ``prog: error: ...``, and exit status 2;
+    warnings print as ``prog: warning: ...``, one line each."""
+    return _run(prog, prog, command, parser.parse_args(argv), expected)
 
 
 def run_subcommand(
@@ -111,19 +100,24 @@ def run_subcommand(
     expected: tuple[type[BaseException], ...] = (),
 ) -> int:
     """:func:`run` for a tool of subcommands: ``commands[args.command](args)``; errors read
-    ``prog COMMAND: error: ...``; no command prints the help (exit status 2)."""
+    ``prog COMMAND: error: ...``, warnings ``prog: warning: ...``; no command prints the help
+    (exit status 2)."""
     args = parser.parse_args(argv)
     if getattr(args, "command", None) is None:
         parser.print_help()
         return 2
-    return run(f"{prog} {args.command}", _Parsed(args), commands[args.command], expected=expected)
+    return _run(f"{prog} {args.command}", prog, commands[args.command], args, expected)
 
 
-class _Parsed:
-    """A parser stand-in that hands back arguments already parsed."""
-
-    def __init__(self, args: argparse.Namespace):
-        self.args = args
-
-    def parse_args(self, argv=None) -> argparse.Namespace:
-        return self.args
+def _run(who: str, prog: str, command: Callable, args: argparse.Namespace, expected: tuple) -> int:
+    try:
+        with one_line_warnings(prog):
+            result = command(args)
+    except (UsageError, ImageError, *expected) as e:
+        print(f"{who}: error: {e}", file=sys.stderr)
+        return 2
+    if isinstance(result, int):
+        return result
+    if result is not None:
+        print(result)
+    return 0

@@ -198,7 +198,7 @@ def encode_learned(
     if best is None:
         smallest = min(tried, key=lambda t: len(t[2]))
         raise EncodeError(
-            f"no shipped model reaches --target-bpp {target_bpp}: the smallest file is "
+            f"no shipped model reaches {target_bpp} bpp: the smallest file is "
             f"{8 * len(smallest[2]) / (h * w):.3f} bpp ({smallest[0].name})"
         )
     return best

@@ -5,6 +5,15 @@ import os
 # Before JAX is imported anywhere: the multi-device code paths run on 8 CPU devices in tests.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One compilation cache for the whole run, this process and the training processes the tests start:
+# a program compiled once (the same train step in several tests, in every process of a multi-process
+# test, again after a restart) is read back instead of compiled again.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile  # noqa: E402
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="compat-tests-jax-cache-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 from pathlib import Path  # noqa: E402
 

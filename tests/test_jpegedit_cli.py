@@ -157,7 +157,7 @@ def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optim
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--target-bpp", "0.001"]) == 2
     assert "smallest file" in capsys.readouterr().err
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.5"]) == 2
-    assert "(--rate-term bits); its lambdas: 0.0003, 0.0006" in capsys.readouterr().err
+    assert "no shipped model for lambda 0.5 (rate term bits); its lambdas: 0.0003, 0.0006" in capsys.readouterr().err
     assert (
         cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.0003", "--rate-term", "paper"]) == 2
     )

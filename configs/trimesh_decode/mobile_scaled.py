@@ -9,13 +9,17 @@ The dataset grows between stages (the builder continues the same folder):
     trimesh-decode dataset --images ../shared/data/photos -o data/trimesh_previews_scaled --crops 2000 --max-scale 4
     python launch/train.py --config configs/trimesh_decode/mobile_scaled.py --workdir runs/trimesh_mobile_scaled
     # --crops 4000, then
-    python launch/train.py --config configs/trimesh_decode/mobile_scaled.py:stage=3 --workdir runs/trimesh_mobile_scaled2
+    python launch/train.py --config configs/trimesh_decode/mobile_scaled.py:stage=3 \\
+        --workdir runs/trimesh_mobile_scaled2
     # --crops 6000, then
-    python launch/train.py --config configs/trimesh_decode/mobile_scaled.py:stage=4 --workdir runs/trimesh_mobile_scaled3
+    python launch/train.py --config configs/trimesh_decode/mobile_scaled.py:stage=4 \\
+        --workdir runs/trimesh_mobile_scaled3
     # --crops 8000, then (all 8 symmetries of the square as augmentation)
-    python launch/train.py --config configs/trimesh_decode/mobile_scaled.py:stage=5 --workdir runs/trimesh_mobile_scaled4
+    python launch/train.py --config configs/trimesh_decode/mobile_scaled.py:stage=5 \\
+        --workdir runs/trimesh_mobile_scaled4
     # no new crops; whole 256x256 inputs instead of 128x128 crops: the shipped model
-    python launch/train.py --config configs/trimesh_decode/mobile_scaled.py:stage=6 --workdir runs/trimesh_mobile_full6
+    python launch/train.py --config configs/trimesh_decode/mobile_scaled.py:stage=6 \\
+        --workdir runs/trimesh_mobile_full6
 
 Each stage starts from the run directory of the stage before (``model.init``).
 
