@@ -98,15 +98,17 @@ def run_subcommand(
     commands: dict,
     argv: list[str] | None = None,
     expected: tuple[type[BaseException], ...] = (),
+    dest: str = "command",
 ) -> int:
-    """:func:`run` for a tool of subcommands: ``commands[args.command](args)``; errors read
-    ``prog COMMAND: error: ...``, warnings ``prog: warning: ...``; no command prints the help
-    (exit status 2)."""
+    """:func:`run` for a tool of subcommands: ``commands[args.<dest>](args)`` (``dest``: the
+    subparsers' ``dest``); errors read ``prog COMMAND: error: ...``, warnings ``prog: warning: ...``;
+    no command prints the help (exit status 2)."""
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) is None:
+    name = getattr(args, dest, None)
+    if name is None:
         parser.print_help()
         return 2
-    return _run(f"{prog} {args.command}", prog, commands[args.command], args, expected)
+    return _run(f"{prog} {name}", prog, commands[name], args, expected)
 
 
 def _run(who: str, prog: str, command: Callable, args: argparse.Namespace, expected: tuple) -> int:

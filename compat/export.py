@@ -81,7 +81,7 @@ def export_main(
     ap = OneLineParser(
         prog=prog, description=doc.split("\n\n")[0], epilog=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub = ap.add_subparsers(dest="action", metavar="COMMAND", parser_class=OneLineParser)
     e = sub.add_parser(
         "export",
         help="export a run as a shipped model",
@@ -116,7 +116,7 @@ def export_main(
         path = export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev, **where)
         return f"wrote {path}"
 
-    return run_subcommand(prog, ap, {"export": export}, argv, expected=(CheckpointError, ValueError))
+    return run_subcommand(prog, ap, {"export": export}, argv, expected=(CheckpointError, ValueError), dest="action")
 
 
 def _models_dir(export_run: Callable[..., Path]) -> Path:

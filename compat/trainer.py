@@ -171,7 +171,7 @@ class JsonlWriter:
         self._f.close()
 
 
-class _PreemptionWatch:
+class PreemptionWatch:
     """Has a SIGTERM arrived? One process: our own handler (the previous one is put back on close).
     Several: orbax's ``reached_preemption``, the step all processes agree to stop at."""
 
@@ -361,7 +361,7 @@ def train(
         )
         # SIGTERM from here on (start-up included: loading, restoring, compiling can take minutes) lets
         # the step in flight finish and saves it, so a preemption notice never kills the run outright
-        watch = _PreemptionWatch(ckpt.manager)
+        watch = PreemptionWatch(ckpt.manager)
         # a resume restores into a template (when the task has one) and reads no start model: a
         # checkpoint present either restores or raises, never a silent fresh start
         resuming = ckpt.latest_step() is not None and task.template is not None

@@ -20,7 +20,6 @@ and checkpoints under ``OUT/checkpoints`` (a rerun of the same command resumes).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import sys
@@ -32,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from PIL import Image
 from tqdm import tqdm
 
 from compat import metrics
@@ -40,13 +38,15 @@ from compat import sharding as meshlib
 from compat.checkpoint import Checkpointer, CheckpointError
 from compat.cli import OneLineParser, UsageError, check_output_folder, run, write_atomic
 from compat.images import list_images, load_image
-from compat.trainer import apply_gradients, guard_update
+from compat.locks import FolderBusyError, FolderLock
+from compat.trainer import PreemptionWatch, apply_gradients, guard_update
 from jpegedit import codec, jpegfile, losses
 from jpegedit.encoder import attention as model_attention
 from jpegedit.encoder import encode_for_file, features
 from jpegedit.encoder import features as image_features
 from jpegedit.models import load_model
 from jpegedit.network import TABLE_SCALE, attention_head, export_tables, project_tables, tables_from_params
+from jpegedit.scoring import score
 
 __all__ = ["prepare_images", "init_params", "make_step", "optimise", "evaluate_models", "main"]
 
@@ -172,7 +172,14 @@ def optimise(
     feats = jax.device_put(feats, repl)
     index_d, lam_d = jax.device_put(jnp.asarray(index), shard), jax.device_put(jnp.asarray(lam), shard)
 
+    # the harness's guarantees: one process per folder, sealed checkpoints, and a SIGTERM that saves
+    # the step in flight and stops (info["preempted"]); the same command continues from there
+    if workdir:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(workdir, "single-image optimisation") if workdir else None
     ckpt = Checkpointer(Path(workdir) / "checkpoints", max_to_keep=2, async_save=False) if workdir else None
+    watch = PreemptionWatch(ckpt.manager) if ckpt is not None else None
+    preempted = None
     start = 0
     if ckpt is not None:
         restored, at = ckpt.restore_latest(state)
@@ -196,20 +203,29 @@ def optimise(
             if first is None:
                 first = np.asarray(loss)[:m]
             bar.update(1)
-            if ckpt is not None and ((s + 1) % checkpoint_every == 0 or s + 1 == steps):
+            stop = watch is not None and watch.reached(s + 1)
+            if ckpt is not None and (stop or (s + 1) % checkpoint_every == 0 or s + 1 == steps):
                 ckpt.save(s + 1, {"params": p, "opt_state": o, "step": jnp.asarray(s + 1, jnp.int32)}, force=True)
+            if stop:
+                preempted = s + 1
+                log.warning("preempted: saved step %d in %s; rerun the same command to continue", s + 1, workdir)
+                break
         if steps > start:
             last = np.asarray(loss)[:m]
     finally:
         bar.close()
-        if ckpt is not None:
-            ckpt.close()
+        for closer in (watch, ckpt):
+            if closer is not None:
+                closer.close()
+        if lock is not None:
+            lock.release()
     info = {
         "models": m,
         "padding": pad,
         "devices": mesh.size,
         "steps": steps,
         "resumed_at": start,
+        "preempted": preempted,
         "seconds": time.perf_counter() - t0,
         "first_loss": None if first is None else first.tolist(),
         "last_loss": None if last is None else last.tolist(),
@@ -227,16 +243,8 @@ def evaluate_models(
     feats = backbone_features(images)
 
     def file_scores(image, tables, attention):
-        co = encode_for_file(image, tables, attention)
-        data = jpegfile.write(co, tables)
-        dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-        x, y = image.astype(np.float32), dec.astype(np.float32)
-        return {
-            "bytes": len(data),
-            "bpp": metrics.bpp(len(data), *image.shape[:2]),
-            "psnr": float(metrics.psnr(x, y)),
-            "ms_ssim": float(metrics.ms_ssim(x, y)) if min(image.shape[:2]) >= 161 else None,
-        }
+        data = jpegfile.write(encode_for_file(image, tables, attention), tables)
+        return {k: v for k, v in score(image, data).items() if k != "lpips"}
 
     rows = []
     for i, name in enumerate(names):
@@ -360,7 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--head-lr", type=float, default=1e-4, help="Adam learning rate of the attention head")
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     return run(
-        ap.prog, ap, _single_image_command, argv, expected=(FileNotFoundError, NotADirectoryError, CheckpointError)
+        ap.prog,
+        ap,
+        _single_image_command,
+        argv,
+        expected=(FileNotFoundError, NotADirectoryError, CheckpointError, FolderBusyError),
     )
 
 
@@ -384,6 +396,9 @@ def _single_image_command(args: argparse.Namespace) -> str | None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     params, info = optimise(images, lams, model, steps=args.steps, lr=args.lr, head_lr=args.head_lr, workdir=out)
+    if info["preempted"] is not None:
+        print(f"preempted at step {info['preempted']} of {args.steps}; the same command with --force continues")
+        return 75
     if jax.process_index() != 0:
         return None
     rows = evaluate_models(images, flipped, [Path(p).name for p in paths], lams, params, model)

@@ -41,6 +41,7 @@ from compat.cli import run as run_tool
 from compat.images import load_folder
 from jpegedit.encoder import encode_jpeg
 from jpegedit.models import load_model as load_jpeg_model
+from jpegedit.scoring import decode, score
 from trimesh_decode import raster_cpu
 from trimesh_decode.encoder import encode_image
 from trimesh_decode.evaluate import square_256
@@ -53,7 +54,6 @@ EXAMPLE = """examples:
 """
 JPEG_MODEL = "attention_lam0.01"
 PREVIEW_BYTES = 200
-MS_SSIM_MIN = 161  # 5 scales of an 11x11 window
 
 
 def embedded_photos() -> list[tuple[str, np.ndarray]]:
@@ -70,10 +70,6 @@ def folder_photos(folder: str, limit: int | None) -> list[tuple[str, np.ndarray]
 def _save(path: Path, image: np.ndarray) -> str:
     Image.fromarray(image).save(path)
     return path.name
-
-
-def _decode_jpeg(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def _libjpeg_closest(image: np.ndarray, target: int) -> tuple[int, bytes]:
@@ -102,23 +98,14 @@ def jpeg_part(name: str, image: np.ndarray, out: Path) -> dict:
     h, w = image.shape[:2]
     rows = {}
     for key, data in (("libjpeg", ref), ("learned", learned)):
-        dec = _decode_jpeg(data)
         (out / f"{name}_{key}.jpg").write_bytes(data)
-        x, y = image.astype(np.float32), dec.astype(np.float32)
-        rows[key] = {
-            "bytes": len(data),
-            "bpp": 8 * len(data) / (h * w),
-            "psnr": float(metrics.psnr(x, y)),
-            "ms_ssim": float(metrics.ms_ssim(x, y)) if min(h, w) >= MS_SSIM_MIN else None,
-            "lpips": float(metrics.lpips(x, y, net="alex")),
-            "file": f"{name}_{key}.jpg",
-        }
+        rows[key] = {**score(image, data, lpips=True), "file": f"{name}_{key}.jpg"}
     rows["libjpeg"]["quality"] = q
     rows["model"] = JPEG_MODEL
     rows["figure"] = _crops_figure(
         out / f"{name}_jpeg.png",
         image,
-        [_decode_jpeg(ref), _decode_jpeg(learned)],
+        [decode(ref), decode(learned)],
         ["original", f"libjpeg q{q}", f"learned ({JPEG_MODEL})"],
         rows,
     )

@@ -52,3 +52,12 @@ def natural_pair() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     y = uniform_filter(x.astype(np.float64), size=(3, 3, 1)) + rng.normal(0, 8, x.shape)
     return x, np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A `trimesh-decode dataset` folder of 8 crops of 2 synthetic photos (50 encoder iterations),
+    built once for every test of the neural decoder; tests copy it before changing anything."""
+    from trimesh_helpers import build_tiny_dataset
+
+    return build_tiny_dataset(tmp_path_factory.mktemp("neural"))

@@ -81,3 +81,25 @@ def test_each_lambda_can_start_from_the_shipped_model_of_that_lambda():
     with pytest.raises(ValueError, match="one per lambda"):
         single_image._per_lambda(starts, 3)
     assert single_image._per_lambda(starts[0], 3) == [starts[0]] * 3
+
+
+def test_sigterm_saves_the_step_and_exits_75_a_second_process_is_refused_and_the_rerun_continues(
+    folder, tmp_path, monkeypatch, capsys
+):
+    from compat.locks import FolderLock
+    from compat.trainer import PreemptionWatch
+
+    out = tmp_path / "res"
+    argv = ["--data", str(folder), "-o", str(out), "--lambdas", "0.01", "--steps", "4", "--init", "attention_lam0.01"]
+    # a notice arriving during step 2 (what SIGTERM sets): that step is saved, then the run stops
+    monkeypatch.setattr(PreemptionWatch, "reached", lambda self, step: step == 2)
+    assert single_image.main(argv) == 75
+    assert "preempted at step 2 of 4" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["2"]
+    assert not (out / "single_image.json").exists()
+    with FolderLock(out, "test"):  # another process on the folder
+        assert single_image.main(argv + ["--force"]) == 2
+    assert "in use by another" in capsys.readouterr().err
+    monkeypatch.setattr(PreemptionWatch, "reached", lambda self, step: False)
+    assert single_image.main(argv + ["--force"]) == 0
+    assert json.loads((out / "single_image.json").read_text())["info"]["resumed_at"] == 2
