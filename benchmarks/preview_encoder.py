@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trimesh_decode import baselines, raster
+from trimesh_decode import baselines, raster_cpu
 from trimesh_decode.encoder import EncoderConfig, encode_image, encode_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def main() -> None:
     rows = []
     for i, img in enumerate(images, 1):
         r = encode_image(img, args.bytes, seed=0, config=cfg)
-        dec = raster.interpolate(r.preview, 256)
+        dec = raster_cpu.interpolate(r.preview, 256)
         webp = baselines.at_bytes(img, args.bytes, "webp")
         jpeg = baselines.at_bytes(img, args.bytes, "jpeg")
         rows.append(

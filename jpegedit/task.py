@@ -121,7 +121,7 @@ def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None,
         alpha=config.loss.alpha,
         beta=config.loss.beta,
         gamma=config.loss.gamma,
-        rate=config.loss.get("rate", "paper"),
+        rate=config.loss.rate,
         unrounded=unrounded.components,
     )
     return total, (terms, decoded)

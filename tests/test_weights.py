@@ -314,7 +314,9 @@ def test_shared_and_deeply_nested_pickles_are_refused_quickly(tmp_path):
     (tmp_path / "deep.ckpt").write_bytes(deep)
     with pytest.raises(W.WeightsError, match="deeper than"):
         W.load_pickled_numpy(tmp_path / "deep.ckpt")
-    assert time.perf_counter() - t < 2.0
+    # not a speed figure (benchmarks/fuzz_weights.py has those): 2^40 paths walked one by one would
+    # never finish, so any bound that a loaded machine meets tells them apart (about 1 s idle)
+    assert time.perf_counter() - t < 10.0
 
 
 def _fuzz_check(path, loader):
