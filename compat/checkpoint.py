@@ -285,7 +285,15 @@ def read_run(workdir: str | Path, step: int | None = None) -> tuple[dict, dict, 
     ``step`` (default: the newest checkpoint) as numpy arrays, and the run's config.json."""
 
     workdir = Path(workdir)
-    config = json.loads((workdir / "config.json").read_text())
+    path = workdir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{workdir} is not a run directory of launch/train.py (it has no config.json)")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read ({_brief(e)}); it records the run's config") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} does not hold a config (a JSON object)")
     ck = Checkpointer(workdir / "checkpoints", async_save=False)
     try:
         step = ck.latest_step() if step is None else step

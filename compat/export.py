@@ -111,12 +111,20 @@ def export_main(
                 raise UsageError(f"--evaluation {args.evaluation}: {err}") from None
             ev = evaluation(full) if evaluation else full
         where = {"directory": directory} if directory else {}
+        made = directory is not None and not directory.exists()
         if directory:
             directory.mkdir(parents=True, exist_ok=True)
-        path = export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev, **where)
+        try:
+            path = export_run(args.run, args.name, command=args.command, step=args.step, evaluation=ev, **where)
+        except BaseException:
+            if made and not any(directory.iterdir()):  # a refused export leaves nothing behind
+                directory.rmdir()
+            raise
         return f"wrote {path}"
 
-    return run_subcommand(prog, ap, {"export": export}, argv, expected=(CheckpointError, ValueError), dest="action")
+    return run_subcommand(
+        prog, ap, {"export": export}, argv, expected=(CheckpointError, FileNotFoundError, ValueError), dest="action"
+    )
 
 
 def _models_dir(export_run: Callable[..., Path]) -> Path:

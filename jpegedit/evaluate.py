@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step", type=int, default=None, help="the checkpoint step (default: the newest)")
     p.add_argument("-o", "--out", default=None, help="the JSON to write (default RUN/eval.json)")
     p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-    return run(p.prog, p, evaluate_command, argv, expected=(CheckpointError,))
+    return run(p.prog, p, evaluate_command, argv, expected=(CheckpointError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -137,3 +137,22 @@ def test_one_image_limit_refuses_a_claimed_16000_square_before_anything_is_writt
     from compat.images import DEFAULT_MAX_PIXELS
 
     assert DEFAULT_MAX_PIXELS <= Image.MAX_IMAGE_PIXELS  # no later Pillow decode can refuse what we accepted
+
+
+def test_a_folder_that_is_not_a_run_is_refused_by_export_and_evaluation_with_one_line(tmp_path, capsys):
+    from jpegedit.evaluate import main as evaluate
+    from jpegedit.models import main as export_jpegedit
+    from trimesh_decode.models import main as export_decoder
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    out = tmp_path / "out"
+    for export in (export_jpegedit, export_decoder):
+        assert export(["export", str(tmp_path / "absent"), "m", "--command", "x", "--dir", str(out)]) == 2
+        _one_line_error(capsys, "is not a run directory of launch/train.py")
+    (bad / "config.json").write_text("{")
+    assert export_jpegedit(["export", str(bad), "m", "--command", "x", "--dir", str(out)]) == 2
+    _one_line_error(capsys, "config.json cannot be read")
+    assert evaluate([str(bad), "--images", str(tmp_path), "-o", str(tmp_path / "e.json")]) == 2
+    _one_line_error(capsys, "no images under")
+    assert not out.exists() and not (tmp_path / "e.json").exists()
