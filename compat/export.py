@@ -72,11 +72,15 @@ def read_model(path: Path, *, require_meta: bool = False) -> tuple[dict[str, np.
 
 
 def export_main(
-    doc: str, export_run: Callable[..., Path], evaluation: Callable[[dict], dict] | None, argv: list[str] | None = None
+    doc: str,
+    export_run: Callable[..., Path],
+    evaluation: Callable[[dict], dict] | None,
+    models_dir: Path,
+    argv: list[str] | None = None,
 ) -> int:
-    """``export RUN NAME --command ... [--step N] [--evaluation FILE] [--dir DIR]``: ``export_run(run,
-    name, command=, step=, evaluation=[, directory=])``; ``evaluation`` picks what to record from the
-    evaluation JSON."""
+    """``export RUN NAME --command ... [--step N] [--evaluation FILE] [--dir DIR] [--force]``:
+    ``export_run(run, name, command=, step=, evaluation=[, directory=])``; ``evaluation`` picks what to
+    record from the evaluation JSON; ``models_dir``: where ``export_run`` writes without ``--dir``."""
     prog = "python -m " + export_run.__module__
     ap = OneLineParser(
         prog=prog, description=doc.split("\n\n")[0], epilog=doc, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,7 +104,7 @@ def export_main(
 
     def export(args) -> str:
         directory = Path(args.dir) if args.dir else None
-        target = (directory or _models_dir(export_run)) / f"{args.name}.npz"
+        target = (directory or models_dir) / f"{args.name}.npz"
         if target.exists() and not args.force:
             raise UsageError(f"{target} exists; pass --force to replace that model")
         ev = None
@@ -125,10 +129,3 @@ def export_main(
     return run_subcommand(
         prog, ap, {"export": export}, argv, expected=(CheckpointError, FileNotFoundError, ValueError), dest="action"
     )
-
-
-def _models_dir(export_run: Callable[..., Path]) -> Path:
-    """The folder ``export_run`` writes to by default (its ``directory`` parameter's default)."""
-    import inspect  # lazy: only the export command needs it
-
-    return Path(inspect.signature(export_run).parameters["directory"].default)

@@ -384,7 +384,7 @@ def _single_image_command(args: argparse.Namespace) -> str | None:
         raise UsageError(f"--lambdas {args.lambdas!r} is not a comma-separated list of numbers") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     meshlib.maybe_initialize_distributed()
-    paths = [p for p, _ in zip(list_images(args.data), range(args.limit or 10**9))]
+    paths = list_images(args.data)[: args.limit]
     if not paths:
         raise UsageError(f"no images under {args.data}")
     model = (

@@ -245,17 +245,13 @@ def output_size(grid_w: int, grid_h: int, size: int) -> tuple[int, int]:
     return size, max(2, round(size * (grid_w - 1) / (grid_h - 1)))
 
 
-def _load(path: str) -> np.ndarray:
-    return load_image(path)
-
-
 def encode_command(args) -> str:
     out = check_output_file(args.out, args.force)
     if not 24 <= args.bytes <= 4096:
         raise UsageError(f"--bytes {args.bytes} out of range (24..4096)")
     if not 2 <= args.grid <= 256:
         raise UsageError(f"--grid {args.grid} out of range (2..256)")
-    image = _load(args.input)
+    image = load_image(args.input)
     if min(image.shape[:2]) < 2:
         raise UsageError(f"{args.input}: {image.shape[1]}x{image.shape[0]} is too small for a preview")
     res = encode_image(image, args.bytes, args.seed, EncoderConfig(grid=args.grid, iterations=args.iterations))

@@ -135,7 +135,7 @@ def _evaluation(full: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return export_main(__doc__, export_run, _evaluation, argv)
+    return export_main(__doc__, export_run, _evaluation, MODELS_DIR, argv)
 
 
 if __name__ == "__main__":

@@ -147,8 +147,8 @@ def load_run(workdir: str | Path, step: int | None = None, *, ema: bool = True) 
 
 
 def _weights(config: dict) -> str:
-    """Which weights :func:`load_run` reads from a run of this config."""
-    return "ema" if upgrade_config(config)["optim"]["ema"] else "trained"
+    """Which weights :func:`load_run` reads from a run of this config (as :func:`load_run` returns it)."""
+    return "ema" if config["optim"]["ema"] else "trained"
 
 
 def export_run(
@@ -176,7 +176,7 @@ def export_run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    return export_main(__doc__, export_run, lambda full: full.get("summary", full), argv)
+    return export_main(__doc__, export_run, lambda full: full.get("summary", full), MODELS_DIR, argv)
 
 
 if __name__ == "__main__":
