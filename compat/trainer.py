@@ -119,6 +119,10 @@ class Task:
     # an older version recorded (fields added since take their defaults); applied before the resume
     # check compares it with the config given
     upgrade: Callable[[dict], dict] | None = None
+    # optional: ``state_sharding(state, mesh) -> shardings`` (a pytree of shardings matching the state,
+    # or a prefix of it) for a state that is not replicated, e.g. one model per batch row sharded over
+    # ``data`` as the single-image optimisation does; default: every leaf on every device
+    state_sharding: Callable[[Any, Any], Any] | None = None
 
 
 def global_norm(tree) -> jax.Array:
@@ -365,7 +369,10 @@ def train(
         # a resume restores into a template (when the task has one) and reads no start model: a
         # checkpoint present either restores or raises, never a silent fresh start
         resuming = ckpt.latest_step() is not None and task.template is not None
-        state = meshlib.replicate((task.template if resuming else task.init)(init_rng), mesh)
+        state = (task.template if resuming else task.init)(init_rng)
+        repl = meshlib.replicated_sharding(mesh)
+        state_shardings = repl if task.state_sharding is None else task.state_sharding(state, mesh)
+        state = jax.device_put(state, state_shardings)
         iterator = iter(task.dataset(pid, nproc, local_bs))
         restored, start = ckpt.restore_latest(state, iterator, fresh_start_ok=fresh_start_ok)
         if restored is not None:
@@ -380,11 +387,10 @@ def train(
             if dropped:
                 log.info("dropped %d lines of metrics.jsonl logged after step %d (redone now)", dropped, start)
 
-        repl = meshlib.replicated_sharding(mesh)
         step_fn = jax.jit(
             _watched(task.train_step),
-            in_shardings=(repl, meshlib.data_sharding(mesh), repl, repl),
-            out_shardings=(repl, repl, repl),
+            in_shardings=(state_shardings, meshlib.data_sharding(mesh), repl, repl),
+            out_shardings=(state_shardings, repl, repl),
             donate_argnums=(0, 3),
         )
         sentinel = jax.device_put(_new_sentinel(start), repl)

@@ -29,17 +29,16 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
-from tqdm import tqdm
 
 from compat import metrics
 from compat import sharding as meshlib
-from compat.checkpoint import Checkpointer, CheckpointError
+from compat.checkpoint import CheckpointError
 from compat.cli import OneLineParser, UsageError, check_output_folder, run, write_atomic
 from compat.images import list_images, load_image
-from compat.locks import FolderBusyError, FolderLock
-from compat.trainer import PreemptionWatch, apply_gradients, guard_update
+from compat.trainer import ConfigMismatchError, RunRefused, Task, TrainingDiverged, apply_gradients, guard_update, train
 from jpegedit import codec, jpegfile, losses
 from jpegedit.encoder import attention as model_attention
 from jpegedit.encoder import encode_for_file, features
@@ -48,7 +47,16 @@ from jpegedit.models import load_model
 from jpegedit.network import TABLE_SCALE, attention_head, export_tables, project_tables, tables_from_params
 from jpegedit.scoring import score
 
-__all__ = ["prepare_images", "init_params", "make_step", "optimise", "evaluate_models", "main"]
+__all__ = [
+    "prepare_images",
+    "init_params",
+    "make_step",
+    "make_task",
+    "run_config",
+    "optimise",
+    "evaluate_models",
+    "main",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +102,10 @@ def make_optimizer(lr: float, head_lr: float) -> optax.GradientTransformation:
 
 
 def make_step(tx: optax.GradientTransformation, alpha: float = 10.0, beta: float = 1.0, gamma: float = 0.0):
-    """``step(params, opt_state, images, feats, index, lams) -> (params, opt_state, loss)``, every
-    argument but ``images`` and ``feats`` with a leading model axis; model ``m`` trains on
-    ``images[index[m]]`` at ``lams[m]``. Non-finite steps leave that model unchanged."""
+    """``step(params, opt_state, images, feats, index, lams) -> (params, opt_state, loss, grad_norm)``,
+    every argument but ``images`` and ``feats`` with a leading model axis; model ``m`` trains on
+    ``images[index[m]]`` at ``lams[m]``. A non-finite step leaves that model unchanged (its loss is
+    reported as it was, so the caller sees it)."""
 
     def one(params, opt_state, image, feats, lam):
         def loss_fn(p):
@@ -108,7 +117,7 @@ def make_step(tx: optax.GradientTransformation, alpha: float = 10.0, beta: float
 
         u = apply_gradients(loss_fn, params, opt_state, tx)
         new_params, new_opt = guard_update(u.ok, (u.params, u.opt_state), (params, opt_state))
-        return new_params, new_opt, u.loss
+        return new_params, new_opt, u.loss, u.grad_norm
 
     def step(params, opt_state, images, feats, index, lams):
         img = jnp.take(images, index, axis=0)
@@ -131,106 +140,174 @@ def _per_lambda(model, nl: int) -> list:
     return models
 
 
+def _model_rows(n: int, lams: Sequence[float], devices: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each model's image and lambda, image-major; padded to a multiple of ``devices`` with copies of
+    model 0's work. Returns ``(index, lam, padding)``."""
+    m = n * len(lams)
+    pad = (-m) % devices
+    index = np.concatenate([np.repeat(np.arange(n), len(lams)), np.zeros(pad, np.int64)]).astype(np.int32)
+    lam = np.tile(np.asarray(lams, np.float32), n)
+    return index, np.concatenate([lam, np.full(pad, lam[0], np.float32)]), pad
+
+
+def run_config(
+    lams: Sequence[float],
+    starts: Sequence[str],
+    images: Sequence[str],
+    *,
+    steps: int,
+    lr: float,
+    head_lr: float,
+    devices: int,
+    checkpoint_every: int = 100,
+    log_every: int = 10,
+):
+    """The trainer's config of one single-image optimisation: its batch is the models (images x
+    lambdas, padded to the devices), and what it records in ``config.json`` (the lambdas, starting
+    models, images and learning rates) must match when a run resumes."""
+    index, _, _ = _model_rows(len(images), lams, devices)
+    c = ml_collections.ConfigDict()
+    c.name = "single_image"
+    c.steps, c.seed, c.batch_size = int(steps), 0, len(index)
+    c.log_every, c.checkpoint_every = max(1, min(log_every, steps)), max(1, checkpoint_every)
+    c.keep_checkpoints, c.async_checkpoints = 2, False
+    c.lambdas, c.init, c.images = [float(x) for x in lams], list(starts), list(images)
+    c.lr, c.head_lr = float(lr), float(head_lr)
+    return c
+
+
+class _Rows:
+    """This process's share of the model rows, the same every step (no state to checkpoint)."""
+
+    def __init__(self, rows: dict):
+        self.rows = rows
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.rows
+
+
+def make_task(config, images: np.ndarray, model) -> Task:
+    """The single-image optimisation as a task of the shared trainer (its lock, SIGTERM save,
+    resume, metrics and divergence stop): the state holds every model's tables, head and Adam
+    moments, sharded over ``data`` along the model axis; the batch is each model's (image, lambda);
+    the images and their backbone features live on the devices once, read by every step. Logged:
+    the mean loss and gradient norm over the models whose step was finite, and how many were not
+    (their update is skipped, as the harness's guard does for a whole batch)."""
+    lams, n = config.lambdas, len(images)
+    starts = _per_lambda(model, len(lams))
+    if any(m.head is not None and "hidden" in m.head for m in starts):
+        raise ValueError(
+            "single-image optimisation refines the paper's linear attention head; a coeff-head model is not supported"
+        )
+    tx = make_optimizer(config.lr, config.head_lr)
+    step = make_step(tx)
+    mesh = meshlib.data_mesh()
+    index, lam, _ = _model_rows(n, lams, mesh.size)
+    if len(index) != config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} is not the {len(index)} models of this run")
+    repl = meshlib.replicated_sharding(mesh)
+    imgs = jax.device_put(jnp.asarray(images, jnp.float32), repl)
+    feats = jax.device_put(backbone_features(images), repl)
+
+    def init(rng):
+        del rng  # the models start from trained ones
+        params = init_params(starts, len(index))
+        m = len(index)
+        return {
+            "params": params,
+            "opt_state": jax.vmap(tx.init)(params),
+            "step": jnp.zeros((), jnp.int32),
+            "first_loss": jnp.full((m,), jnp.nan, jnp.float32),
+            "loss": jnp.full((m,), jnp.nan, jnp.float32),
+        }
+
+    def state_sharding(state, mesh):
+        shard, repl = meshlib.data_sharding(mesh), meshlib.replicated_sharding(mesh)
+        return {k: repl if k == "step" else shard for k in state}
+
+    def train_step(state, batch, rng):
+        del rng  # straight-through rounding: no noise
+        params, opt_state, loss, gnorm = step(
+            state["params"], state["opt_state"], imgs, feats, batch["index"], batch["lam"]
+        )
+        finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        count = jnp.sum(finite)
+        new = {
+            "params": params,
+            "opt_state": opt_state,
+            "step": state["step"] + 1,
+            "first_loss": jnp.where(state["step"] == 0, loss, state["first_loss"]),
+            "loss": loss,
+        }
+        mean = lambda x: jnp.sum(jnp.where(finite, x, 0.0)) / count  # noqa: E731 - NaN when none is finite
+        return new, {"loss": mean(loss), "grad_norm": mean(gnorm), "non_finite_models": len(index) - count}
+
+    def dataset(process_index: int, process_count: int, local_batch: int):
+        lo = process_index * local_batch
+        return _Rows({"index": index[lo : lo + local_batch], "lam": lam[lo : lo + local_batch]})
+
+    return Task(
+        init=init,
+        train_step=train_step,
+        dataset=dataset,
+        name=f"{n * len(lams)} single-image models",
+        state_sharding=state_sharding,
+    )
+
+
 def optimise(
     images: np.ndarray,
     lams: Sequence[float],
     model,
     *,
     steps: int,
+    workdir: str | Path,
     lr: float = 1e-5,
     head_lr: float = 1e-4,
-    workdir: str | Path | None = None,
+    names: Sequence[str] | None = None,
     checkpoint_every: int = 100,
     progress: bool = True,
 ) -> tuple[dict, dict]:
     """Refine ``model`` (one, or one per lambda) on each image at each lambda (M = images x lambdas
-    models, padded to a multiple of the device count). Returns ``(params with a leading model axis, info)``; model
-    ``i * len(lams) + j`` is image ``i`` at ``lams[j]``."""
+    models, padded to a multiple of the device count) with the shared trainer in ``workdir`` (a rerun
+    resumes there). Returns ``(params with a leading model axis, info)``; model ``i * len(lams) + j``
+    is image ``i`` at ``lams[j]``."""
     n, nl = len(images), len(lams)
     m = n * nl
     mesh = meshlib.data_mesh()
-    pad = (-m) % mesh.size
-    total = m + pad
-    index = np.repeat(np.arange(n), nl)
-    lam = np.tile(np.asarray(lams, np.float32), n)
-    index = np.concatenate([index, np.zeros(pad, index.dtype)])  # padding models repeat model 0's work
-    lam = np.concatenate([lam, np.full(pad, lam[0], np.float32)])
-    shard = meshlib.data_sharding(mesh)
-    repl = meshlib.replicated_sharding(mesh)
-    tx = make_optimizer(lr, head_lr)
     starts = _per_lambda(model, nl)
-    if any(m.head is not None and "hidden" in m.head for m in starts):
-        raise ValueError(
-            "single-image optimisation refines the paper's linear attention head; a coeff-head model is not supported"
-        )
-    params = init_params(starts, total)
-    opt_state = jax.vmap(tx.init)(params)
-    state = {"params": params, "opt_state": opt_state, "step": jnp.zeros((), jnp.int32)}
-    state = jax.device_put(state, {"params": shard, "opt_state": shard, "step": repl})
-    feats = backbone_features(images)
-    imgs = jax.device_put(jnp.asarray(images, jnp.float32), repl)
-    feats = jax.device_put(feats, repl)
-    index_d, lam_d = jax.device_put(jnp.asarray(index), shard), jax.device_put(jnp.asarray(lam), shard)
-
-    # the harness's guarantees: one process per folder, sealed checkpoints, and a SIGTERM that saves
-    # the step in flight and stops (info["preempted"]); the same command continues from there
-    if workdir:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(workdir, "single-image optimisation") if workdir else None
-    ckpt = Checkpointer(Path(workdir) / "checkpoints", max_to_keep=2, async_save=False) if workdir else None
-    watch = PreemptionWatch(ckpt.manager) if ckpt is not None else None
-    preempted = None
-    start = 0
-    if ckpt is not None:
-        restored, at = ckpt.restore_latest(state)
-        if restored is not None:
-            state, start = restored, at
-            log.info("resumed single-image optimisation at step %d", start)
-    step_fn = jax.jit(
-        make_step(tx),
-        in_shardings=(shard, shard, repl, repl, shard, shard),
-        out_shardings=(shard, shard, shard),
-        donate_argnums=(0, 1),
+    names = list(names) if names is not None else [f"image{i}" for i in range(n)]
+    config = run_config(
+        lams,
+        [s.name for s in starts],
+        names,
+        steps=steps,
+        lr=lr,
+        head_lr=head_lr,
+        devices=mesh.size,
+        checkpoint_every=checkpoint_every,
     )
-
-    bar = tqdm(total=steps, initial=start, desc=f"{m} single-image models", unit="step", disable=not progress)
-    first = last = None
+    ckdir = Path(workdir) / "checkpoints"
+    resumed_at = max((int(p.name) for p in ckdir.iterdir() if p.name.isdigit()), default=0) if ckdir.is_dir() else 0
     t0 = time.perf_counter()
-    p, o = state["params"], state["opt_state"]
-    try:
-        for s in range(start, steps):
-            p, o, loss = step_fn(p, o, imgs, feats, index_d, lam_d)
-            if first is None:
-                first = np.asarray(loss)[:m]
-            bar.update(1)
-            stop = watch is not None and watch.reached(s + 1)
-            if ckpt is not None and (stop or (s + 1) % checkpoint_every == 0 or s + 1 == steps):
-                ckpt.save(s + 1, {"params": p, "opt_state": o, "step": jnp.asarray(s + 1, jnp.int32)}, force=True)
-            if stop:
-                preempted = s + 1
-                log.warning("preempted: saved step %d in %s; rerun the same command to continue", s + 1, workdir)
-                break
-        if steps > start:
-            last = np.asarray(loss)[:m]
-    finally:
-        bar.close()
-        for closer in (watch, ckpt):
-            if closer is not None:
-                closer.close()
-        if lock is not None:
-            lock.release()
+    state, last = train(config, workdir, make_task(config, images, starts), progress=progress)
+    first, final = np.asarray(state["first_loss"])[:m], np.asarray(state["loss"])[:m]
     info = {
         "models": m,
-        "padding": pad,
+        "padding": config.batch_size - m,
         "devices": mesh.size,
         "steps": steps,
-        "resumed_at": start,
-        "preempted": preempted,
+        "resumed_at": resumed_at,
+        "preempted": last.get("preempted"),
         "seconds": time.perf_counter() - t0,
-        "first_loss": None if first is None else first.tolist(),
-        "last_loss": None if last is None else last.tolist(),
+        "first_loss": None if resumed_at >= steps else first.tolist(),
+        "last_loss": None if resumed_at >= steps else final.tolist(),
+        "non_finite_models": last.get("non_finite_models"),
     }
-    return jax.tree.map(lambda x: np.asarray(x)[:m], p), info
+    return jax.tree.map(lambda x: np.asarray(x)[:m], state["params"]), info
 
 
 def evaluate_models(
@@ -372,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         ap,
         _single_image_command,
         argv,
-        expected=(FileNotFoundError, NotADirectoryError, CheckpointError, FolderBusyError),
+        expected=(FileNotFoundError, NotADirectoryError, CheckpointError, RunRefused, TrainingDiverged),
     )
 
 
@@ -395,13 +472,19 @@ def _single_image_command(args: argparse.Namespace) -> str | None:
     images, flipped = prepare_images([load_image(p) for p in paths])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    params, info = optimise(images, lams, model, steps=args.steps, lr=args.lr, head_lr=args.head_lr, workdir=out)
+    names = [Path(p).name for p in paths]
+    try:
+        params, info = optimise(
+            images, lams, model, steps=args.steps, lr=args.lr, head_lr=args.head_lr, workdir=out, names=names
+        )
+    except ConfigMismatchError as e:  # the trainer's advice names its own flags
+        raise UsageError(f"{str(e).split('; rerun with')[0]}; rerun with its settings, or use another -o") from None
     if info["preempted"] is not None:
         print(f"preempted at step {info['preempted']} of {args.steps}; the same command with --force continues")
         return 75
     if jax.process_index() != 0:
         return None
-    rows = evaluate_models(images, flipped, [Path(p).name for p in paths], lams, params, model)
+    rows = evaluate_models(images, flipped, names, lams, params, model)
     curve = _curve(rows, lams)
     doc = {
         "init": [m.name for m in model] if isinstance(model, list) else model.name,

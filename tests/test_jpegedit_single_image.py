@@ -29,7 +29,7 @@ def test_portraits_are_turned_and_other_sizes_refused():
         single_image.prepare_images([a, np.zeros((8, 24, 3), np.uint8)])
 
 
-def test_the_vmapped_models_learn_separately_and_resume(folder, tmp_path):
+def test_the_vmapped_models_learn_separately_and_resume(folder, tmp_path, capsys):
     out = tmp_path / "res"
     argv = [
         "--data",
@@ -67,6 +67,17 @@ def test_the_vmapped_models_learn_separately_and_resume(folder, tmp_path):
     assert single_image.main(argv) == 2
     assert single_image.main(argv + ["--force"]) == 0
     assert json.loads((out / "single_image.json").read_text())["info"]["resumed_at"] == 6
+    # a task of the shared trainer: its metrics log and recorded config, which a resume must match
+    log = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 6 and log[-1]["non_finite_models"] == 0 and np.isfinite(log[-1]["loss"])
+    assert json.loads((out / "config.json").read_text())["lambdas"] == [0.001, 0.1]
+    kept = (out / "single_image.json").read_bytes()
+    other = [a if a != "0.001,0.1" else "0.001,0.3" for a in argv] + ["--force", "--steps", "8"]
+    capsys.readouterr()
+    assert single_image.main(other) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lambdas" in err and "another -o" in err
+    assert (out / "single_image.json").read_bytes() == kept  # nothing of the run was touched
 
 
 def test_each_lambda_can_start_from_the_shipped_model_of_that_lambda():

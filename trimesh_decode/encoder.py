@@ -187,11 +187,18 @@ def _scales(t, lay):
 @jit
 def _assign(dst, src, nv, npal):
     """Copy the layout ``src`` (its first nv vertices and npal colours) into ``dst``."""
-    dst.occ[:, :] = src.occ
-    dst.vx[:nv] = src.vx[:nv]
-    dst.vy[:nv] = src.vy[:nv]
-    dst.ci[:] = src.ci
-    dst.pal[:npal] = src.pal[:npal]
+    gh, gw = src.occ.shape
+    for y in range(gh):
+        for x in range(gw):
+            dst.occ[y, x] = src.occ[y, x]
+    for i in range(nv):
+        dst.vx[i] = src.vx[i]
+        dst.vy[i] = src.vy[i]
+    for i in range(src.ci.shape[0]):
+        dst.ci[i] = src.ci[i]
+    for i in range(npal):
+        for c in range(3):
+            dst.pal[i, c] = src.pal[i, c]
 
 
 @jit
@@ -220,11 +227,13 @@ def _gather(lay, px, py, pidx):
 
 
 @jit
-def _render_error(t, sx, sy, s, m, stamp, errmap, want_map):
-    """The weighted squared error of the ``m`` triangles ``s.tv`` against the work image (and, with
-    ``want_map``, each pixel's error in ``errmap``); every pixel counts once (``s.owner``)."""
+def _render_error(t, sx, sy, s, m, stamp, errmap):
+    """The weighted squared error of the ``m`` triangles ``s.tv`` against the work image (and, when
+    ``errmap`` has the work image's size, each pixel's error in it); every pixel counts once
+    (``s.owner``)."""
     tgt, wts, px, py, cols, tv, owner = t.image, t.weights, s.px, s.py, s.cols, s.tv, s.owner
     h, w = tgt.shape[0], tgt.shape[1]
+    want_map = errmap.shape[0] == h and errmap.shape[1] == w
     total = 0.0
     for k in range(m):
         a, b, c = tv[k, 0], tv[k, 1], tv[k, 2]
@@ -265,7 +274,7 @@ def _render_error(t, sx, sy, s, m, stamp, errmap, want_map):
 
 
 @jit
-def _evaluate(t, lay, nv, npal, s, stamp, errmap, want_map, out):
+def _evaluate(t, lay, nv, npal, s, stamp, errmap, out):
     """Error and bits of a layout: out = [error, bits]. False if it cannot be triangulated."""
     gh, gw = lay.occ.shape
     n = _gather(lay, s.px, s.py, s.pidx)
@@ -277,7 +286,7 @@ def _evaluate(t, lay, nv, npal, s, stamp, errmap, want_map, out):
         for c in range(3):
             s.cols[i, c] = s.pal_rgb[s.pidx[i], c]
     sx, sy = _scales(t, lay)
-    out[0] = _render_error(t, sx, sy, s, m, stamp, errmap, want_map)
+    out[0] = _render_error(t, sx, sy, s, m, stamp, errmap)
     out[1] = estimate_bits(gw, gh, lay.pal, npal, lay.ci, s.pidx[4:], n - 4)
     return True
 
@@ -288,9 +297,14 @@ def _sort_palette(lay, n, remap):
     pal, occ, ci = lay.pal, lay.occ, lay.ci
     gh, gw = occ.shape
     keys = np.empty(n, np.int64)
-    for i in range(n):
+    order = np.empty(n, np.int64)
+    for i in range(n):  # insertion sort of at most MAX_COLOURS keys (np.argsort compiles for seconds)
         keys[i] = palette_key(pal[i, 0], pal[i, 1], pal[i, 2])
-    order = np.argsort(keys)
+        j = i
+        while j > 0 and keys[order[j - 1]] > keys[i]:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = i
     for j in range(1, n):
         if keys[order[j]] == keys[order[j - 1]]:
             return False
@@ -489,19 +503,18 @@ def _propose(kind, t, lay, nv, npal, s, sx, sy):
 
 
 @jit
-def _climb(t, lay, nv, npal, schedule):
+def _climb(t, lay, nv, npal, schedule, errmap):
     """The hill climb. ``lay`` is updated in place to the best layout found; returns
     (nv, npal, lam, error, bits)."""
     np.random.seed(schedule.seed)
     iterations, lam, target_bits, move_cdf = schedule.iterations, schedule.lam, schedule.target_bits, schedule.move_cdf
     s = _scratch(t.image.shape[0] * t.image.shape[1])
-    errmap = np.zeros((1, 1))
     out = np.zeros(2)
     sx, sy = _scales(t, lay)
     stamp = 1
-    _evaluate(t, lay, nv, npal, s, stamp, errmap, False, out)
-    cur_err, cur_bits = out[0], out[1]
     cand, best = _copy(lay), _copy(lay)
+    _evaluate(t, cand, nv, npal, s, stamp, errmap, out)  # (cand, as below: one compiled _evaluate)
+    cur_err, cur_bits = out[0], out[1]
     b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
     adjust_from = int(0.7 * iterations)
     for it in range(iterations):
@@ -524,7 +537,7 @@ def _climb(t, lay, nv, npal, schedule):
         if not ok:
             continue
         stamp += 1
-        if not _evaluate(t, cand, c_nv, c_npal, s, stamp, errmap, False, out):
+        if not _evaluate(t, cand, c_nv, c_npal, s, stamp, errmap, out):
             continue
         score = out[0] + lam * out[1]
         tol = schedule.tol0 * best_err * (1.0 - it / iterations)
@@ -543,8 +556,10 @@ def _climb(t, lay, nv, npal, schedule):
 def _error_map(t, lay, nv, npal, errmap):
     s = _scratch(t.image.shape[0] * t.image.shape[1])
     out = np.zeros(2)
-    errmap[:, :] = 0.0
-    _evaluate(t, lay, nv, npal, s, 1, errmap, True, out)
+    for y in range(errmap.shape[0]):
+        for x in range(errmap.shape[1]):
+            errmap[y, x] = 0.0
+    _evaluate(t, lay, nv, npal, s, np.int64(1), errmap, out)  # (a literal 1 would compile another _evaluate)
     return out[0], out[1]
 
 
@@ -747,7 +762,7 @@ def encode_image(
     lam = max(e0, 1.0) / max(b0, 1.0) * 0.2
     cdf = np.cumsum(_MOVE_WEIGHTS)
     schedule = Schedule(cfg.iterations, seed, lam, target_bits, cfg.tolerance, cdf)
-    nv, npal, lam, err, bits = _climb(Target(tgt, wts), s.layout(), s.nv, s.npal, schedule)
+    nv, npal, lam, err, bits = _climb(Target(tgt, wts), s.layout(), s.nv, s.npal, schedule, np.zeros((1, 1)))
     s.nv, s.npal = int(nv), int(npal)
     s, data = _fit_size(tgt, wts, s, target_bytes, cfg.byte_tolerance)
     err, _ = _error_bits(tgt, wts, s)
