@@ -258,7 +258,8 @@ def _unit_normalize(f: jax.Array, eps: float = 1e-10) -> jax.Array:
 
 
 def lpips(x: jax.Array, y: jax.Array, net: str = "alex") -> jax.Array:
-    """LPIPS v0.1 distance of each image pair (0 for identical images; lower is closer).
+    """LPIPS v0.1 distance of each image pair (0 for identical images, to float rounding: about 1e-16
+    when XLA fuses the two halves of the batch differently; lower is closer).
 
     ``net``: ``"alex"`` (the usual choice, and the paper's loss) or ``"vgg"``. The inputs are mapped
     from [0, 255] to [-1, 1] as LPIPS expects. The smallest images the networks accept are 31x31
@@ -271,6 +272,13 @@ def lpips(x: jax.Array, y: jax.Array, net: str = "alex") -> jax.Array:
             f"lpips ({net}) needs images of at least {min_side}x{min_side} pixels "
             f"(its deepest layer would be empty), got {x.shape[-3]}x{x.shape[-2]}"
         )
+    return _lpips(x, y, net)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _lpips(x: jax.Array, y: jax.Array, net: str) -> jax.Array:
+    # jitted: a call outside jit compiles one program, not one per layer (seconds on a CPU)
+    module, taps, params, lin, _ = _lpips_model(net)
     (xf, lead), (yf, _) = _flatten(x), _flatten(y)
     n = xf.shape[0]
     shift, scale = jnp.asarray(_LPIPS_SHIFT), jnp.asarray(_LPIPS_SCALE)

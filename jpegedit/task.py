@@ -144,7 +144,8 @@ def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, 
         model = _attention_net(config)
         s = config.data.crop
         coeffs = jnp.zeros((1, -(-s // 8), -(-s // 8), 192), jnp.float32) if model.head == "coeff" else None
-        net = model.init(net_rng, jnp.zeros((1, s, s, 3), jnp.float32), coeffs=coeffs)["params"]
+        # jitted: one compiled program instead of one per initialiser shape (same values, seconds faster)
+        net = jax.jit(lambda r: model.init(r, jnp.zeros((1, s, s, 3), jnp.float32), coeffs=coeffs))(net_rng)["params"]
         if config.model.pretrained:
             net = {**net, "backbone": pretrained_backbone(model.backbone, config.model.backbone_weights)}
         params["net"] = jax.tree.map(jnp.asarray, dict(net))

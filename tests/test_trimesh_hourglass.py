@@ -55,7 +55,7 @@ def test_widening_computes_the_same_function_and_the_copies_train_apart():
 
     x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 8))
     small, big = (StackedHourglass(width=w, stacks=2, depth=2, output="residual") for w in (32, 48))
-    v = small.init(jax.random.key(0), x, interp=x[..., 2:5])
+    v = jax.jit(lambda r: small.init(r, x, interp=x[..., 2:5]))(jax.random.key(0))
     rng = np.random.default_rng(2)
     v = jax.tree.map(
         lambda a: np.asarray(a) + 0.1 * rng.standard_normal(a.shape, np.float32), v
