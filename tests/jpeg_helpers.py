@@ -39,3 +39,22 @@ def photos() -> dict[str, np.ndarray]:
         "noise_37x53": rng.integers(0, 256, (37, 53, 3), dtype=np.uint8),
         "gradient_61x83": gradient,
     }
+
+
+def jpeg_config(attention=True, finetune=False, crop=32, lam=0.01, gamma=0.0):
+    """jpegedit's base config for the tests: small crops, a learning rate that moves in a few steps."""
+    from jpegedit import task
+
+    c = task.base_config()
+    c.data.crop = crop
+    c.model.attention = attention
+    c.model.finetune_backbone = finetune
+    c.loss.lam, c.loss.gamma = lam, gamma
+    c.optim.lr = 1e-4
+    return c
+
+
+def jpeg_batch(n: int = 8, s: int = 32) -> dict:
+    """A train batch of ``n`` different s x s crops of one photo."""
+    img = photos()["astronaut"]
+    return {"image": np.stack([img[17 * i : 17 * i + s, 23 * i : 23 * i + s] for i in range(n)])}

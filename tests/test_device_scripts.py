@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_device_script_unpacks_trains_and_returns_the_exported_weights_in_pieces(tiny_dataset, tmp_path):
     """launch/device_paper.sh (what a lent accelerator runs) on a packed dataset: it cuts the crops,
     trains at a constant rate until phase 1's time is up (SIGTERM, a checkpoint), decays from those
