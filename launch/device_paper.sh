@@ -16,6 +16,7 @@
 # over.
 #
 # Environment: MINUTES (both phases, default 8), P1_SECONDS (phase 1; default half of MINUTES),
+# P1_GRACE (seconds phase 1 may take to finish its step and save after SIGTERM before it is killed, 60),
 # STEPS2 (phase 2's steps instead of the measured ones), WORKERS (Grain processes, 12), RUN
 # (phase 1's run, default runs/trimesh_paper_gpu; phase 2 writes $RUN-decay), KIT (.kit), WHEELS
 # ($KIT/wheels; empty: installed already), PREVIEWS (where to unpack, /tmp/previews), OUT, EXPORT,
@@ -31,6 +32,7 @@ start=$(date +%s)
 KIT=${KIT:-.kit}
 MINUTES=${MINUTES:-8}
 P1_SECONDS=${P1_SECONDS:-$((MINUTES * 30))}
+P1_GRACE=${P1_GRACE:-60}
 WORKERS=${WORKERS:-12}
 RUN=${RUN:-runs/trimesh_paper_gpu}
 EXTRA=${EXTRA:-}
@@ -56,7 +58,7 @@ BASE="configs/trimesh_decode/paper.py:data.dataset=$PREVIEWS,data.workers=$WORKE
 # phase 1: warm-up, then the constant learning rate, until its time is up
 CONFIG1="$BASE,steps=100000000,optim.decay_steps=0$EXTRA"
 echo "phase 1: $CONFIG1 for ${P1_SECONDS}s in $RUN"
-timeout --preserve-status -k 60 -s TERM "${P1_SECONDS}s" python3 launch/train.py --config "$CONFIG1" --workdir "$RUN" \
+timeout --preserve-status -k "${P1_GRACE}s" -s TERM "${P1_SECONDS}s" python3 launch/train.py --config "$CONFIG1" --workdir "$RUN" \
   > "$OUT/phase1.log" 2>&1
 status=$?
 echo "phase 1: exit status $status (75: stopped at its time limit with a checkpoint)"

@@ -64,11 +64,3 @@ def tiny_dataset(tmp_path_factory) -> Path:
     from trimesh_helpers import build_tiny_dataset
 
     return build_tiny_dataset(tmp_path_factory.mktemp("neural"))
-
-
-def pytest_collection_modifyitems(config, items):
-    """The tests marked ``slow`` (tens of seconds each: training runs, several processes) run first,
-    each group in its usual order: with ``-n 2 --dist load --maxschedchunk 2`` (the README's command)
-    the two workers share out the long tests first and finish together, instead of one waiting on
-    the other's last long test."""
-    items[:] = sorted(items, key=lambda item: item.get_closest_marker("slow") is None)

@@ -27,7 +27,6 @@ def test_each_loss_term():
     assert float(total) == pytest.approx(0.9 + 480 + 1.5)
 
 
-@pytest.mark.slow
 def test_the_bit_estimate_is_within_a_few_percent_of_real_files_at_every_rate():
     from jpegedit import jpegfile
 

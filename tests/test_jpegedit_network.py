@@ -10,18 +10,17 @@ from jpeg_helpers import jpeg_config, photos
 from jpegedit import codec, network, task
 
 
-@pytest.mark.slow
 def test_attention_net_gives_two_8x8_maps_per_block_in_0_1():
     net = network.AttentionNet()
     x = jnp.asarray(photos()["chelsea"][:40, :64], jnp.float32)[None]
-    params = net.init(jax.random.key(0), x)["params"]
+    params = jax.jit(net.init)(jax.random.key(0), x)["params"]
     assert set(params) == {"backbone", "head"}
     assert params["head"]["Conv_0" if "Conv_0" in params["head"] else "kernel"].shape[-1] == 128
-    a_l, a_c = net.apply({"params": params}, x)
+    a_l, a_c = jax.jit(net.apply)({"params": params}, x)
     assert a_l.shape == a_c.shape == (1, 5, 8, 8, 8)
     assert float(a_l.min()) > 0 and float(a_l.max()) < 1
     # odd sizes: one map per block of the padded image (the codec's block grid)
-    a_l, _ = net.apply({"params": params}, jnp.zeros((1, 41, 65, 3)))
+    a_l, _ = jax.jit(net.apply)({"params": params}, jnp.zeros((1, 41, 65, 3)))
     assert a_l.shape[1:3] == (6, 9)
 
 
@@ -88,7 +87,7 @@ def test_the_vgg19_backbone_reads_its_weights_from_a_file_the_user_gives(tmp_pat
     params, net = task.init_params(config, jax.random.key(0))
     assert sorted(params["net"]["backbone"]) == [f"Conv_{i}" for i in range(8)]  # conv1_1 .. conv3_4
     np.testing.assert_array_equal(params["net"]["backbone"]["Conv_7"]["kernel"], kernels[7])
-    a_l, a_c = net.apply({"params": params["net"]}, jnp.zeros((1, 32, 32, 3)))
+    a_l, a_c = jax.jit(net.apply)({"params": params["net"]}, jnp.zeros((1, 32, 32, 3)))
     assert a_l.shape == (1, 4, 4, 8, 8)
     config.model.backbone_weights = ""
     with pytest.raises(ValueError, match="backbone_weights"):

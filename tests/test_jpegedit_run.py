@@ -46,7 +46,6 @@ def test_a_trained_run_is_evaluated_as_real_jpeg_files_against_libjpeg_at_equal_
     np.testing.assert_array_equal(exported, tables)
 
 
-@pytest.mark.slow
 def test_the_coeff_head_trains_exports_and_encodes_as_the_network_computes_it(tmp_path):
     from PIL import Image
 

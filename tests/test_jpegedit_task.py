@@ -23,7 +23,6 @@ def _step_on(devices, config, state0, batch):
     return jax.device_get(new), jax.device_get(metrics)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("attention", [False, True])
 def test_one_step_on_8_devices_equals_one_step_on_1_device(attention):
     config = jpeg_config(attention=attention, finetune=attention)
@@ -76,12 +75,12 @@ def test_config_arguments_override_the_loss_weights_and_paths():
     from compat.config import config_module
 
     mod = config_module(Path(__file__).resolve().parents[1] / "configs" / "jpegedit" / "qtables_attention.py")
-    c = mod.getjpeg_config("lam=0.005,gamma=50,data.roots=/a;/b,model.finetune_backbone=false")
+    c = mod.get_config("lam=0.005,gamma=50,data.roots=/a;/b,model.finetune_backbone=false")
     assert (c.loss.lam, c.loss.gamma, c.loss.alpha, c.loss.beta) == (0.005, 50.0, 10.0, 1.0)
     assert list(c.data.roots) == ["/a", "/b"] and c.model.finetune_backbone is False
     assert (c.optim.lr, c.batch_size, c.data.crop, c.steps) == (1e-6, 8, 256, 20000)  # the paper's settings
     with pytest.raises(ValueError, match="key=value"):
-        mod.getjpeg_config("lam")
+        mod.get_config("lam")
 
 
 def test_training_can_start_from_a_shipped_model_and_read_a_subset_of_a_folder(tmp_path):
@@ -124,7 +123,7 @@ def test_the_refinement_config_trains_on_kodim13_to_24_from_the_shipped_model():
     from compat.config import config_module
 
     mod = config_module(Path(__file__).resolve().parents[1] / "configs" / "jpegedit" / "refine_kodak.py")
-    c = mod.getjpeg_config()
+    c = mod.get_config()
     assert list(c.data.include) == [f"kodim{i}.png" for i in range(13, 25)] and c.model.init == "attention_lam0.01"
     assert c.steps == 10000
 

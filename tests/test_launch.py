@@ -78,7 +78,6 @@ def _leaves(tree):
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
 
 
-@pytest.mark.slow
 def test_two_processes_on_localhost_train_like_one_process(tmp_path, photos):
     """jax.distributed on 2 local processes x 4 CPU devices (gloo collectives) vs 1 process x 8
     devices, the same global batch of 8: same parameters after 6 steps; the checkpoints are written
@@ -109,7 +108,6 @@ def test_two_processes_on_localhost_train_like_one_process(tmp_path, photos):
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_exits_75_and_the_rerun_continues_identically(tmp_path, photos):
     steps = 16
     ref = _train(tmp_path / "ref", photos, _env(8), steps=steps, checkpoint_every=100)
@@ -177,7 +175,6 @@ def test_demo_writes_a_report_that_chromium_shows_and_refuses_to_overwrite(tmp_p
     assert n == len(srcs) and ok == n, missing
 
 
-@pytest.mark.slow
 def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, photos):
     """JAX's preemption service carries the notice to every process; orbax's reached_preemption
     makes them all save at one step and exit 75; the same 2-process command then finishes."""

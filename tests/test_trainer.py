@@ -336,7 +336,6 @@ def _final_tables(workdir: Path, step: int) -> np.ndarray:
     return np.asarray(state["params"]["q"])
 
 
-@pytest.mark.slow
 def test_a_run_killed_mid_training_and_restarted_reaches_the_same_parameters(tmp_path, photo_dir):
     steps = 24  # enough steps after checkpoint 4 that the kill always lands mid-run
     ref = _launch(tmp_path / "ref", photo_dir, steps)

@@ -12,7 +12,6 @@ from trimesh_helpers import smoke_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
 def test_evaluation_writes_json_table_and_figures(tiny_dataset, tmp_path):
     from compat.trainer import train
     from trimesh_decode.evaluate import EvaluationError, evaluate
@@ -132,7 +131,6 @@ def test_tile_views_are_the_images_own_pixels_on_a_centred_grid():
         views_of("k", image, "corners")
 
 
-@pytest.mark.slow
 def test_scores_taken_in_chunks_equal_the_scores_of_the_whole_set():
     from trimesh_decode.evaluate import SEMANTIC, _scores
 

@@ -47,7 +47,6 @@ def test_mobile_model_is_phone_sized_and_paper_model_is_wider():
     assert mobile * 2 < 10e6  # float16 weights under 10 MB
 
 
-@pytest.mark.slow
 def test_widening_computes_the_same_function_and_the_copies_train_apart():
     """model.widen: a 32-filter network as a 48-filter one (uneven: some channels get two copies,
     some one) gives the same images in both BatchNorm modes; each weight is shared out between the
@@ -99,13 +98,12 @@ def test_input_side_must_fit_the_hourglass():
         m.init(jax.random.key(0), jnp.zeros((1, 96, 96, 8)))
 
 
-@pytest.mark.slow
 def test_residual_output_starts_near_the_interpolation_and_channel_sets():
     interp = jax.random.uniform(jax.random.key(1), (1, 64, 64, 3))
     m = StackedHourglass(width=16, stacks=1, depth=2, output="residual")
-    v = m.init(jax.random.key(0), jnp.zeros((1, 64, 64, 8)), interp=interp)
+    v = jax.jit(lambda r: m.init(r, jnp.zeros((1, 64, 64, 8)), interp=interp))(jax.random.key(0))
     v = {"params": jax.tree.map(jnp.zeros_like, v["params"]), "batch_stats": v["batch_stats"]}
-    out = m.apply(v, jnp.ones((1, 64, 64, 8)), interp=interp)[-1]
+    out = jax.jit(lambda v: m.apply(v, jnp.ones((1, 64, 64, 8)), interp=interp))(v)[-1]
     np.testing.assert_allclose(out, interp, atol=1e-6)  # a zero network adds nothing
     ch = jnp.arange(8.0).reshape(1, 1, 1, 8)
     assert select_channels(ch, "interp_only").ravel().tolist() == [2, 3, 4]

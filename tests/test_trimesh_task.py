@@ -18,7 +18,6 @@ from trimesh_helpers import first_batch, smoke_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
 def test_batchnorm_statistics_over_the_mesh_equal_one_device(tiny_dataset):
     """One global batch split over 8 devices gives the same step - loss, parameters and BatchNorm
     running statistics - as the whole batch on one device: BatchNorm sees the global batch."""
@@ -51,7 +50,6 @@ def test_batchnorm_statistics_over_the_mesh_equal_one_device(tiny_dataset):
     assert max(moved) > 1e-4
 
 
-@pytest.mark.slow
 def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, capsys):
     from compat.trainer import train
     from trimesh_decode.cli import main
@@ -255,7 +253,6 @@ def test_a_cosine_shorter_than_its_warmup_is_refused_by_name():
     make_optimizer(c)  # a cosine after the warm-up is fine
 
 
-@pytest.mark.slow
 def test_weight_average_follows_every_step_resumes_and_is_what_the_run_decodes_with(tiny_dataset, tmp_path):
     """optim.ema keeps ``d * ema + (1 - d) * new`` of the weights and BatchNorm statistics after
     every step, with ``d = min(ema, (1 + step) / (10 + step))``; a run's checkpoints carry it, a
