@@ -58,3 +58,45 @@ def test_tri2ppm_writes_what_the_python_decoder_shows_and_refuses_bad_input(tmp_
     )
     assert bad.returncode == 2 and "corrupt preview" in bad.stderr and len(bad.stderr.splitlines()) == 1
     assert not (tmp_path / "b.ppm").exists()
+
+
+def test_the_page_decodes_every_inline_preview_in_chromium_as_the_python_decoder_does(tmp_path):
+    """web/index.html served on 127.0.0.1 and opened in headless Chromium: every canvas holds the
+    Python decoder's image (within 1 level), and the page states its decoding speed."""
+    import base64
+    import functools
+    import html
+    import http.server
+    import re
+    import threading
+
+    from launch.check_report import find_browser
+    from trimesh_decode import raster_cpu
+    from trimesh_decode.bitstream import from_bytes
+
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the page was not opened in a browser")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(WEB))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/index.html?export=1"
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}", "--dump-dom", url]
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=180).stdout
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert 'data-ready="yes"' in dom, dom[-2000:]
+    rate = float(re.search(r'data-rate="([0-9.]+)"', dom).group(1))
+    assert rate > 0 and "previews of 256x256 per second" in dom
+    canvases = re.findall(r"<canvas\b[^>]*>", dom)
+    assert len(canvases) == 4
+    for tag in canvases:
+        name = re.search(r'data-name="([^"]+)"', tag).group(1)
+        rgba = np.frombuffer(base64.b64decode(html.unescape(re.search(r'data-rgba="([^"]+)"', tag).group(1))), np.uint8)
+        shown = rgba.reshape(256, 256, 4)
+        want = raster_cpu.interpolate(from_bytes((WEB / "conformance" / name).read_bytes()), 256)
+        assert (shown[..., 3] == 255).all()
+        assert np.abs(shown[..., :3].astype(int) - want.astype(int)).max() <= 1, name

@@ -1,7 +1,8 @@
 """Write web/conformance/: preview files (valid ones, edge cases, malformed ones) and expected.json,
 what the Python decoder makes of each - the triangles, at 64x64 the RGB image and the triangle of
-every pixel (a sha256), or the error. web/test/tri.test.mjs holds web/tri.mjs to them and
-tests/test_web.py checks that they still are what the Python decoder says.
+every pixel (a sha256), or the error - and web/index.html, a page of the photo previews (inline)
+decoded by tri.mjs. web/test/tri.test.mjs holds web/tri.mjs to the vectors and tests/test_web.py
+checks that they still are what the Python decoder says, and opens the page in Chromium.
 
     python web/make_conformance.py            # (re)writes web/conformance/
     python web/make_conformance.py --check    # exit 1 if a file differs from what it would write
@@ -125,6 +126,83 @@ def expected(name: str, data: bytes) -> dict:
     }
 
 
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Triangle previews, decoded in the browser</title>
+<style>
+  body {{ font: 15px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }}
+  .grid {{ display: flex; flex-wrap: wrap; gap: 1.2em; }}
+  figure {{ margin: 0; }}
+  canvas {{ width: 256px; height: 256px; background: #eee; display: block; }}
+  figcaption {{ font-size: 13px; color: #555; }}
+</style>
+</head>
+<body>
+<h1>Triangle previews, decoded in the browser</h1>
+<p>Each preview's bytes are inline in this page, as a site would embed them, and decoded by
+<code>tri.mjs</code> (the plain decoder: Delaunay mesh, linear interpolation).
+<span id="summary">Decoding...</span></p>
+<div class="grid">
+{figures}
+</div>
+<script type="module">
+import {{ decodePreview }} from "./tri.mjs";
+const params = new URLSearchParams(location.search);
+const figures = [...document.querySelectorAll("canvas[data-tri]")];
+let total = 0;
+for (const canvas of figures) {{
+  const bytes = Uint8Array.from(atob(canvas.dataset.tri), (c) => c.charCodeAt(0));
+  const t0 = performance.now();
+  const {{ width, height, data }} = decodePreview(bytes, {{ size: canvas.width }});
+  const ms = performance.now() - t0;
+  total += ms;
+  canvas.getContext("2d").putImageData(new ImageData(data, width, height), 0, 0);
+  canvas.nextElementSibling.textContent += `, decoded in ${{ms.toFixed(1)}} ms`;
+  if (params.has("export")) {{  // for the test: the canvas as the browser holds it
+    const px = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+    let s = "";
+    for (let i = 0; i < px.length; i += 8192) s += String.fromCharCode(...px.subarray(i, i + 8192));
+    canvas.dataset.rgba = btoa(s);
+  }}
+}}
+// decoding speed: every preview decoded again, after a warm-up (the JIT), for about a second
+const inputs = figures.map((c) => Uint8Array.from(atob(c.dataset.tri), (ch) => ch.charCodeAt(0)));
+for (let i = 0; i < 5; i++) for (const b of inputs) decodePreview(b);
+const t1 = performance.now();
+let n = 0;
+while (performance.now() - t1 < 1000) {{
+  for (const b of inputs) {{
+    decodePreview(b, {{ size: 256 }});
+    n++;
+  }}
+}}
+const rate = n / ((performance.now() - t1) / 1000);
+document.getElementById("summary").textContent =
+  `${{figures.length}} previews decoded in ${{total.toFixed(1)}} ms; ` +
+  `${{rate.toFixed(0)}} previews of 256x256 per second.`;
+document.body.dataset.rate = rate.toFixed(1);
+document.body.dataset.ready = "yes";
+</script>
+</body>
+</html>
+"""
+
+
+def page(files: dict[str, bytes]) -> bytes:
+    """web/index.html: the photo previews inline (base64), decoded by tri.mjs when the page loads."""
+    figs = []
+    for name in sorted(n for n in files if n.startswith("photo_")):
+        data = files[name]
+        figs.append(
+            f'<figure><canvas width="256" height="256" data-name="{name}" '
+            f'data-tri="{base64.b64encode(data).decode()}"></canvas>'
+            f"<figcaption>{name}: {len(data)} bytes</figcaption></figure>"
+        )
+    return PAGE.format(figures="\n".join(figs)).encode()
+
+
 def build() -> dict[str, bytes]:
     files = valid_previews()
     files.update(malformed(files["photo_astronaut_200B.tri"]))
@@ -138,16 +216,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="compare with the committed files instead of writing")
     args = ap.parse_args(argv)
     files = build()
+    html = page(files)
+    index = OUT.parent / "index.html"
     if args.check:
         stale = [n for n, d in files.items() if not (OUT / n).is_file() or (OUT / n).read_bytes() != d]
         extra = sorted(p.name for p in OUT.iterdir() if p.name not in files) if OUT.is_dir() else []
         for n in stale + extra:
             print(f"web/conformance/{n} differs from what the Python decoder gives", file=sys.stderr)
+        if not index.is_file() or index.read_bytes() != html:
+            print("web/index.html differs from what it would be", file=sys.stderr)
+            stale.append("index.html")
         return 1 if stale or extra else 0
     OUT.mkdir(exist_ok=True)
     for n, d in files.items():
         (OUT / n).write_bytes(d)
-    print(f"wrote {len(files)} files to {OUT}")
+    index.write_bytes(html)
+    print(f"wrote {len(files)} files to {OUT} and {index}")
     return 0
 
 
