@@ -428,9 +428,10 @@ function cross(row, x0, y0, x1, y1, lr) {
 
 /**
  * Render a parsed preview at width x height by barycentric interpolation: {triangles, index
- * (Int32Array, each pixel's triangle), rgb (Float32Array, 3 per pixel, 0..1)}.
+ * (Int32Array, each pixel's triangle), rgb (Float32Array, 3 per pixel, 0..1)}. With ``rgba`` (a
+ * Uint8ClampedArray of 4 * width * height) the pixels go there as bytes instead (index, rgb null).
  */
-export function render(preview, width, height) {
+export function render(preview, width, height, rgba = null) {
   if (!(width >= 2 && height >= 2)) throw new RangeError(`output size ${height}x${width}: each side must be at least 2 pixels`);
   const { gridW: gw, gridH: gh } = preview;
   const pts = [[0, 0], [gw - 1, 0], [0, gh - 1], [gw - 1, gh - 1], ...preview.vertices];
@@ -498,16 +499,35 @@ export function render(preview, width, height) {
       planes[11 * t + 8 + c] = f32(f32(vc * ux - uc * vx) / det);
     }
   }
-  const index = new Int32Array(width * height), rgb = new Float32Array(3 * width * height);
+  // one pass per row: each pixel takes the triangle of the last span starting at or before it,
+  // shaded from that triangle's plane (loaded into locals when the triangle changes)
+  const index = rgba ? null : new Int32Array(width * height);
+  const rgb = rgba ? null : new Float32Array(3 * width * height);
   for (let r = 0; r < height; r++) {
-    let t = 0;
+    let t = -1, px0 = 0, ys = 0, c0 = 0, c1 = 0, c2 = 0, dx0 = 0, dx1 = 0, dx2 = 0, dy0 = 0, dy1 = 0, dy2 = 0;
     for (let c = 0; c < width; c++) {
       const k = starts[r * width + c];
-      if (k >= 0) t = k % nt; // the triangle of the last span starting at or before this pixel
-      index[r * width + c] = t;
-      const o = 11 * t, xs = f32(c - planes[o]), ys = f32(r - planes[o + 1]);
-      for (let ch = 0; ch < 3; ch++) {
-        rgb[3 * (r * width + c) + ch] = f32(f32(planes[o + 2 + ch] + planes[o + 5 + ch] * xs) + planes[o + 8 + ch] * ys);
+      const nt1 = k >= 0 ? k % nt : t < 0 ? 0 : t;
+      if (nt1 !== t) {
+        t = nt1;
+        const o = 11 * t;
+        px0 = planes[o]; ys = f32(r - planes[o + 1]);
+        c0 = planes[o + 2]; c1 = planes[o + 3]; c2 = planes[o + 4];
+        dx0 = planes[o + 5]; dx1 = planes[o + 6]; dx2 = planes[o + 7];
+        dy0 = planes[o + 8]; dy1 = planes[o + 9]; dy2 = planes[o + 10];
+      }
+      const xs = f32(c - px0), i = r * width + c;
+      const v0 = f32(f32(c0 + dx0 * xs) + dy0 * ys);
+      const v1 = f32(f32(c1 + dx1 * xs) + dy1 * ys);
+      const v2 = f32(f32(c2 + dx2 * xs) + dy2 * ys);
+      if (rgba) {
+        rgba[4 * i] = roundHalfEven(f32(v0 * 255));
+        rgba[4 * i + 1] = roundHalfEven(f32(v1 * 255));
+        rgba[4 * i + 2] = roundHalfEven(f32(v2 * 255));
+        rgba[4 * i + 3] = 255;
+      } else {
+        index[i] = t;
+        rgb[3 * i] = v0; rgb[3 * i + 1] = v1; rgb[3 * i + 2] = v2;
       }
     }
   }
@@ -526,13 +546,8 @@ function roundHalfEven(v) {
  * new ImageData(data, width, height). Options: size (both sides, default 256) or width/height.
  */
 export function decodePreview(bytes, { size = 256, width = size, height = size } = {}) {
-  const { rgb } = render(parsePreview(bytes), width, height);
+  const preview = parsePreview(bytes);
   const data = new Uint8ClampedArray(4 * width * height);
-  for (let i = 0, j = 0; i < rgb.length; i += 3, j += 4) {
-    data[j] = roundHalfEven(f32(rgb[i] * 255));
-    data[j + 1] = roundHalfEven(f32(rgb[i + 1] * 255));
-    data[j + 2] = roundHalfEven(f32(rgb[i + 2] * 255));
-    data[j + 3] = 255;
-  }
+  render(preview, width, height, data);
   return { width, height, data };
 }
