@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -77,6 +77,7 @@ def export_main(
     evaluation: Callable[[dict], dict] | None,
     models_dir: Path,
     argv: list[str] | None = None,
+    extra: Callable[[Any], dict[str, Callable]] | None = None,
 ) -> int:
     """``export RUN NAME --command ... [--step N] [--evaluation FILE] [--dir DIR] [--force]``:
     ``export_run(run, name, command=, step=, evaluation=[, directory=])``; ``evaluation`` picks what to
@@ -126,6 +127,9 @@ def export_main(
             raise
         return f"wrote {path}"
 
+    commands = {"export": export}
+    if extra is not None:  # a package's own subcommands: extra(subparsers) -> {name: handler}
+        commands.update(extra(sub))
     return run_subcommand(
-        prog, ap, {"export": export}, argv, expected=(CheckpointError, FileNotFoundError, ValueError), dest="action"
+        prog, ap, commands, argv, expected=(CheckpointError, FileNotFoundError, ValueError), dest="action"
     )

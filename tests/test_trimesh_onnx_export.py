@@ -57,3 +57,31 @@ def test_an_image_output_model_with_fewer_channels_exports_the_same_function(tmp
     previews = [from_bytes((REPO / "web" / "conformance" / "photo_coffee_60B.tri").read_bytes())]
     ours = OnnxDecoder(export_onnx(decoder, tmp_path / "r.onnx")).decode(previews)
     assert _psnr(ours, decoder.decode(previews)) >= 50.0
+
+
+def test_export_onnx_and_decode_with_the_onnx_backend_from_the_command_line(tmp_path, capsys):
+    from PIL import Image
+
+    from trimesh_decode.cli import main as trimesh
+    from trimesh_decode.models import main as models
+
+    onnx_file = tmp_path / "mobile.onnx"
+    assert models(["export-onnx", "mobile", "-o", str(onnx_file)]) == 0
+    assert "opset 17" in capsys.readouterr().out
+    assert models(["export-onnx", "mobile", "-o", str(onnx_file)]) == 2  # no overwrite without --force
+    assert "--force" in capsys.readouterr().err
+    assert models(["export-onnx", "no_such_model", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert not (tmp_path / "x.onnx").exists() and len(capsys.readouterr().err.strip().splitlines()) == 1
+    tri = str(REPO / "web" / "conformance" / "photo_chelsea_400B.tri")
+    outs = {}
+    for name, extra in (("onnx", ["--backend", "onnx", "--model", str(onnx_file)]), ("jax", [])):
+        out = tmp_path / f"{name}.png"
+        assert trimesh(["decode", tri, "-o", str(out), "--decoder", "neural", *extra]) == 0
+        outs[name] = np.asarray(Image.open(out))
+    assert "onnxruntime" in capsys.readouterr().out
+    assert _psnr(outs["onnx"], outs["jax"]) >= 50.0
+    bad = ["decode", tri, "-o", str(tmp_path / "b.png"), "--decoder", "neural", "--backend", "onnx"]
+    assert trimesh(bad + ["--symmetries", "8"]) == 2
+    assert "--symmetries is for --backend jax" in capsys.readouterr().err
+    assert trimesh(["decode", tri, "-o", str(tmp_path / "c.png"), "--backend", "onnx"]) == 2
+    assert "--backend is for --decoder neural" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="neural decoder: average the decodings of this many flips/transposes of the input (default 1; 8 gains "
         "about 0.02 dB for 8x the time)",
+    )
+    d.add_argument(
+        "--backend",
+        choices=("jax", "onnx"),
+        default="jax",
+        help="neural decoder: jax (default), or onnx: onnxruntime on the CPU (the onnx extra; --model may be a "
+        ".onnx file from `python -m trimesh_decode.models export-onnx`)",
     )
     d.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     s = sub.add_parser(
@@ -269,9 +277,15 @@ def encode_command(args) -> str:
 
 def decode_command(args) -> str:
     out = check_output_file(args.out, args.force)
-    if args.decoder != "neural" and (args.model or args.symmetries != 1):
-        raise UsageError(f"{'--model' if args.model else '--symmetries'} is for --decoder neural")
-    decoder = _neural_decoder(args.model).averaged(args.symmetries) if args.decoder == "neural" else None
+    if args.decoder != "neural" and (args.model or args.symmetries != 1 or args.backend != "jax"):
+        used = "--model" if args.model else "--symmetries" if args.symmetries != 1 else "--backend"
+        raise UsageError(f"{used} is for --decoder neural")
+    if args.backend == "onnx" and args.symmetries != 1:
+        raise UsageError("--symmetries is for --backend jax")
+    decoder = None
+    if args.decoder == "neural":
+        decoder = _onnx_decoder(args.model) if args.backend == "onnx" else _neural_decoder(args.model)
+        decoder = decoder.averaged(args.symmetries) if args.backend == "jax" else decoder
     try:
         data = Path(args.input).read_bytes()
     except OSError as e:
@@ -295,6 +309,22 @@ def decode_command(args) -> str:
     secs = time.perf_counter() - t
     save_png(out, img, overwrite=args.force)
     return f"{args.input} ({len(data)} bytes, {p!r}) -> {out}: {w}x{h}, {how}, {secs:.2f} s"
+
+
+def _onnx_decoder(model: str | None):
+    try:
+        from trimesh_decode.onnx_export import OnnxDecoder, export_onnx  # lazy: the optional onnx extra
+
+        OnnxDecoder.check_installed()
+    except ImportError:
+        raise UsageError("--backend onnx needs the onnx extra: pip install -e '.[onnx]'") from None
+    if model and model.endswith(".onnx"):
+        if not Path(model).is_file():
+            raise UsageError(f"{model} does not exist")
+        return OnnxDecoder(model)
+    neural = _neural_decoder(model)
+    with tempfile.TemporaryDirectory() as tmp:  # the model exported on the fly (a second or two)
+        return OnnxDecoder(export_onnx(neural, Path(tmp) / f"{neural.name}.onnx"))
 
 
 def _neural_decoder(model: str | None):

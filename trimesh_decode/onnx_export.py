@@ -141,6 +141,13 @@ class OnnxDecoder:
             opts.intra_op_num_threads = threads
         self.path = Path(path)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.label = f"{self.path.stem} (onnxruntime)"
+
+    @staticmethod
+    def check_installed() -> None:
+        """Raise ImportError when the onnx extra is missing."""
+        import onnx  # noqa: F401  # lazy: the optional onnx extra
+        import onnxruntime  # noqa: F401  # lazy: the optional onnx extra
 
     def decode(self, previews) -> np.ndarray:
         channels = raster_cpu.decoder_channels(pack(list(previews)), SIZE, SIZE)

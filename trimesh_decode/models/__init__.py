@@ -11,6 +11,8 @@ command, the step, the evaluation, and the sha256 of the .npz, checked on every 
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from compat.checkpoint import read_run
+from compat.cli import UsageError, check_output_file
 from compat.export import export_main, find_model, read_model, write_model
 from trimesh_decode import check_symmetries
 from trimesh_decode.decoding import predict
@@ -175,8 +178,43 @@ def export_run(
     return write_model(directory, name, flat, meta)
 
 
+def _onnx_commands(sub) -> dict:
+    e = sub.add_parser(
+        "export-onnx",
+        help="write a model as ONNX (opset 17) for onnxruntime and onnxruntime-web",
+        description="Write a neural decoder as ONNX: input channels (N, 256, 256, 8) NHWC float32 (the rendered "
+        "preview channels), output image (N, 256, 256, 3) NHWC in [0, 1].",
+        epilog="example:\n  python -m trimesh_decode.models export-onnx mobile -o mobile.onnx",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    e.add_argument("model", help="a shipped model's name, a .npz, or a training run folder")
+    e.add_argument("-o", "--out", required=True, help="the .onnx file to write")
+    e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    return {"export-onnx": export_onnx_command}
+
+
+def export_onnx_command(args) -> str:
+    from trimesh_decode.onnx_export import OPSET, OnnxDecoder, export_onnx  # lazy: imports the onnx extra
+
+    out = check_output_file(args.out, args.force)
+    try:
+        OnnxDecoder.check_installed()
+    except ImportError:
+        raise UsageError("export-onnx needs the onnx extra: pip install -e '.[onnx]'") from None
+    decoder = load_model(args.model)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        export_onnx(decoder, tmp)
+        os.replace(tmp, out)  # atomic: a reader never sees half a model
+    finally:
+        tmp.unlink(missing_ok=True)
+    return f"wrote {out}: {decoder.name}, opset {OPSET}, {out.stat().st_size / 2**20:.1f} MiB"
+
+
 def main(argv: list[str] | None = None) -> int:
-    return export_main(__doc__, export_run, lambda full: full.get("summary", full), MODELS_DIR, argv)
+    return export_main(
+        __doc__, export_run, lambda full: full.get("summary", full), MODELS_DIR, argv, extra=_onnx_commands
+    )
 
 
 if __name__ == "__main__":
