@@ -2,7 +2,9 @@
 training images/s, against interpolation decoding of the same previews measured in the same run.
 
 Decoding: batch 1, channels rendered from the preview plus the network, jit-compiled (compile
-excluded), median of ``--repeats``; one core means the process is pinned to one CPU and XLA runs
+excluded), median of ``--repeats``; for ``mobile`` also the network exported to ONNX in onnxruntime
+(channels rendered by raster_cpu; ``decode --backend onnx``), against the JAX figure; one core
+means the process is pinned to one CPU and XLA runs
 single-threaded. Loading (one core): ms per training element on the host - the crop's PNG read, the
 preview parsed, triangulated and padded - against Pillow reading the PNG alone (the dataset's crops
 when data/trimesh_previews_scaled exists, else synthetic ones); a process makes 1000 / ms elements
@@ -70,7 +72,30 @@ def decoding(repeats: int) -> dict:
             ms8 = _median_ms(lambda: _predict(v, mesh, model, "all", 8), max(3, repeats // 4))
             out[name]["ms_per_preview_x8"] = round(ms8, 1)
             out[name]["ratio_x8_to_single"] = round(ms8 / ms, 1)
+            onnx_ms = _onnx_ms(v, preview, repeats)
+            if onnx_ms is not None:  # the same network exported, in onnxruntime (decode --backend onnx)
+                out[name]["onnx_ms_per_preview"] = round(onnx_ms, 1)
+                out[name]["onnx_ratio_to_jax"] = round(onnx_ms / ms, 2)
     return out
+
+
+def _onnx_ms(variables, preview, repeats: int) -> float | None:
+    """ms per preview of ``mobile``'s shape exported to ONNX, onnxruntime on one thread; None without
+    the onnx extra."""
+    import tempfile
+
+    try:
+        from trimesh_decode.models import NeuralDecoder
+        from trimesh_decode.onnx_export import OnnxDecoder, export_onnx
+
+        OnnxDecoder.check_installed()
+    except ImportError:
+        return None
+    settings = {"width": 64, "stacks": 2, "depth": 4, "channels": "all", "output": "residual"}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(NeuralDecoder("mobile", variables, settings, {}), Path(tmp) / "m.onnx")
+        dec = OnnxDecoder(path, threads=1)
+        return _median_ms(lambda: dec.decode([preview]), repeats)
 
 
 def loading(n: int) -> dict:

@@ -11,11 +11,14 @@ Chromium is installed (``apt-get install chromium``) or the page is not a report
 from __future__ import annotations
 
 import argparse
+import functools
+import http.server
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +38,9 @@ def find_browser() -> str | None:
     return None
 
 
-def _run(browser: str, page: Path, *flags: str) -> str:
+def _run(browser: str, page: Path | str, *flags: str) -> str:
+    """Chromium headless on ``page`` (a file, or an http URL) with ``flags``; its stdout."""
+    url = page if isinstance(page, str) else page.resolve().as_uri()
     with tempfile.TemporaryDirectory() as profile:
         cmd = [
             browser,
@@ -46,9 +51,30 @@ def _run(browser: str, page: Path, *flags: str) -> str:
             f"--user-data-dir={profile}",
             "--virtual-time-budget=10000",
             *flags,
-            page.resolve().as_uri(),
+            url,
         ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+def dump_served(folder: Path, page: str) -> str:
+    """The DOM of ``page`` (a path with its query, e.g. ``index.html?export=1``) after Chromium ran its
+    scripts, ``folder`` served over http on 127.0.0.1 (ES modules do not load from file:// pages)."""
+    browser = find_browser()
+    if browser is None:
+        raise FileNotFoundError("no Chromium found (install the Debian package: apt-get install chromium)")
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        return _run(browser, f"http://127.0.0.1:{server.server_address[1]}/{page}", "--dump-dom")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def check(page: str | Path, screenshot: str | Path | None = None) -> tuple[int, int, list[str]]:

@@ -60,34 +60,20 @@ def test_tri2ppm_writes_what_the_python_decoder_shows_and_refuses_bad_input(tmp_
     assert not (tmp_path / "b.ppm").exists()
 
 
-def test_the_page_decodes_every_inline_preview_in_chromium_as_the_python_decoder_does(tmp_path):
+def test_the_page_decodes_every_inline_preview_in_chromium_as_the_python_decoder_does():
     """web/index.html served on 127.0.0.1 and opened in headless Chromium: every canvas holds the
     Python decoder's image (within 1 level), and the page states its decoding speed."""
     import base64
-    import functools
     import html
-    import http.server
     import re
-    import threading
 
-    from launch.check_report import find_browser
+    from launch.check_report import dump_served, find_browser
     from trimesh_decode import raster_cpu
     from trimesh_decode.bitstream import from_bytes
 
-    browser = find_browser()
-    if browser is None:
+    if find_browser() is None:
         pytest.skip("Chromium is not installed (apt-get install chromium): the page was not opened in a browser")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(WEB))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/index.html?export=1"
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path}", "--dump-dom", url]
-        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=180).stdout
-    finally:
-        server.shutdown()
-        server.server_close()
+    dom = dump_served(WEB, "index.html?export=1")
     assert 'data-ready="yes"' in dom, dom[-2000:]
     rate = float(re.search(r'data-rate="([0-9.]+)"', dom).group(1))
     assert rate > 0 and "previews of 256x256 per second" in dom

@@ -86,8 +86,7 @@ def export_onnx(decoder, path: str | Path) -> Path:
     import onnx  # lazy: the optional onnx extra
 
     cfg, v = decoder.settings, decoder.variables
-    params = {k: v["params"][k] for k in v["params"]}
-    stats = v["batch_stats"]
+    params, stats = v["params"], v["batch_stats"]
     g = _Graph()
     x = g.op("Transpose", ["channels"], perm=[0, 3, 1, 2])  # NHWC -> NCHW
     interp = g.op("Slice", [x, g.const("i", np.array([2])), g.const("i", np.array([5])), g.const("i", np.array([1]))])

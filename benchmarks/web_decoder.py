@@ -1,0 +1,93 @@
+"""The plain decoder in JavaScript (web/tri.mjs): previews of 256x256 per second in Node and in
+headless Chromium (web/index.html measures itself), against the Python decoder
+(``raster_cpu.interpolate``, numba, one thread) on the same previews in the same run; and the file's
+gzipped size (the minified size needs terser: ``npx terser web/tri.mjs --module -c -m | gzip -9 | wc -c``).
+Writes results/benchmarks/web_decoder.json.
+
+    python benchmarks/web_decoder.py [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+WEB = ROOT / "web"
+PHOTOS = sorted((WEB / "conformance").glob("photo_*.tri"))
+
+NODE_BENCH = """
+import { readFileSync } from "node:fs";
+import { decodePreview } from "%s";
+const inputs = %s.map((f) => new Uint8Array(readFileSync(f)));
+for (let i = 0; i < 5; i++) for (const b of inputs) decodePreview(b);
+const t0 = performance.now(); let n = 0;
+while (performance.now() - t0 < %d) for (const b of inputs) { decodePreview(b, { size: 256 }); n++; }
+console.log(n / ((performance.now() - t0) / 1000));
+"""
+
+
+def python_rate(seconds: float) -> float:
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    from trimesh_decode import raster_cpu
+    from trimesh_decode.bitstream import from_bytes
+
+    previews = [from_bytes(p.read_bytes()) for p in PHOTOS]
+    for p in previews:
+        raster_cpu.interpolate(p, 256)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for p in previews:
+            raster_cpu.interpolate(p, 256)
+            n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def node_rate(seconds: float) -> float | None:
+    node = shutil.which("node")
+    if node is None:
+        return None
+    files = json.dumps([str(p) for p in PHOTOS])
+    script = NODE_BENCH % ((WEB / "tri.mjs").as_uri(), files, int(seconds * 1000))
+    out = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def chromium_rate() -> float | None:
+    from launch.check_report import dump_served, find_browser
+
+    if find_browser() is None:
+        return None
+    m = re.search(r'data-rate="([0-9.]+)"', dump_served(WEB, "index.html"))
+    return float(m.group(1)) if m else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=2.0, help="how long each rate is measured")
+    args = ap.parse_args()
+    py = python_rate(args.seconds)
+    res = {
+        "previews": [p.name for p in PHOTOS],
+        "python_raster_cpu_per_s": round(py, 1),
+        "tri_mjs_gzip_bytes": len(gzip.compress((WEB / "tri.mjs").read_bytes(), 9)),
+    }
+    for name, rate in (("node", node_rate(args.seconds)), ("chromium", chromium_rate())):
+        res[f"{name}_per_s"] = None if rate is None else round(rate, 1)
+        res[f"{name}_ratio_to_python"] = None if rate is None else round(rate / py, 2)
+    print(json.dumps(res, indent=1))
+    out = ROOT / "results" / "benchmarks" / "web_decoder.json"
+    out.write_text(json.dumps(res, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
