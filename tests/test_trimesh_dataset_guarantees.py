@@ -215,22 +215,36 @@ def test_a_killed_builder_takes_its_workers_with_it(tmp_path):
     deadline = time.time() + 120
 
     def workers() -> list[int]:
+        """The pool's worker processes (not multiprocessing's resource tracker, which runs no jobs)."""
         found = []
         for d in Path("/proc").iterdir():
             if d.name.isdigit():
                 try:
                     stat = (d / "stat").read_text()
+                    cmdline = (d / "cmdline").read_bytes()
                 except OSError:
                     continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == builder.pid:
+                if int(stat.rsplit(")", 1)[1].split()[1]) == builder.pid and b"spawn_main" in cmdline:
                     found.append(int(d.name))
         return found
 
-    while len(workers()) < 2:  # the spawned pool is up (and its workers are encoding)
+    def cpu_seconds(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    while len(workers()) < 2:  # the spawned pool is up
         assert builder.poll() is None and time.time() < deadline
         time.sleep(0.1)
     kids = workers()
-    time.sleep(3)  # let them get into a long encode
+    # Past their imports and initialiser, into a long encode: import takes about 1 s of CPU, one
+    # 400000-iteration encode minutes. (A worker killed earlier still exits: its initialiser sees
+    # the parent gone; but that would not test the kernel's PDEATHSIG.)
+    while min(cpu_seconds(k) for k in kids) < 4.0:
+        assert builder.poll() is None and time.time() < deadline
+        time.sleep(0.1)
     builder.send_signal(signal.SIGKILL)
     builder.wait()
     t = time.time()
