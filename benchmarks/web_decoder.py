@@ -2,7 +2,10 @@
 headless Chromium (web/index.html measures itself), against the Python decoder
 (``raster_cpu.interpolate``, numba, one thread) on the same previews in the same run; and the file's
 gzipped size (the minified size needs terser: ``npx terser web/tri.mjs --module -c -m | gzip -9 | wc -c``).
-Writes results/benchmarks/web_decoder.json.
+And the neural decoder (the shipped ``mobile`` exported as the web's float16 ONNX file): milliseconds
+per preview in Chromium through onnxruntime-web (web/index.html measures itself, wasm, 1 thread and
+the page's default), against onnxruntime in Python (``OnnxDecoder``, one thread) in the same run;
+needs the onnx extra and ``npm ci --prefix web``. Writes results/benchmarks/web_decoder.json.
 
     python benchmarks/web_decoder.py [--seconds 2]
 """
@@ -71,6 +74,47 @@ def chromium_rate() -> float | None:
     return float(m.group(1)) if m else None
 
 
+def neural_ms(seconds: float) -> dict:
+    """ms per preview: onnxruntime (Python, one thread, channels included) and the page in Chromium."""
+    import tempfile
+
+    from launch.check_report import evaluate_served, find_browser
+    from trimesh_decode.bitstream import from_bytes
+    from trimesh_decode.models import load_model
+    from trimesh_decode.onnx_export import OnnxDecoder, export_onnx
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        site = Path(tmp)
+        (site / "models").mkdir()
+        model = export_onnx(load_model("mobile"), site / "models" / "mobile.onnx", float16=True)
+        out["onnx_float16_mib"] = round(model.stat().st_size / 2**20, 2)
+        dec = OnnxDecoder(model, threads=1)
+        previews = [from_bytes(p.read_bytes()) for p in PHOTOS]
+        dec.decode(previews[:1])
+        times, t0 = [], time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for p in previews:
+                t = time.perf_counter()
+                dec.decode([p])
+                times.append(time.perf_counter() - t)
+        out["onnxruntime_python_1_thread_ms"] = round(1000 * float(sorted(times)[len(times) // 2]), 1)
+        if find_browser() is None or not (WEB / "node_modules" / "onnxruntime-web").is_dir():
+            return out
+        for name in ("index.html", "page.mjs", "tri.mjs", "neural.mjs", "node_modules"):
+            (site / name).symlink_to(WEB / name)
+        for label, query in (("1_thread", "?threads=1"), ("default_threads", "")):
+            dom = evaluate_served(site, "index.html" + query, "document.body.dataset.neural")
+            ms = re.search(r'data-neural-ms="([0-9.]+)"', dom)
+            threads = re.search(r'data-neural-threads="([0-9]+)"', dom)
+            out[f"chromium_wasm_{label}_ms"] = float(ms.group(1)) if ms else None
+            out[f"chromium_wasm_{label}_threads"] = int(threads.group(1)) if threads else None
+            if ms:
+                key = f"chromium_wasm_{label}_ratio_to_onnxruntime"
+                out[key] = round(float(ms.group(1)) / out["onnxruntime_python_1_thread_ms"], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=2.0, help="how long each rate is measured")
@@ -84,6 +128,10 @@ def main() -> None:
     for name, rate in (("node", node_rate(args.seconds)), ("chromium", chromium_rate())):
         res[f"{name}_per_s"] = None if rate is None else round(rate, 1)
         res[f"{name}_ratio_to_python"] = None if rate is None else round(rate / py, 2)
+    try:
+        res["neural"] = neural_ms(args.seconds)
+    except ImportError:
+        res["neural"] = None  # the onnx extra is not installed
     print(json.dumps(res, indent=1))
     out = ROOT / "results" / "benchmarks" / "web_decoder.json"
     out.write_text(json.dumps(res, indent=1) + "\n")

@@ -11,14 +11,20 @@ Chromium is installed (``apt-get install chromium``) or the page is not a report
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import functools
 import http.server
+import json
+import os
 import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +66,32 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         pass
 
+    def end_headers(self):
+        # cross-origin isolated, as a site serving onnxruntime-web with threads would be
+        # (SharedArrayBuffer needs both headers)
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        super().end_headers()
+
+
+class _Served:
+    """``folder`` over http on 127.0.0.1 while the block runs; ``.url(page)``."""
+
+    def __init__(self, folder: Path):
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def url(self, page: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/{page}"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
 
 def dump_served(folder: Path, page: str) -> str:
     """The DOM of ``page`` (a path with its query, e.g. ``index.html?export=1``) after Chromium ran its
@@ -67,14 +99,107 @@ def dump_served(folder: Path, page: str) -> str:
     browser = find_browser()
     if browser is None:
         raise FileNotFoundError("no Chromium found (install the Debian package: apt-get install chromium)")
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        return _run(browser, f"http://127.0.0.1:{server.server_address[1]}/{page}", "--dump-dom")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _Served(folder) as served:
+        return _run(browser, served.url(page), "--dump-dom")
+
+
+def evaluate_served(folder: Path, page: str, until: str, *, timeout: float = 300.0, flags: tuple = ()) -> str:
+    """The DOM of ``page`` once the JavaScript expression ``until`` is truthy on it, ``folder`` served
+    over http on 127.0.0.1 (cross-origin isolated). Unlike :func:`dump_served` this runs in real time
+    (no virtual-time budget, so ``performance.now()`` measures) and waits for asynchronous work, by
+    driving headless Chromium over the DevTools protocol on a pipe."""
+    browser = find_browser()
+    if browser is None:
+        raise FileNotFoundError("no Chromium found (install the Debian package: apt-get install chromium)")
+    with _Served(folder) as served, tempfile.TemporaryDirectory() as profile:
+        to_browser_r, to_browser_w = os.pipe()
+        from_browser_r, from_browser_w = os.pipe()
+        # the browser reads commands on fd 3 and writes replies on fd 4
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-pipe",
+            *flags,
+            "about:blank",
+        ]
+
+        def fds():  # in the child: the pipe ends onto 3 and 4 (via fds above both, so none is overwritten)
+            r, w = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
+            os.dup2(r, 3)
+            os.dup2(w, 4)
+
+        # close_fds=False keeps 3 and 4 (dup2 makes them inheritable); every other pipe end is
+        # close-on-exec, so the browser holds only its own two
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=fds,
+            close_fds=False,
+        )
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        cdp = _Cdp(to_browser_w, from_browser_r, time.time() + timeout)
+        try:
+            target = cdp.call("Target.createTarget", url=served.url(page))["targetId"]
+            session = cdp.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+            probe = f"(() => {{ try {{ return !!({until}); }} catch (e) {{ return false; }} }})()"
+            while True:
+                try:
+                    r = cdp.call("Runtime.evaluate", session=session, expression=probe, returnByValue=True)
+                except RuntimeError:  # no execution context yet: the page is still loading
+                    r = {}
+                if r.get("result", {}).get("value") is True:
+                    break
+                if time.time() > cdp.deadline:
+                    raise TimeoutError(f"{page}: {until} did not become true in {timeout:.0f} s")
+                time.sleep(0.1)
+            dom = "document.documentElement.outerHTML"
+            return cdp.call("Runtime.evaluate", session=session, expression=dom, returnByValue=True)["result"]["value"]
+        finally:
+            with contextlib.suppress(Exception):
+                cdp.call("Browser.close")
+            os.close(to_browser_w)
+            os.close(from_browser_r)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class _Cdp:
+    """DevTools protocol messages over Chromium's pipe: JSON, each ended by a NUL byte."""
+
+    def __init__(self, write_fd: int, read_fd: int, deadline: float):
+        self.w, self.r, self.deadline, self.n, self.buf = write_fd, read_fd, deadline, 0, b""
+
+    def call(self, method: str, session: str | None = None, **params):
+        self.n += 1
+        msg = {"id": self.n, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.w, json.dumps(msg).encode() + b"\0")
+        while True:
+            while b"\0" not in self.buf:
+                if time.time() > self.deadline:
+                    raise TimeoutError(f"Chromium did not answer {method} in time")
+                ready, _, _ = select.select([self.r], [], [], 1.0)
+                if ready:
+                    chunk = os.read(self.r, 1 << 20)
+                    if not chunk:
+                        raise RuntimeError("Chromium closed the DevTools pipe")
+                    self.buf += chunk
+            raw, self.buf = self.buf.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self.n:
+                if "error" in reply:
+                    raise RuntimeError(f"Chromium: {method}: {reply['error'].get('message')}")
+                return reply.get("result", {})
 
 
 def check(page: str | Path, screenshot: str | Path | None = None) -> tuple[int, int, list[str]]:

@@ -35,6 +35,11 @@ def test_the_shipped_decoder_exported_to_onnx_decodes_as_the_jax_decoder(tmp_pat
     jax_images = decoder.decode(previews)
     assert ours.shape == jax_images.shape == (3, 256, 256, 3) and ours.dtype == np.uint8
     assert _psnr(ours, jax_images) >= 50.0
+    assert model.ir_version == 8  # what onnxruntime-web reads
+    # the web's file: float16 weights (half the bytes), float32 arithmetic
+    half = export_onnx(decoder, tmp_path / "mobile16.onnx", float16=True)
+    assert half.stat().st_size < 0.55 * path.stat().st_size
+    assert _psnr(OnnxDecoder(half, threads=1).decode(previews), jax_images) >= 50.0
 
 
 def test_an_image_output_model_with_fewer_channels_exports_the_same_function(tmp_path):

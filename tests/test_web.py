@@ -1,5 +1,6 @@
-"""web/: the JavaScript decoder (tri.mjs) and its Node command against the Python decoder, through the
-conformance vectors in web/conformance/ (written by web/make_conformance.py)."""
+"""web/: the JavaScript decoders (tri.mjs, neural.mjs) and the Node command against the Python decoders,
+through the conformance vectors in web/conformance/ (written by web/make_conformance.py), and the page
+web/index.html in headless Chromium, the neural half through onnxruntime-web (npm ci --prefix web)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,48 @@ def test_the_page_decodes_every_inline_preview_in_chromium_as_the_python_decoder
         want = raster_cpu.interpolate(from_bytes((WEB / "conformance" / name).read_bytes()), 256)
         assert (shown[..., 3] == 255).all()
         assert np.abs(shown[..., :3].astype(int) - want.astype(int)).max() <= 1, name
+
+
+def _rgba(tag: str, key: str) -> np.ndarray:
+    import base64
+    import html
+    import re
+
+    raw = base64.b64decode(html.unescape(re.search(rf'{key}="([^"]+)"', tag).group(1)))
+    return np.frombuffer(raw, np.uint8).reshape(256, 256, 4)
+
+
+def test_the_page_replaces_each_preview_by_the_neural_decoding_of_onnxruntime_web(tmp_path):
+    """web/index.html with the shipped mobile decoder exported as the web's float16 ONNX file: after
+    the plain decodings, every canvas holds onnxruntime-web's neural decoding, which is what
+    onnxruntime gives from the same file in Python (within 1 level: wasm sums in another order), and
+    the page states the time per preview."""
+    import re
+
+    pytest.importorskip("onnxruntime", reason="the onnx extra (pip install -e '.[onnx]') is not installed")
+    from launch.check_report import evaluate_served, find_browser
+    from trimesh_decode.bitstream import from_bytes
+    from trimesh_decode.models import load_model
+    from trimesh_decode.onnx_export import OnnxDecoder, export_onnx
+
+    if find_browser() is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium): the page was not opened in a browser")
+    if not (WEB / "node_modules" / "onnxruntime-web" / "dist").is_dir():
+        pytest.skip("onnxruntime-web is not installed (npm ci --prefix web): the neural page was not opened")
+    site = tmp_path / "site"  # the page as a site would serve it: web/ and the exported model
+    (site / "models").mkdir(parents=True)
+    for name in ("index.html", "page.mjs", "tri.mjs", "neural.mjs", "node_modules"):
+        (site / name).symlink_to(WEB / name)
+    model = export_onnx(load_model("mobile"), site / "models" / "mobile.onnx", float16=True)
+    dom = evaluate_served(site, "index.html?export=1", "document.body.dataset.neural")
+    assert 'data-neural="done"' in dom, re.search(r'<p id="neural">(.*?)</p>', dom, re.S).group(1)
+    assert float(re.search(r'data-neural-ms="([0-9.]+)"', dom).group(1)) > 0
+    assert "ms per preview" in dom
+    tags = re.findall(r"<canvas\b[^>]*>", dom)
+    names = [re.search(r'data-name="([^"]+)"', t).group(1) for t in tags]
+    want = OnnxDecoder(model, threads=1).decode([from_bytes((WEB / "conformance" / n).read_bytes()) for n in names])
+    for tag, name, w in zip(tags, names, want):
+        shown = _rgba(tag, "data-neural-rgba")
+        assert (shown[..., 3] == 255).all()
+        assert np.abs(shown[..., :3].astype(int) - w.astype(int)).max() <= 1, name
+        assert np.abs(shown[..., :3].astype(int) - _rgba(tag, "data-rgba")[..., :3]).max() > 1, name  # replaced

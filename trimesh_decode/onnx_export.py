@@ -8,7 +8,8 @@ residual sums, the heads' DepthToSpace(4) + Conv 1x1 + tanh, plus the interpolat
 orbax-checkpoint below 0.11.37, older than the one the trainer uses; the hourglass needs eight ONNX
 operators, so a direct build is short and has no such pin.
 
-Model contract (opset 17): input ``channels`` float32 (N, 256, 256, 8), NHWC, the rendered channels
+Model contract (opset 17, IR version 8; ``float16=True`` stores the weights in half precision and
+casts them to float32 in the graph): input ``channels`` float32 (N, 256, 256, 8), NHWC, the rendered channels
 of :func:`trimesh_decode.raster_cpu.decoder_channels` (edge, vertex, interpolated RGB, coloured
 vertices); output ``image`` float32 (N, 256, 256, 3), NHWC, in about [0, 1] (the caller clips and
 rounds, as :func:`trimesh_decode.decoding.predict` does).
@@ -27,14 +28,16 @@ from trimesh_decode.meshes import pack
 __all__ = ["OPSET", "export_onnx", "OnnxDecoder"]
 
 OPSET = 17
+IR_VERSION = 8  # opset 17's: what onnxruntime-web and older runtimes read (the onnx package writes newer)
 EPS = 1e-5  # the hourglass's BatchNorm epsilon
 
 
 class _Graph:
-    def __init__(self):
+    def __init__(self, float16: bool = False):
         import onnx  # lazy: the optional onnx extra
 
         self.onnx = onnx
+        self.float16 = float16
         self.nodes, self.inits, self.n = [], [], 0
 
     def name(self, base: str) -> str:
@@ -57,7 +60,11 @@ class _Graph:
         out = -(-size // stride)
         total = max((out - 1) * stride + k - size, 0)
         lo, hi = total // 2, total - total // 2
-        w = self.const("w", np.transpose(kernel, (3, 2, 0, 1)).astype(np.float32))  # HWIO -> OIHW
+        w = np.transpose(kernel, (3, 2, 0, 1))  # HWIO -> OIHW
+        if self.float16:  # stored as float16, cast once to float32 (onnxruntime folds the Cast at load)
+            w = self.op("Cast", [self.const("w", w.astype(np.float16))], to=self.onnx.TensorProto.FLOAT)
+        else:
+            w = self.const("w", w.astype(np.float32))
         b = self.const("b", bias.astype(np.float32))
         return self.op("Conv", [x, w, b], kernel_shape=[k, k], strides=[stride, stride], pads=[lo, lo, hi, hi])
 
@@ -81,13 +88,15 @@ def _level(g: _Graph, x: str, level: int, p: dict, s: dict, size: int) -> str:
     return g.op("Add", [skip, up])
 
 
-def export_onnx(decoder, path: str | Path) -> Path:
-    """Write ``decoder`` (a :class:`trimesh_decode.models.NeuralDecoder`) as an ONNX model to ``path``."""
+def export_onnx(decoder, path: str | Path, *, float16: bool = False) -> Path:
+    """Write ``decoder`` (a :class:`trimesh_decode.models.NeuralDecoder`) as an ONNX model to ``path``;
+    ``float16``: the (BatchNorm-folded) convolution weights stored as float16, half the file, the
+    arithmetic still float32."""
     import onnx  # lazy: the optional onnx extra
 
     cfg, v = decoder.settings, decoder.variables
     params, stats = v["params"], v["batch_stats"]
-    g = _Graph()
+    g = _Graph(float16)
     x = g.op("Transpose", ["channels"], perm=[0, 3, 1, 2])  # NHWC -> NCHW
     interp = g.op("Slice", [x, g.const("i", np.array([2])), g.const("i", np.array([5])), g.const("i", np.array([1]))])
     if len(CHANNEL_SETS[cfg["channels"]]) != 8:
@@ -117,7 +126,10 @@ def export_onnx(decoder, path: str | Path) -> Path:
         g.inits,
     )
     model = onnx.helper.make_model(
-        graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="compat-codecs"
+        graph,
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)],
+        producer_name="compat-codecs",
+        ir_version=IR_VERSION,
     )
     model.doc_string = (
         f"trimesh_decode neural decoder {decoder.name}: channels (N,256,256,8) NHWC -> image (N,256,256,3)"

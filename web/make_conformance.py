@@ -1,8 +1,9 @@
 """Write web/conformance/: preview files (valid ones, edge cases, malformed ones) and expected.json,
-what the Python decoder makes of each - the triangles, at 64x64 the RGB image and the triangle of
-every pixel (a sha256), or the error - and web/index.html, a page of the photo previews (inline)
-decoded by tri.mjs. web/test/tri.test.mjs holds web/tri.mjs to the vectors and tests/test_web.py
-checks that they still are what the Python decoder says, and opens the page in Chromium.
+what the Python decoder makes of each - the triangles, at 64x64 the RGB image, the triangle of
+every pixel and the neural decoder's other input channels (sha256s), or the error - and
+web/index.html, a page of the photo previews (inline) decoded by web/page.mjs. web/test/*.test.mjs
+hold web/tri.mjs and web/neural.mjs to the vectors, and tests/test_web.py checks that they still
+are what the Python decoder says, and opens the page in Chromium.
 
     python web/make_conformance.py            # (re)writes web/conformance/
     python web/make_conformance.py --check    # exit 1 if a file differs from what it would write
@@ -113,6 +114,7 @@ def expected(name: str, data: bytes) -> dict:
     mesh = pack([p])
     index = raster_cpu.triangle_index(mesh, SIZE, SIZE)[0]
     rgb = raster_cpu.interpolate(p, SIZE)
+    channels = raster_cpu.decoder_channels(mesh, SIZE, SIZE)[0]
     return {
         "file": name,
         "valid": True,
@@ -123,6 +125,10 @@ def expected(name: str, data: bytes) -> dict:
         "size": SIZE,
         "index_sha256": hashlib.sha256(index.astype("<i4").tobytes()).hexdigest(),
         "rgb": base64.b64encode(rgb.tobytes()).decode(),
+        # the neural decoder's input besides the RGB: edge and vertex maps (0/1 bytes, per pixel)
+        # and the coloured-vertex map (float32, 3 per pixel)
+        "marks_sha256": hashlib.sha256(channels[..., :2].astype(np.uint8).tobytes()).hexdigest(),
+        "vertex_colours_sha256": hashlib.sha256(channels[..., 5:8].astype("<f4").tobytes()).hexdigest(),
     }
 
 
@@ -136,69 +142,35 @@ PAGE = """<!doctype html>
   .grid {{ display: flex; flex-wrap: wrap; gap: 1.2em; }}
   figure {{ margin: 0; }}
   canvas {{ width: 256px; height: 256px; background: #eee; display: block; }}
-  figcaption {{ font-size: 13px; color: #555; }}
+  figcaption {{ font-size: 13px; color: #555; max-width: 256px; }}
 </style>
 </head>
 <body>
 <h1>Triangle previews, decoded in the browser</h1>
-<p>Each preview's bytes are inline in this page, as a site would embed them, and decoded by
+<p>Each preview's bytes are inline in this page, as a site would embed them, and decoded at once by
 <code>tri.mjs</code> (the plain decoder: Delaunay mesh, linear interpolation).
 <span id="summary">Decoding...</span></p>
+<p id="neural">Then the same bytes go through the neural decoder (<code>neural.mjs</code>, the
+network exported to ONNX, run by onnxruntime-web) and replace the plain decoding...</p>
 <div class="grid">
 {figures}
 </div>
-<script type="module">
-import {{ decodePreview }} from "./tri.mjs";
-const params = new URLSearchParams(location.search);
-const figures = [...document.querySelectorAll("canvas[data-tri]")];
-let total = 0;
-for (const canvas of figures) {{
-  const bytes = Uint8Array.from(atob(canvas.dataset.tri), (c) => c.charCodeAt(0));
-  const t0 = performance.now();
-  const {{ width, height, data }} = decodePreview(bytes, {{ size: canvas.width }});
-  const ms = performance.now() - t0;
-  total += ms;
-  canvas.getContext("2d").putImageData(new ImageData(data, width, height), 0, 0);
-  canvas.nextElementSibling.textContent += `, decoded in ${{ms.toFixed(1)}} ms`;
-  if (params.has("export")) {{  // for the test: the canvas as the browser holds it
-    const px = canvas.getContext("2d").getImageData(0, 0, width, height).data;
-    let s = "";
-    for (let i = 0; i < px.length; i += 8192) s += String.fromCharCode(...px.subarray(i, i + 8192));
-    canvas.dataset.rgba = btoa(s);
-  }}
-}}
-// decoding speed: every preview decoded again, after a warm-up (the JIT), for about a second
-const inputs = figures.map((c) => Uint8Array.from(atob(c.dataset.tri), (ch) => ch.charCodeAt(0)));
-for (let i = 0; i < 5; i++) for (const b of inputs) decodePreview(b);
-const t1 = performance.now();
-let n = 0;
-while (performance.now() - t1 < 1000) {{
-  for (const b of inputs) {{
-    decodePreview(b, {{ size: 256 }});
-    n++;
-  }}
-}}
-const rate = n / ((performance.now() - t1) / 1000);
-document.getElementById("summary").textContent =
-  `${{figures.length}} previews decoded in ${{total.toFixed(1)}} ms; ` +
-  `${{rate.toFixed(0)}} previews of 256x256 per second.`;
-document.body.dataset.rate = rate.toFixed(1);
-document.body.dataset.ready = "yes";
-</script>
+<script type="module" src="page.mjs"></script>
 </body>
 </html>
 """
 
 
 def page(files: dict[str, bytes]) -> bytes:
-    """web/index.html: the photo previews inline (base64), decoded by tri.mjs when the page loads."""
+    """web/index.html: the photo previews inline (base64), decoded by web/page.mjs when the page loads."""
     figs = []
     for name in sorted(n for n in files if n.startswith("photo_")):
         data = files[name]
         figs.append(
             f'<figure><canvas width="256" height="256" data-name="{name}" '
             f'data-tri="{base64.b64encode(data).decode()}"></canvas>'
-            f"<figcaption>{name}: {len(data)} bytes</figcaption></figure>"
+            f'<figcaption>{name}: {len(data)} bytes; <span class="plain"></span><span class="neural"></span>'
+            "</figcaption></figure>"
         )
     return PAGE.format(figures="\n".join(figs)).encode()
 

@@ -428,8 +428,10 @@ function cross(row, x0, y0, x1, y1, lr) {
 
 /**
  * Render a parsed preview at width x height by barycentric interpolation: {triangles, index
- * (Int32Array, each pixel's triangle), rgb (Float32Array, 3 per pixel, 0..1)}. With ``rgba`` (a
- * Uint8ClampedArray of 4 * width * height) the pixels go there as bytes instead (index, rgb null).
+ * (Int32Array, each pixel's triangle), rgb (Float32Array, 3 per pixel, 0..1), x, y (Float32Array,
+ * each mesh point's pixel position: the 4 corners, then the vertices), colours (3 per point, 0..1)}.
+ * With ``rgba`` (a Uint8ClampedArray of 4 * width * height) the pixels go there as bytes instead
+ * (index, rgb null).
  */
 export function render(preview, width, height, rgba = null) {
   if (!(width >= 2 && height >= 2)) throw new RangeError(`output size ${height}x${width}: each side must be at least 2 pixels`);
@@ -531,10 +533,10 @@ export function render(preview, width, height, rgba = null) {
       }
     }
   }
-  return { triangles: tri, index, rgb };
+  return { triangles: tri, index, rgb, x, y, colours: col };
 }
 
-function roundHalfEven(v) {
+export function roundHalfEven(v) {
   const f = Math.floor(v), d = v - f;
   if (d > 0.5) return f + 1;
   if (d < 0.5) return f;

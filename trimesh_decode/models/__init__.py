@@ -189,6 +189,11 @@ def _onnx_commands(sub) -> dict:
     )
     e.add_argument("model", help="a shipped model's name, a .npz, or a training run folder")
     e.add_argument("-o", "--out", required=True, help="the .onnx file to write")
+    e.add_argument(
+        "--float16",
+        action="store_true",
+        help="store the weights as float16 (half the file, for the web; the arithmetic stays float32)",
+    )
     e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     return {"export-onnx": export_onnx_command}
 
@@ -204,11 +209,12 @@ def export_onnx_command(args) -> str:
     decoder = load_model(args.model)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        export_onnx(decoder, tmp)
+        export_onnx(decoder, tmp, float16=args.float16)
         os.replace(tmp, out)  # atomic: a reader never sees half a model
     finally:
         tmp.unlink(missing_ok=True)
-    return f"wrote {out}: {decoder.name}, opset {OPSET}, {out.stat().st_size / 2**20:.1f} MiB"
+    kind = "float16 weights" if args.float16 else "float32"
+    return f"wrote {out}: {decoder.name}, opset {OPSET}, {kind}, {out.stat().st_size / 2**20:.1f} MiB"
 
 
 def main(argv: list[str] | None = None) -> int:

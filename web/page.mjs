@@ -1,0 +1,108 @@
+// page.mjs: web/index.html's script. Every <canvas data-tri="(base64 preview)"> is decoded at once
+// by tri.mjs (the plain decoder), the plain decoding speed is measured, and then each canvas is
+// replaced by the neural decoding (neural.mjs on onnxruntime-web), with the time per preview.
+// Query: ?model=URL (default models/mobile.onnx), ?threads=N (default: up to 4 where the page is
+// cross-origin isolated, else 1), ?export=1 (each canvas's pixels as base64 in
+// data-rgba and data-neural-rgba, for tests/test_web.py).
+import { decodePreview } from "./tri.mjs";
+import { NeuralDecoder } from "./neural.mjs";
+
+const ORT = "./node_modules/onnxruntime-web/dist/ort.wasm.min.mjs"; // npm ci --prefix web
+const params = new URLSearchParams(location.search);
+const figures = [...document.querySelectorAll("canvas[data-tri]")];
+const bytesOf = (canvas) => Uint8Array.from(atob(canvas.dataset.tri), (c) => c.charCodeAt(0));
+const summary = document.getElementById("summary");
+const neuralLine = document.getElementById("neural");
+
+function show(canvas, { width, height, data }, key) {
+  const ctx = canvas.getContext("2d");
+  ctx.putImageData(new ImageData(data, width, height), 0, 0);
+  if (params.has("export")) { // for the test: the canvas as the browser holds it
+    const px = ctx.getImageData(0, 0, width, height).data;
+    let s = "";
+    for (let i = 0; i < px.length; i += 8192) s += String.fromCharCode(...px.subarray(i, i + 8192));
+    canvas.dataset[key] = btoa(s);
+  }
+}
+
+// 1. the plain decoder, at once
+let total = 0;
+for (const canvas of figures) {
+  const t0 = performance.now();
+  const image = decodePreview(bytesOf(canvas), { size: canvas.width });
+  const ms = performance.now() - t0;
+  total += ms;
+  show(canvas, image, "rgba");
+  canvas.nextElementSibling.querySelector(".plain").textContent = `plain ${ms.toFixed(1)} ms`;
+}
+
+// 2. its speed: every preview decoded again, after a warm-up (the JIT), for about a second
+const inputs = figures.map(bytesOf);
+for (let i = 0; i < 5; i++) for (const b of inputs) decodePreview(b);
+const t1 = performance.now();
+let n = 0;
+while (performance.now() - t1 < 1000) {
+  for (const b of inputs) {
+    decodePreview(b, { size: 256 });
+    n++;
+  }
+}
+const rate = n / ((performance.now() - t1) / 1000);
+summary.textContent =
+  `${figures.length} previews decoded in ${total.toFixed(1)} ms; ${rate.toFixed(0)} previews of 256x256 per second.`;
+document.body.dataset.rate = rate.toFixed(1);
+document.body.dataset.ready = "yes";
+
+// 3. the neural decoder, replacing each canvas
+function unavailable(why) {
+  neuralLine.textContent = `Neural decoder not shown: ${why}.`;
+  document.body.dataset.neural = "unavailable";
+}
+
+async function neural() {
+  let ort;
+  try {
+    ort = await import(ORT);
+  } catch {
+    return unavailable("onnxruntime-web is not installed (npm ci --prefix web)");
+  }
+  const url = params.get("model") ?? "models/mobile.onnx";
+  const response = await fetch(url).catch(() => null);
+  if (!response || !response.ok) {
+    return unavailable(
+      `no model at ${url} (python -m trimesh_decode.models export-onnx mobile --float16 -o web/models/mobile.onnx)`,
+    );
+  }
+  const t0 = performance.now();
+  const threads = params.has("threads") ? Number(params.get("threads")) : undefined;
+  const decoder = await NeuralDecoder.create(ort, new Uint8Array(await response.arrayBuffer()), { threads });
+  await decoder.decode(inputs[0]); // the first run allocates and plans: not a preview's cost
+  const load = performance.now() - t0;
+  const times = [];
+  for (const canvas of figures) {
+    const image = await decoder.decode(bytesOf(canvas));
+    const ms = image.ms.channels + image.ms.network;
+    times.push(ms);
+    show(canvas, image, "neuralRgba");
+    canvas.nextElementSibling.querySelector(".neural").textContent =
+      `, neural ${ms.toFixed(0)} ms (channels ${image.ms.channels.toFixed(1)}, network ${image.ms.network.toFixed(0)})`;
+  }
+  // the time per preview once warm: every preview twice more, the median
+  for (let k = 0; k < 2; k++) {
+    for (const b of inputs) {
+      const { ms } = await decoder.decode(b);
+      times.push(ms.channels + ms.network);
+    }
+  }
+  const median = times.slice(figures.length).sort((a, b) => a - b)[(times.length - figures.length) >> 1];
+  const used = ort.env.wasm.numThreads;
+  neuralLine.textContent =
+    `Now shown: the neural decoder (${url.split("/").pop()}, onnxruntime-web ${ort.env.versions.web}, wasm, ` +
+    `${used} thread${used > 1 ? "s" : ""}): ${median.toFixed(0)} ms per preview (median, warm), ` +
+    `after ${load.toFixed(0)} ms to load the model.`;
+  document.body.dataset.neuralThreads = String(used);
+  document.body.dataset.neuralMs = median.toFixed(1);
+  document.body.dataset.neural = "done";
+}
+
+neural().catch((e) => unavailable(String(e)));
