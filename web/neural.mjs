@@ -48,25 +48,27 @@ export function decoderChannels(preview, width = SIZE, height = SIZE) {
 
 /** An exported decoder in an onnxruntime-web session. */
 export class NeuralDecoder {
-  constructor(ort, session) {
+  constructor(ort, session, ep) {
     this.ort = ort;
     this.session = session;
+    this.ep = ep;
   }
 
   /**
-   * ``ort``: the onnxruntime-web module; ``model``: the .onnx file's URL or bytes. Threads: up to 4
-   * where the page is cross-origin isolated (SharedArrayBuffer), else 1, unless ``threads`` says.
+   * ``ort``: the onnxruntime-web module (ort.wasm.min.mjs; ort.webgpu.min.mjs for ``ep: "webgpu"``);
+   * ``model``: the .onnx file's URL or bytes. Wasm threads: up to 4 where the page is cross-origin
+   * isolated (SharedArrayBuffer), else 1, unless ``threads`` says.
    */
-  static async create(ort, model, { threads } = {}) {
+  static async create(ort, model, { threads, ep = "wasm" } = {}) {
     const isolated = typeof self !== "undefined" && self.crossOriginIsolated;
     const cores = (typeof navigator !== "undefined" && navigator.hardwareConcurrency) || 1;
     ort.env.wasm.numThreads = threads ?? (isolated ? Math.min(4, cores) : 1);
     const session = await ort.InferenceSession.create(model, {
-      executionProviders: ["wasm"],
+      executionProviders: [ep],
       graphOptimizationLevel: "all",
       freeDimensionOverrides: { N: 1 },
     });
-    return new NeuralDecoder(ort, session);
+    return new NeuralDecoder(ort, session, ep);
   }
 
   /**

@@ -1,13 +1,14 @@
 // page.mjs: web/index.html's script. Every <canvas data-tri="(base64 preview)"> is decoded at once
 // by tri.mjs (the plain decoder), the plain decoding speed is measured, and then each canvas is
 // replaced by the neural decoding (neural.mjs on onnxruntime-web), with the time per preview.
-// Query: ?model=URL (default models/mobile.onnx), ?threads=N (default: up to 4 where the page is
+// Query: ?model=URL (default models/mobile.onnx), ?ep=wasm|webgpu (default: webgpu where the
+// browser offers a GPU adapter), ?threads=N (default: up to 4 where the page is
 // cross-origin isolated, else 1), ?export=1 (each canvas's pixels as base64 in
 // data-rgba and data-neural-rgba, for tests/test_web.py).
 import { decodePreview } from "./tri.mjs";
 import { NeuralDecoder } from "./neural.mjs";
 
-const ORT = "./node_modules/onnxruntime-web/dist/ort.wasm.min.mjs"; // npm ci --prefix web
+const DIST = "./node_modules/onnxruntime-web/dist/"; // npm ci --prefix web
 const params = new URLSearchParams(location.search);
 const figures = [...document.querySelectorAll("canvas[data-tri]")];
 const bytesOf = (canvas) => Uint8Array.from(atob(canvas.dataset.tri), (c) => c.charCodeAt(0));
@@ -60,9 +61,12 @@ function unavailable(why) {
 }
 
 async function neural() {
+  // WebGPU where the browser has an adapter (a GPU), else WebAssembly on the CPU; ?ep= overrides
+  const gpu = typeof navigator.gpu !== "undefined" && (await navigator.gpu.requestAdapter().catch(() => null));
+  const ep = params.get("ep") ?? (gpu ? "webgpu" : "wasm");
   let ort;
   try {
-    ort = await import(ORT);
+    ort = await import(DIST + (ep === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"));
   } catch {
     return unavailable("onnxruntime-web is not installed (npm ci --prefix web)");
   }
@@ -75,7 +79,7 @@ async function neural() {
   }
   const t0 = performance.now();
   const threads = params.has("threads") ? Number(params.get("threads")) : undefined;
-  const decoder = await NeuralDecoder.create(ort, new Uint8Array(await response.arrayBuffer()), { threads });
+  const decoder = await NeuralDecoder.create(ort, new Uint8Array(await response.arrayBuffer()), { threads, ep });
   await decoder.decode(inputs[0]); // the first run allocates and plans: not a preview's cost
   const load = performance.now() - t0;
   const times = [];
@@ -96,10 +100,11 @@ async function neural() {
   }
   const median = times.slice(figures.length).sort((a, b) => a - b)[(times.length - figures.length) >> 1];
   const used = ort.env.wasm.numThreads;
+  const where = ep === "wasm" ? `wasm, ${used} thread${used > 1 ? "s" : ""}` : ep;
   neuralLine.textContent =
-    `Now shown: the neural decoder (${url.split("/").pop()}, onnxruntime-web ${ort.env.versions.web}, wasm, ` +
-    `${used} thread${used > 1 ? "s" : ""}): ${median.toFixed(0)} ms per preview (median, warm), ` +
+    `Now shown: the neural decoder (${url.split("/").pop()}, onnxruntime-web ${ort.env.versions.web}, ${where}): ${median.toFixed(0)} ms per preview (median, warm), ` +
     `after ${load.toFixed(0)} ms to load the model.`;
+  document.body.dataset.neuralEp = ep;
   document.body.dataset.neuralThreads = String(used);
   document.body.dataset.neuralMs = median.toFixed(1);
   document.body.dataset.neural = "done";
