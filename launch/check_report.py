@@ -126,23 +126,22 @@ def evaluate_served(folder: Path, page: str, until: str, *, timeout: float = 300
             "about:blank",
         ]
 
-        def fds():  # in the child: the pipe ends onto 3 and 4 (via fds above both, so none is overwritten)
-            r, w = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
-            os.dup2(r, 3)
-            os.dup2(w, 4)
-
-        # close_fds=False keeps 3 and 4 (dup2 makes them inheritable); every other pipe end is
-        # close-on-exec, so the browser holds only its own two
+        # a small Python trampoline moves the two pipe ends onto fds 3 and 4 and execs the browser
+        # (no preexec_fn: forking a process that may run JAX threads is unsafe; the ends go via fds
+        # above 9 so that neither dup2 overwrites the other); every other end is close-on-exec
+        r, w = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_browser_r, from_browser_w))
+        trampoline = "import os, sys; r, w = map(int, sys.argv[1:3]); os.dup2(r, 3); os.dup2(w, 4); " + (
+            "os.close(r); os.close(w); os.execv(sys.argv[3], sys.argv[3:])"
+        )
         proc = subprocess.Popen(
-            cmd,
+            [sys.executable, "-c", trampoline, str(r), str(w), *cmd],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=fds,
-            close_fds=False,
+            pass_fds=(r, w),
         )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
+        for fd in (to_browser_r, from_browser_w, r, w):
+            os.close(fd)
         cdp = _Cdp(to_browser_w, from_browser_r, time.time() + timeout)
         try:
             target = cdp.call("Target.createTarget", url=served.url(page))["targetId"]
