@@ -208,3 +208,31 @@ def test_the_encoder_writes_the_same_bytes_as_before_for_a_seed(crop, target, se
     image = data.astronaut()[100:356, 150:406] if crop == "astronaut" else data.coffee()[::7, ::5]
     r = encode_image(image, target_bytes=target, seed=seed)
     assert (r.num_bytes, hashlib.sha256(r.data).hexdigest()) == (size, digest)
+
+
+def test_every_work_image_pixel_is_scored_once_by_exactly_one_triangle():
+    """The climb scores each triangle apart (and caches it), so the triangles must split the work
+    image exactly: an image the same colour everywhere against a palette colour makes every pixel's
+    error the same, and the total is that error times the number of pixels, on meshes of every
+    shape (grids from 2x2, work images from 2x2, vertices on the border and on lines)."""
+    from trimesh_decode import encoder as E
+
+    rng = np.random.default_rng(0)
+    for _ in range(120):
+        gw, gh = int(rng.integers(2, 70)), int(rng.integers(2, 70))
+        h, w = int(rng.integers(2, 90)), int(rng.integers(2, 90))
+        occ = np.full((gh, gw), -1, np.int64)
+        free = [(x, y) for y in range(gh) for x in range(gw) if not (x in (0, gw - 1) and y in (0, gh - 1))]
+        k = int(rng.integers(0, min(len(free), 300) + 1))
+        vx, vy = np.zeros(1025, np.int64), np.zeros(1025, np.int64)
+        for j, q in enumerate(rng.permutation(len(free))[:k]):
+            x, y = free[q]
+            occ[y, x], vx[j], vy[j] = 0, x, y
+        pal = np.zeros((33, 3), np.int64)
+        pal[0], pal[1] = [63, 32, 32], [62, 32, 32]
+        errmap = np.zeros((h, w))
+        target = E.Target(np.zeros((h, w, 3)), np.full(3, 1 / 3))
+        err, _ = E._error_map(target, E.Layout(occ, vx, vy, np.zeros(4, np.int64), pal), k, 2, errmap)
+        per = errmap.max()
+        assert per > 0 and np.allclose(errmap, per, rtol=1e-12, atol=0)  # every pixel scored
+        assert err == pytest.approx(per * h * w, rel=1e-9)  # and none twice

@@ -49,6 +49,8 @@ __all__ = [
     "from_bytes",
     "bit_cost",
     "estimate_bits",
+    "estimate_bits_after",
+    "palette_bits",
     "rgb_to_ycocg6",
     "ycocg6_to_rgb",
 ]
@@ -64,6 +66,7 @@ _CTX_ZERO = 0  # + channel
 _CTX_LEN = 3  # + 5 * channel + position
 _CTX_SIGN = 18  # + channel (Y, Co)
 _CTX_SAME = 20
+_LOG2_ONE = float(coder.PROB_BITS)
 _N_CTX = 21
 
 # Error codes of the layout (the coder's own are 1 and 2).
@@ -241,10 +244,23 @@ def _signed_delta(st, buf, cost, probs, ch, delta, signed):
 
 @jit
 def _header(st, buf, cost, probs, hdr, palette, corners):
-    """What precedes the vertices: grid size, noise flag, colour count, the palette (the first
-    colour, then per channel the sorted deltas, Cg first: its difference is never negative), the
-    vertex count and the corners' palette indices. ``hdr = [grid_w, grid_h, noise, n_colours,
-    n_vertices]``; read in ENCODE/COST mode, filled in DECODE mode. Returns 0 or an error code."""
+    """What precedes the vertices: the palette part (:func:`_palette_header`), the vertex count and
+    the corners' palette indices. ``hdr = [grid_w, grid_h, noise, n_colours, n_vertices]``; read in
+    ENCODE/COST mode, filled in DECODE mode. Returns 0 or an error code."""
+    err = _palette_header(st, buf, cost, probs, hdr, palette)
+    if err:
+        return err
+    gw, gh, n = hdr[0], hdr[1], hdr[3]
+    hdr[4] = uniform(st, buf, cost, hdr[4], min(MAX_VERTICES, gw * gh - 4) + 1)
+    for c in range(4):
+        corners[c] = uniform(st, buf, cost, corners[c], n)
+    return 0
+
+
+@jit
+def _palette_header(st, buf, cost, probs, hdr, palette):
+    """Grid size, noise flag, colour count, the palette (the first colour, then per channel the
+    sorted deltas, Cg first: its difference is never negative)."""
     gw = uniform(st, buf, cost, hdr[0] - MIN_GRID, MAX_GRID - MIN_GRID + 1) + MIN_GRID
     gh = uniform(st, buf, cost, hdr[1] - MIN_GRID, MAX_GRID - MIN_GRID + 1) + MIN_GRID
     noise = code_bit(st, buf, cost, hdr[2], coder.HALF)
@@ -260,9 +276,6 @@ def _header(st, buf, cost, probs, hdr, palette, corners):
             if v < 0 or v > 63:
                 return _ERR_COLOUR
             palette[i, c] = v
-    hdr[4] = uniform(st, buf, cost, hdr[4], min(MAX_VERTICES, gw * gh - 4) + 1)
-    for c in range(4):
-        corners[c] = uniform(st, buf, cost, corners[c], n)
     return 0
 
 
@@ -422,6 +435,20 @@ def from_bytes(data: bytes) -> Preview:
 
 
 @jit
+def palette_bits(gw, gh, palette, n):
+    """The ideal code length of the header's palette part (grid size, noise flag, colour count,
+    palette): what :func:`estimate_bits_after` takes, so that a caller can keep it while only the
+    vertices change."""
+    st = np.zeros(coder.STATE_SIZE, np.int64)
+    st[coder.S_MODE] = coder.COST
+    cost = np.zeros(1)
+    probs = np.full(_N_CTX, coder.HALF, np.int64)  # the palette's contexts; the vertices' is apart
+    hdr = np.array([gw, gh, 0, n, 0], np.int64)
+    _palette_header(st, np.zeros(1, np.uint8), cost, probs, hdr, palette)
+    return cost[0]
+
+
+@jit
 def estimate_bits(gw, gh, palette, n, corners, order_indices, k):
     """Ideal code length in bits of a preview, fast: the layout's own cost, except the occupancy
     bits, taken in closed form (log2 C(points, k), what the enumerative code spends).
@@ -429,16 +456,51 @@ def estimate_bits(gw, gh, palette, n, corners, order_indices, k):
     ``palette`` (>= n, 3) sorted; ``order_indices`` the palette indices of the ``k`` non-corner
     vertices in raster order. Used by the hill-climbing encoder on every iteration.
     """
-    st = np.zeros(coder.STATE_SIZE, np.int64)
-    st[coder.S_MODE] = coder.COST
-    buf = np.zeros(1, np.uint8)
-    cost = np.zeros(1)
-    probs = np.full(_N_CTX, coder.HALF, np.int64)
-    hdr = np.array([gw, gh, 0, n, k], np.int64)
-    _header(st, buf, cost, probs, hdr, palette, corners)
-    npoints = gw * gh - 4
+    return estimate_bits_after(palette_bits(gw, gh, palette, n), gw, gh, n, corners, order_indices, k)
+
+
+@jit
+def _uniform_bits(value, n):
+    """:func:`~trimesh_decode.coder.uniform`'s code length for ``value`` in [0, n): the same
+    bisection and 16-bit probabilities, without a coder."""
+    lo, hi, acc = np.int64(0), np.int64(n), 0.0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        p0 = min(max(((mid - lo) << coder.PROB_BITS) // (hi - lo), 1), coder.PROB_ONE - 1)
+        if value >= mid:
+            acc += _LOG2_ONE - math.log2(coder.PROB_ONE - p0)
+            lo = mid
+        else:
+            acc += _LOG2_ONE - math.log2(p0)
+            hi = mid
+    return acc
+
+
+@jit
+def estimate_bits_after(head, gw, gh, n, corners, order_indices, k):
+    """:func:`estimate_bits` given the palette part's length ``head`` (:func:`palette_bits`)."""
+    acc = head + _uniform_bits(k, min(MAX_VERTICES, gw * gh - 4) + 1)
+    for c in range(4):
+        acc += _uniform_bits(corners[c], n)
+    # The vertices' indices as _vertex_index codes them: the adaptive "same" bit's -log2 p (and
+    # its update), else the uniform code of the index among the other n - 1 (its length tabulated
+    # once per call).
+    other = np.zeros(max(n - 1, 1))
+    for v in range(n - 1):
+        other[v] = _uniform_bits(v, n - 1)
+    p0 = np.int64(coder.HALF)
     prev = np.int64(corners[0])
     for j in range(k):
-        prev = _vertex_index(st, buf, cost, probs, np.int64(order_indices[j]), prev, n)
+        idx = np.int64(order_indices[j])
+        if idx == prev:  # bit 1
+            acc += _LOG2_ONE - math.log2(coder.PROB_ONE - p0)
+            p0 -= p0 >> coder.ADAPT_SHIFT
+        else:
+            acc += _LOG2_ONE - math.log2(p0)
+            p0 += (coder.PROB_ONE - p0) >> coder.ADAPT_SHIFT
+            acc += other[idx if idx < prev else idx - 1]
+            prev = idx
+        p0 = min(max(p0, 32), coder.PROB_ONE - 32)
+    npoints = gw * gh - 4
     occupancy = (math.lgamma(npoints + 1) - math.lgamma(k + 1) - math.lgamma(npoints - k + 1)) / math.log(2.0)
-    return 16.0 + cost[0] + occupancy
+    return 16.0 + acc + occupancy

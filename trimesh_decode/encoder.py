@@ -10,7 +10,8 @@
    channel of a palette colour by one step (20), add a colour (1), remove the least-used colour
    (3) - and every 10 iterations, the proposal "each vertex takes the palette entry nearest the
    image around it". Score = channel-weighted squared error on the work image + lambda * bits
-   (the layout's own cost model, :func:`~trimesh_decode.bitstream.estimate_bits`). A move is kept
+   (the layout's own cost model, :func:`~trimesh_decode.bitstream.estimate_bits`, its palette part
+   kept while a move leaves the palette alone). A move is kept
    when its score is below the best so far plus a tolerance that shrinks linearly to zero.
 4. Lambda follows the byte target: it is nudged every 32 iterations (firmly in the last 30 % of the
    run) towards the estimated size that lands inside the window.
@@ -39,7 +40,7 @@ from PIL import Image
 from scipy import ndimage
 
 from trimesh_decode import bitstream
-from trimesh_decode.bitstream import MAX_COLOURS, MAX_VERTICES, Preview, estimate_bits
+from trimesh_decode.bitstream import MAX_COLOURS, MAX_VERTICES, Preview, estimate_bits_after, palette_bits
 from trimesh_decode.colour import palette_key, palette_keys, rgb_to_ycocg6_1, ycocg6_to_rgb, ycocg6_to_rgb_1
 from trimesh_decode.triangulate import triangulate_into
 
@@ -151,15 +152,22 @@ Target = namedtuple("Target", ["image", "weights"])
 # trimesh_decode.colour.palette_key). nv and npal travel beside it.
 Layout = namedtuple("Layout", ["occ", "vx", "vy", "ci", "pal"])
 # Scratch: the buffers of evaluations and moves (points in canonical order with their palette
-# indices and colours, the palette in RGB, triangulation work space, pixel owners, an index remap, a
-# colour).
-Scratch = namedtuple("Scratch", ["px", "py", "pidx", "cols", "pal_rgb", "tv", "tn", "work", "owner", "remap", "colour"])
+# indices, colours and colour keys, the palette in RGB, triangulation work space, an index remap, a
+# colour) and the triangle cache (open addressing: two key words, the error, the fill count).
+Scratch = namedtuple(
+    "Scratch",
+    "px py pidx cols ckey pal_rgb tv tn work remap colour ck1 ck2 cval cfill".split(),
+)
 # Schedule: what the climb is asked to do.
 Schedule = namedtuple("Schedule", ["iterations", "seed", "lam", "target_bits", "tol0", "move_cdf"])
 
 
+CACHE_SLOTS = 1 << 13  # triangles remembered by a climb (a mesh of 200 B has about 300)
+
+
 @jit
-def _scratch(pixels):
+def _scratch(cache_slots):
+    """Buffers for evaluations; ``cache_slots`` (a power of 2, or 1: no cache) for the triangle cache."""
     cap_pts = MAX_VERTICES + 4
     cap = 5 * cap_pts + 80
     return Scratch(
@@ -167,13 +175,17 @@ def _scratch(pixels):
         np.zeros(cap_pts, np.int64),
         np.zeros(cap_pts, np.int64),
         np.zeros((cap_pts, 3)),
+        np.zeros(cap_pts, np.int64),
         np.zeros((MAX_COLOURS + 1, 3)),
         np.zeros((cap, 3), np.int64),
         np.zeros((cap, 3), np.int64),
         np.zeros(4 * cap + 2 * cap_pts, np.int64),
-        np.zeros(pixels, np.int64),
         np.zeros(MAX_COLOURS + 1, np.int64),
         np.zeros(3),
+        np.full(cache_slots, -1, np.int64),
+        np.zeros(cache_slots, np.int64),
+        np.zeros(cache_slots),
+        np.zeros(1, np.int64),
     )
 
 
@@ -227,55 +239,170 @@ def _gather(lay, px, py, pidx):
 
 
 @jit
-def _render_error(t, sx, sy, s, m, stamp, errmap):
-    """The weighted squared error of the ``m`` triangles ``s.tv`` against the work image (and, when
-    ``errmap`` has the work image's size, each pixel's error in it); every pixel counts once
-    (``s.owner``)."""
-    tgt, wts, px, py, cols, tv, owner = t.image, t.weights, s.px, s.py, s.cols, s.tv, s.owner
+def _edge_bias(ux, uy, vx, vy, s1, s2):
+    """0 if the pixels exactly on edge u -> v belong to this triangle, else 1. A pixel on an edge
+    goes where the pixel moved by an infinitesimal (s1, s2 delta) would lie (delta << 1; s = +1,
+    or -1 on the last column or row, so that the move points into the image): the triangle's
+    neighbour sees the edge the other way round, so every pixel has exactly one triangle."""
+    g1 = (uy - vy) * s1  # the edge function's gradient along the move, first order
+    if g1 != 0:
+        return 0 if g1 > 0 else 1
+    return 0 if (vx - ux) * s2 > 0 else 1
+
+
+@jit
+def _triangle_error(t, s, a, b, c, gw, gh, errmap, want_map):
+    """The weighted squared error of triangle (a, b, c) against the work image over its pixels
+    (each pixel has one triangle: exact integer edge tests, ties by :func:`_edge_bias`), written
+    into ``errmap`` too when ``want_map``. Coordinates are scaled to integers: pixel x is at
+    x (GW - 1), grid point gx at gx (W - 1)."""
+    tgt, wts = t.image, t.weights
     h, w = tgt.shape[0], tgt.shape[1]
-    want_map = errmap.shape[0] == h and errmap.shape[1] == w
+    kx, ky = gw - 1, gh - 1
+    ax, ay = s.px[a] * (w - 1), s.py[a] * (h - 1)
+    bx, by = s.px[b] * (w - 1), s.py[b] * (h - 1)
+    cx, cy = s.px[c] * (w - 1), s.py[c] * (h - 1)
+    det = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+    if det <= 0:
+        return 0.0
+    t_ab = _edge_bias(ax, ay, bx, by, 1, 1)
+    t_bc = _edge_bias(bx, by, cx, cy, 1, 1)
+    t_ca = _edge_bias(cx, cy, ax, ay, 1, 1)
+    x0 = -(-min(ax, bx, cx) // kx)
+    x1 = min(max(ax, bx, cx) // kx, w - 1)
+    y0 = -(-min(ay, by, cy) // ky)
+    y1 = min(max(ay, by, cy) // ky, h - 1)
+    inv = 1.0 / det
+    ca0, ca1, ca2 = s.cols[a, 0], s.cols[a, 1], s.cols[a, 2]
+    db0, db1, db2 = s.cols[b, 0] - ca0, s.cols[b, 1] - ca1, s.cols[b, 2] - ca2
+    dc0, dc1, dc2 = s.cols[c, 0] - ca0, s.cols[c, 1] - ca1, s.cols[c, 2] - ca2
+    # per pixel step along a row, each edge function changes by a constant
+    gb, gc = (cy - ay) * kx, -(by - ay) * kx
     total = 0.0
-    for k in range(m):
-        a, b, c = tv[k, 0], tv[k, 1], tv[k, 2]
-        ax, ay = px[a] * sx, py[a] * sy
-        bx, by = px[b] * sx, py[b] * sy
-        cx, cy = px[c] * sx, py[c] * sy
-        det = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
-        if det <= 0:
-            continue
-        inv = 1.0 / det
-        x0 = max(int(math.ceil(min(ax, bx, cx) - 1e-9)), 0)
-        x1 = min(int(math.floor(max(ax, bx, cx) + 1e-9)), w - 1)
-        y0 = max(int(math.ceil(min(ay, by, cy) - 1e-9)), 0)
-        y1 = min(int(math.floor(max(ay, by, cy) + 1e-9)), h - 1)
-        ca0, ca1, ca2 = cols[a, 0], cols[a, 1], cols[a, 2]
-        db0, db1, db2 = cols[b, 0] - ca0, cols[b, 1] - ca1, cols[b, 2] - ca2
-        dc0, dc1, dc2 = cols[c, 0] - ca0, cols[c, 1] - ca1, cols[c, 2] - ca2
-        for y in range(y0, y1 + 1):
-            dy = y - ay
-            for x in range(x0, x1 + 1):
-                dx = x - ax
-                l1 = (dx * (cy - ay) - dy * (cx - ax)) * inv
-                l2 = ((bx - ax) * dy - (by - ay) * dx) * inv
-                if l1 < -1e-9 or l2 < -1e-9 or l1 + l2 > 1.0 + 1e-9:
-                    continue
-                p = y * w + x
-                if owner[p] == stamp:
-                    continue
-                owner[p] = stamp
-                e0 = ca0 + l1 * db0 + l2 * dc0 - tgt[y, x, 0]
-                e1 = ca1 + l1 * db1 + l2 * dc1 - tgt[y, x, 1]
-                e2 = ca2 + l1 * db2 + l2 * dc2 - tgt[y, x, 2]
-                e = wts[0] * e0 * e0 + wts[1] * e1 * e1 + wts[2] * e2 * e2
-                total += e
-                if want_map:
-                    errmap[y, x] = e
+    for y in range(y0, y1 + 1):
+        dy = y * ky - ay
+        eb0 = -ax * (cy - ay) - dy * (cx - ax)  # at x = 0
+        ec0 = (bx - ax) * dy + (by - ay) * ax
+        ea0 = det - eb0 - ec0
+        # the span of x where every edge test holds (exact integer bounds), the last column apart
+        last = y == h - 1
+        if last:  # the last row: pixels on an edge go where a move upwards takes them
+            u_ab, u_bc, u_ca = (
+                _edge_bias(ax, ay, bx, by, 1, -1),
+                _edge_bias(bx, by, cx, cy, 1, -1),
+                _edge_bias(cx, cy, ax, ay, 1, -1),
+            )
+        else:
+            u_ab, u_bc, u_ca = t_ab, t_bc, t_ca
+        lo, hi = x0, min(x1, w - 2)
+        lo, hi = _clip_span(lo, hi, eb0, gb, u_ca)
+        lo, hi = _clip_span(lo, hi, ec0, gc, u_ab)
+        lo, hi = _clip_span(lo, hi, ea0, -gb - gc, u_bc)
+        hi = max(hi, lo - 1)
+        extra = 0
+        if x1 == w - 1:  # the last column: pixels on an edge go where a move to the left takes them
+            eb, ec, s2 = eb0 + (w - 1) * gb, ec0 + (w - 1) * gc, -1 if last else 1
+            if (
+                eb >= _edge_bias(cx, cy, ax, ay, -1, s2)
+                and ec >= _edge_bias(ax, ay, bx, by, -1, s2)
+                and det - eb - ec >= _edge_bias(bx, by, cx, cy, -1, s2)
+            ):
+                extra = 1
+        for j in range(lo, hi + 1 + extra):
+            x = j if j <= hi else w - 1
+            l1, l2 = (eb0 + x * gb) * inv, (ec0 + x * gc) * inv
+            e0 = ca0 + l1 * db0 + l2 * dc0 - tgt[y, x, 0]
+            e1 = ca1 + l1 * db1 + l2 * dc1 - tgt[y, x, 1]
+            e2 = ca2 + l1 * db2 + l2 * dc2 - tgt[y, x, 2]
+            e = wts[0] * e0 * e0 + wts[1] * e1 * e1 + wts[2] * e2 * e2
+            total += e
+            if want_map:
+                errmap[y, x] = e
     return total
 
 
 @jit
-def _evaluate(t, lay, nv, npal, s, stamp, errmap, out):
-    """Error and bits of a layout: out = [error, bits]. False if it cannot be triangulated."""
+def _clip_span(lo, hi, e0, g, t):
+    """[lo, hi] narrowed to the x where e0 + x g >= t."""
+    if g > 0:
+        lo = max(lo, -((e0 - t) // g))  # ceil((t - e0) / g)
+    elif g < 0:
+        hi = min(hi, (e0 - t) // -g)  # floor((e0 - t) / -g)
+    elif e0 < t:
+        hi = lo - 1
+    return lo, hi
+
+
+@jit
+def _clip_span(lo, hi, e0, g, t):
+    """[lo, hi] narrowed to the x where e0 + x g >= t."""
+    if g > 0:
+        lo = max(lo, -((e0 - t) // g))  # ceil((t - e0) / g)
+    elif g < 0:
+        hi = min(hi, (e0 - t) // -g)  # floor((e0 - t) / -g)
+    elif e0 < t:
+        hi = lo - 1
+    return lo, hi
+
+
+@jit
+def _pixel_error(t, x, y, l1, l2, ca0, ca1, ca2, db0, db1, db2, dc0, dc1, dc2, errmap, want_map):
+    tgt, wts = t.image, t.weights
+    e0 = ca0 + l1 * db0 + l2 * dc0 - tgt[y, x, 0]
+    e1 = ca1 + l1 * db1 + l2 * dc1 - tgt[y, x, 1]
+    e2 = ca2 + l1 * db2 + l2 * dc2 - tgt[y, x, 2]
+    e = wts[0] * e0 * e0 + wts[1] * e1 * e1 + wts[2] * e2 * e2
+    if want_map:
+        errmap[y, x] = e
+    return e
+
+
+@jit
+def _render_error(t, s, m, gw, gh, errmap):
+    """The weighted squared error of the ``m`` triangles ``s.tv`` against the work image (and, when
+    ``errmap`` has the work image's size, each pixel's error in it). Each triangle's error comes
+    from the cache when the same triangle (points and colours) was scored before: a move changes
+    only the triangles around it."""
+    h, w = t.image.shape[0], t.image.shape[1]
+    want_map = errmap.shape[0] == h and errmap.shape[1] == w
+    slots = s.ck1.shape[0]
+    use_cache = slots > 1 and not want_map
+    if use_cache and 2 * s.cfill[0] > slots:  # half full: start again
+        s.ck1[:] = -1
+        s.cfill[0] = 0
+    mask = slots - 1
+    total = 0.0
+    for k in range(m):
+        a, b, c = s.tv[k, 0], s.tv[k, 1], s.tv[k, 2]
+        if not use_cache:
+            total += _triangle_error(t, s, a, b, c, gw, gh, errmap, want_map)
+            continue
+        # the same rotation of the triangle every time (its lowest point first), so that a hit
+        # and a miss give the same value
+        ka, kb, kc = s.py[a] * 256 + s.px[a], s.py[b] * 256 + s.px[b], s.py[c] * 256 + s.px[c]
+        if kb < ka and kb < kc:
+            a, b, c, ka, kb, kc = b, c, a, kb, kc, ka
+        elif kc < ka and kc < kb:
+            a, b, c, ka, kb, kc = c, a, b, kc, ka, kb
+        k1 = ka | (kb << 16) | (kc << 32)
+        k2 = s.ckey[a] | (s.ckey[b] << 18) | (s.ckey[c] << 36)
+        hsh = k1 * np.int64(-7046029254386353131) ^ k2 * np.int64(-4658895280553007687)
+        i = (hsh ^ (hsh >> 29)) & mask
+        while s.ck1[i] != -1 and (s.ck1[i] != k1 or s.ck2[i] != k2):
+            i = (i + 1) & mask
+        if s.ck1[i] == -1:
+            s.ck1[i], s.ck2[i] = k1, k2
+            s.cval[i] = _triangle_error(t, s, a, b, c, gw, gh, errmap, False)
+            s.cfill[0] += 1
+        total += s.cval[i]
+    return total
+
+
+@jit
+def _evaluate(t, lay, nv, npal, s, errmap, out, head):
+    """Error and bits of a layout: out = [error, bits, the palette part of the bits]. ``head``: that
+    part when the caller knows it (the palette did not change), else negative. False if the layout
+    cannot be triangulated."""
     gh, gw = lay.occ.shape
     n = _gather(lay, s.px, s.py, s.pidx)
     m = triangulate_into(s.px, s.py, n, s.tv, s.tn, s.work)
@@ -283,11 +410,15 @@ def _evaluate(t, lay, nv, npal, s, stamp, errmap, out):
         return False
     _pal_rgb(lay.pal, npal, s.pal_rgb)
     for i in range(n):
+        q = s.pidx[i]
         for c in range(3):
-            s.cols[i, c] = s.pal_rgb[s.pidx[i], c]
-    sx, sy = _scales(t, lay)
-    out[0] = _render_error(t, sx, sy, s, m, stamp, errmap)
-    out[1] = estimate_bits(gw, gh, lay.pal, npal, lay.ci, s.pidx[4:], n - 4)
+            s.cols[i, c] = s.pal_rgb[q, c]
+        s.ckey[i] = (lay.pal[q, 0] << 12) | (lay.pal[q, 1] << 6) | lay.pal[q, 2]
+    out[0] = _render_error(t, s, m, gw, gh, errmap)
+    if head < 0:
+        head = palette_bits(gw, gh, lay.pal, npal)
+    out[1] = estimate_bits_after(head, gw, gh, npal, lay.ci, s.pidx[4:], n - 4)
+    out[2] = head
     return True
 
 
@@ -508,13 +639,12 @@ def _climb(t, lay, nv, npal, schedule, errmap):
     (nv, npal, lam, error, bits)."""
     np.random.seed(schedule.seed)
     iterations, lam, target_bits, move_cdf = schedule.iterations, schedule.lam, schedule.target_bits, schedule.move_cdf
-    s = _scratch(t.image.shape[0] * t.image.shape[1])
-    out = np.zeros(2)
+    s = _scratch(CACHE_SLOTS)
+    out = np.zeros(3)
     sx, sy = _scales(t, lay)
-    stamp = 1
     cand, best = _copy(lay), _copy(lay)
-    _evaluate(t, cand, nv, npal, s, stamp, errmap, out)  # (cand, as below: one compiled _evaluate)
-    cur_err, cur_bits = out[0], out[1]
+    _evaluate(t, cand, nv, npal, s, errmap, out, -1.0)  # (cand, as below: one compiled _evaluate)
+    cur_err, cur_bits, cur_head = out[0], out[1], out[2]
     b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
     adjust_from = int(0.7 * iterations)
     for it in range(iterations):
@@ -536,15 +666,16 @@ def _climb(t, lay, nv, npal, schedule, errmap):
         ok, c_nv, c_npal = _propose(kind, t, cand, nv, npal, s, sx, sy)
         if not ok:
             continue
-        stamp += 1
-        if not _evaluate(t, cand, c_nv, c_npal, s, stamp, errmap, out):
+        # the palette part of the bits is recomputed only when the move changed the palette
+        head = -1.0 if kind == _NUDGE or kind == _ADD_COLOUR or kind == _DROP_COLOUR else cur_head
+        if not _evaluate(t, cand, c_nv, c_npal, s, errmap, out, head):
             continue
         score = out[0] + lam * out[1]
         tol = schedule.tol0 * best_err * (1.0 - it / iterations)
         if score < best_err + lam * best_bits + tol:
             _assign(lay, cand, c_nv, c_npal)
             nv, npal = c_nv, c_npal
-            cur_err, cur_bits = out[0], out[1]
+            cur_err, cur_bits, cur_head = out[0], out[1], out[2]
             if score < best_err + lam * best_bits:
                 _assign(best, lay, nv, npal)
                 b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
@@ -554,12 +685,12 @@ def _climb(t, lay, nv, npal, schedule, errmap):
 
 @jit
 def _error_map(t, lay, nv, npal, errmap):
-    s = _scratch(t.image.shape[0] * t.image.shape[1])
-    out = np.zeros(2)
+    s = _scratch(1)
+    out = np.zeros(3)
     for y in range(errmap.shape[0]):
         for x in range(errmap.shape[1]):
             errmap[y, x] = 0.0
-    _evaluate(t, lay, nv, npal, s, np.int64(1), errmap, out)  # (a literal 1 would compile another _evaluate)
+    _evaluate(t, lay, nv, npal, s, errmap, out, -1.0)
     return out[0], out[1]
 
 
