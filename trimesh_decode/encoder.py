@@ -152,11 +152,12 @@ Target = namedtuple("Target", ["image", "weights"])
 # trimesh_decode.colour.palette_key). nv and npal travel beside it.
 Layout = namedtuple("Layout", ["occ", "vx", "vy", "ci", "pal"])
 # Scratch: the buffers of evaluations and moves (points in canonical order with their palette
-# indices, colours and colour keys, the palette in RGB, triangulation work space, an index remap, a
-# colour) and the triangle cache (open addressing: two key words, the error, the fill count).
+# indices, colours and colour keys, the palette in RGB, triangulation work space, the current
+# layout's triangles, an index remap, a colour) and the triangle cache (open addressing: two key
+# words, the error, the fill count).
 Scratch = namedtuple(
     "Scratch",
-    "px py pidx cols ckey pal_rgb tv tn work remap colour ck1 ck2 cval cfill".split(),
+    "px py pidx cols ckey pal_rgb tv tn work tv_cur remap colour ck1 ck2 cval cfill".split(),
 )
 # Schedule: what the climb is asked to do.
 Schedule = namedtuple("Schedule", ["iterations", "seed", "lam", "target_bits", "tol0", "move_cdf"])
@@ -180,6 +181,7 @@ def _scratch(cache_slots):
         np.zeros((cap, 3), np.int64),
         np.zeros((cap, 3), np.int64),
         np.zeros(4 * cap + 2 * cap_pts, np.int64),
+        np.zeros((cap, 3), np.int64),
         np.zeros(MAX_COLOURS + 1, np.int64),
         np.zeros(3),
         np.full(cache_slots, -1, np.int64),
@@ -358,8 +360,8 @@ def _pixel_error(t, x, y, l1, l2, ca0, ca1, ca2, db0, db1, db2, dc0, dc1, dc2, e
 
 
 @jit
-def _render_error(t, s, m, gw, gh, errmap):
-    """The weighted squared error of the ``m`` triangles ``s.tv`` against the work image (and, when
+def _render_error(t, s, tv, m, gw, gh, errmap):
+    """The weighted squared error of the ``m`` triangles ``tv`` against the work image (and, when
     ``errmap`` has the work image's size, each pixel's error in it). Each triangle's error comes
     from the cache when the same triangle (points and colours) was scored before: a move changes
     only the triangles around it."""
@@ -373,7 +375,7 @@ def _render_error(t, s, m, gw, gh, errmap):
     mask = slots - 1
     total = 0.0
     for k in range(m):
-        a, b, c = s.tv[k, 0], s.tv[k, 1], s.tv[k, 2]
+        a, b, c = tv[k, 0], tv[k, 1], tv[k, 2]
         if not use_cache:
             total += _triangle_error(t, s, a, b, c, gw, gh, errmap, want_map)
             continue
@@ -399,27 +401,42 @@ def _render_error(t, s, m, gw, gh, errmap):
 
 
 @jit
-def _evaluate(t, lay, nv, npal, s, errmap, out, head):
-    """Error and bits of a layout: out = [error, bits, the palette part of the bits]. ``head``: that
-    part when the caller knows it (the palette did not change), else negative. False if the layout
-    cannot be triangulated."""
+def _evaluate(t, lay, nv, npal, s, errmap, out, head, moved, m_cur):
+    """Error and bits of a layout: out = [error, bits, the palette part of the bits, triangles].
+    ``head``: that part when the caller knows it (the palette did not change), else negative.
+    ``moved``: whether the points differ from the current layout's, whose ``m_cur`` triangles are
+    in ``s.tv_cur`` (if not, they are not triangulated again). False if the layout cannot be
+    triangulated."""
     gh, gw = lay.occ.shape
     n = _gather(lay, s.px, s.py, s.pidx)
-    m = triangulate_into(s.px, s.py, n, s.tv, s.tn, s.work)
-    if m < 0:
-        return False
+    if moved:
+        tv = s.tv
+        m = triangulate_into(s.px, s.py, n, s.tv, s.tn, s.work)
+        if m < 0:
+            return False
+    else:
+        tv, m = s.tv_cur, m_cur
     _pal_rgb(lay.pal, npal, s.pal_rgb)
     for i in range(n):
         q = s.pidx[i]
         for c in range(3):
             s.cols[i, c] = s.pal_rgb[q, c]
         s.ckey[i] = (lay.pal[q, 0] << 12) | (lay.pal[q, 1] << 6) | lay.pal[q, 2]
-    out[0] = _render_error(t, s, m, gw, gh, errmap)
+    out[0] = _render_error(t, s, tv, m, gw, gh, errmap)
     if head < 0:
         head = palette_bits(gw, gh, lay.pal, npal)
     out[1] = estimate_bits_after(head, gw, gh, npal, lay.ci, s.pidx[4:], n - 4)
     out[2] = head
+    out[3] = m
     return True
+
+
+@jit
+def _keep_triangles(s, m):
+    """The candidate's triangles become the current layout's."""
+    for k in range(m):
+        for i in range(3):
+            s.tv_cur[k, i] = s.tv[k, i]
 
 
 @jit
@@ -640,11 +657,12 @@ def _climb(t, lay, nv, npal, schedule, errmap):
     np.random.seed(schedule.seed)
     iterations, lam, target_bits, move_cdf = schedule.iterations, schedule.lam, schedule.target_bits, schedule.move_cdf
     s = _scratch(CACHE_SLOTS)
-    out = np.zeros(3)
+    out = np.zeros(4)
     sx, sy = _scales(t, lay)
     cand, best = _copy(lay), _copy(lay)
-    _evaluate(t, cand, nv, npal, s, errmap, out, -1.0)  # (cand, as below: one compiled _evaluate)
-    cur_err, cur_bits, cur_head = out[0], out[1], out[2]
+    _evaluate(t, cand, nv, npal, s, errmap, out, -1.0, True, 0)  # (cand, as below: one compiled _evaluate)
+    cur_err, cur_bits, cur_head, m_cur = out[0], out[1], out[2], int(out[3])
+    _keep_triangles(s, m_cur)
     b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
     adjust_from = int(0.7 * iterations)
     for it in range(iterations):
@@ -668,7 +686,9 @@ def _climb(t, lay, nv, npal, schedule, errmap):
             continue
         # the palette part of the bits is recomputed only when the move changed the palette
         head = -1.0 if kind == _NUDGE or kind == _ADD_COLOUR or kind == _DROP_COLOUR else cur_head
-        if not _evaluate(t, cand, c_nv, c_npal, s, errmap, out, head):
+        # and the triangulation only when it moved, added or removed a vertex
+        moved = kind == _MOVE or kind == _ADD or kind == _REMOVE
+        if not _evaluate(t, cand, c_nv, c_npal, s, errmap, out, head, moved, m_cur):
             continue
         score = out[0] + lam * out[1]
         tol = schedule.tol0 * best_err * (1.0 - it / iterations)
@@ -676,6 +696,9 @@ def _climb(t, lay, nv, npal, schedule, errmap):
             _assign(lay, cand, c_nv, c_npal)
             nv, npal = c_nv, c_npal
             cur_err, cur_bits, cur_head = out[0], out[1], out[2]
+            if moved:
+                m_cur = int(out[3])
+                _keep_triangles(s, m_cur)
             if score < best_err + lam * best_bits:
                 _assign(best, lay, nv, npal)
                 b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
@@ -686,11 +709,11 @@ def _climb(t, lay, nv, npal, schedule, errmap):
 @jit
 def _error_map(t, lay, nv, npal, errmap):
     s = _scratch(1)
-    out = np.zeros(3)
+    out = np.zeros(4)
     for y in range(errmap.shape[0]):
         for x in range(errmap.shape[1]):
             errmap[y, x] = 0.0
-    _evaluate(t, lay, nv, npal, s, errmap, out, -1.0)
+    _evaluate(t, lay, nv, npal, s, errmap, out, -1.0, True, 0)
     return out[0], out[1]
 
 
