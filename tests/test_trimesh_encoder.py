@@ -9,7 +9,7 @@ from PIL import Image
 from trimesh_decode import baselines, raster_cpu
 from trimesh_decode.bitstream import from_bytes
 from trimesh_decode.cli import main
-from trimesh_decode.encoder import EncoderConfig, encode_image, encode_images, grid_for
+from trimesh_decode.encoder import EncoderConfig, encode_image, encode_images, grid_for, grid_for_budget
 
 FAST = EncoderConfig(iterations=400)
 
@@ -27,12 +27,18 @@ def _psnr(a, b):
 
 def test_encoder_hits_the_byte_window_and_beats_flat_colour(photo):
     res = encode_image(photo, 200, seed=0, config=FAST)
-    assert 194 <= res.num_bytes <= 200
+    assert 198 <= res.num_bytes <= 200
     assert from_bytes(res.data) == res.preview
     dec = raster_cpu.interpolate(res.preview, 256)
     flat = np.broadcast_to(photo.reshape(-1, 3).mean(0), photo.shape)
     assert _psnr(dec, photo) > _psnr(flat, photo) + 4
     assert _psnr(dec, photo) > 14  # astronaut is detailed: 15 dB at 200 bytes
+
+
+def test_every_budget_from_16_to_400_bytes_is_used_to_within_2_bytes(photo):
+    for target in (16, 20, 25, 33, 50, 90, 150, 260, 400):
+        n = encode_image(photo, target, seed=1, config=FAST).num_bytes
+        assert target - 2 <= n <= target, (target, n)
 
 
 def test_more_bytes_buy_quality(photo):
@@ -60,7 +66,7 @@ def test_odd_images():
     assert r.num_bytes <= 200 and np.abs(raster_cpu.interpolate(r.preview, (40, 90)).astype(int) - 128).max() <= 8
     tall = rng.integers(0, 256, (300, 20, 3), dtype=np.uint8)
     r = encode_image(tall, 150, config=FAST)
-    assert (r.preview.grid_w, r.preview.grid_h) == grid_for(300, 20, 64) == (4, 64)
+    assert (r.preview.grid_w, r.preview.grid_h) == grid_for(300, 20, grid_for_budget(150)) == (4, 55)
     assert r.num_bytes <= 150
     tiny = rng.integers(0, 256, (2, 2, 3), dtype=np.uint8)
     assert encode_image(tiny, 60, config=FAST).preview.grid_w == 2
@@ -192,15 +198,16 @@ def test_dataset_is_resumable(tmp_path, capsys):
 @pytest.mark.parametrize(
     "crop, target, seed, size, digest",
     [
-        ("astronaut", 200, 0, 200, "af6a14685fdd26085b3ed5940630d33e045f18de4b02311b89e0d9538e7e80cd"),
-        ("astronaut", 60, 3, 58, "96da57183e61c3d958cc88ce606d113951f51d94bd7171ec8466953d54152636"),
-        ("astronaut", 400, 1, 394, "14962efc87c8f2bfb5f3f0307cf64e8c450dce62cd88dae3f2e7ab079bb7e435"),
-        ("coffee", 120, 2, 118, "7a3790a197369f7c49ab8faaf8b692e4956b1c5c4f36a1cd25c5ef2edbc1ad47"),
+        ("astronaut", 200, 0, 198, "55602930e0e9974957fad5cd59fdba53851896cbd49ce6dafca5cdf8e05fb8e6"),
+        ("astronaut", 60, 3, 60, "4903eaf69137aeb3bb2a012ec379eb63ed43136bb66bb891517ae04b374c3e09"),
+        ("astronaut", 400, 1, 398, "3df2d66d5b81211a459d398e2cf4f2868e4f350793c416bf525712503e6c0c20"),
+        ("coffee", 120, 2, 120, "996913df35713f328dcd4b829e0a5c5b8a958bce9f5dd562815ffb0e70f87e3a"),
     ],
 )
 def test_the_encoder_writes_the_same_bytes_as_before_for_a_seed(crop, target, seed, size, digest):
     """Golden values: a refactoring of the search must not change what it writes (a change of the
-    algorithm updates these on purpose, and says so)."""
+    algorithm updates these on purpose, and says so: last, the grid, the initial vertices and colours
+    chosen by the budget and the 2-byte size window; the triangle cache and the faster bits estimate left them unchanged)."""
     import hashlib
 
     from skimage import data

@@ -23,7 +23,7 @@ from compat.images import load_image, save_png
 from trimesh_decode import SYMMETRIES, raster_cpu
 from trimesh_decode.bitstream import PreviewFormatError, from_bytes
 from trimesh_decode.dataset import DatasetError, build_dataset, pack_dataset, unpack_dataset
-from trimesh_decode.encoder import EncoderConfig, encode_image
+from trimesh_decode.encoder import MIN_TARGET, EncoderConfig, encode_image
 from trimesh_decode.evaluate import EvaluationError, evaluate
 from trimesh_decode.models import DEFAULT_MODEL, list_models, load_model
 
@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--seed", type=int, default=0, help="random seed (the encoding is deterministic for a seed)")
     e.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
-    e.add_argument("--grid", type=int, default=64, help="grid points on the longer side (default 64)")
+    e.add_argument(
+        "--grid", type=int, default=None, help="grid points on the longer side (default: by the budget, 16 to 64)"
+    )
     e.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     d = sub.add_parser(
         "decode",
@@ -255,9 +257,9 @@ def output_size(grid_w: int, grid_h: int, size: int) -> tuple[int, int]:
 
 def encode_command(args) -> str:
     out = check_output_file(args.out, args.force)
-    if not 24 <= args.bytes <= 4096:
-        raise UsageError(f"--bytes {args.bytes} out of range (24..4096)")
-    if not 2 <= args.grid <= 256:
+    if not MIN_TARGET <= args.bytes <= 4096:
+        raise UsageError(f"--bytes {args.bytes} out of range ({MIN_TARGET}..4096)")
+    if args.grid is not None and not 2 <= args.grid <= 256:
         raise UsageError(f"--grid {args.grid} out of range (2..256)")
     image = load_image(args.input)
     if min(image.shape[:2]) < 2:

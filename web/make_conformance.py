@@ -98,7 +98,7 @@ def malformed(valid: bytes) -> dict[str, bytes]:
         "bad_magic.tri": bytes([0x89]) + valid[1:],
         "bad_only_magic.tri": valid[:1],
         "bad_check_byte.tri": head + bytes([valid[-1] ^ 0xFF]),
-        "bad_truncated.tri": next(t for t in (crc(head[:-cut]) for cut in range(1, 40)) if _refused(t)),
+        "bad_truncated.tri": next(t for t in (crc(head[:-cut]) for cut in range(1, len(head))) if _refused(t)),
         "bad_trailing_bytes.tri": crc(head + b"\x00\x17"),
         "bad_bit_flip_with_check_byte.tri": crc(bytes(flipped)),
         "bad_random_with_check_byte.tri": crc(bytes([0xB1]) + rng.integers(0, 256, 120, dtype=np.uint8).tobytes()),
