@@ -5,7 +5,9 @@ The 24 Kodak images, centre-cropped to a square and resized to 256x256 (Lanczos)
 0..255. The peer is the reference point of ../shared/specs/triangle_preview.md (the WebP 2 C++
 encoder on this kind of machine: 18.75 dB at 206.5 bytes, median 8.3 s per image), which cannot be
 run here, and WebP / JPEG (scan bytes) at the same budget via Pillow, measured in the same run.
-Then images/s with every core (``encode_images``). Writes results/benchmarks/preview_encoder.json.
+Then images/s with every core (``encode_images``), and the tiny budgets: PSNR at 16 to 100 bytes
+against ThumbHash at its own size (``thumbhash-python``, the peers extra; decoded at 32 px, then
+bilinear to 256), measured in the same run. Writes results/benchmarks/preview_encoder.json.
 
     python benchmarks/preview_encoder.py [--count 24] [--iterations 3000]
 """
@@ -40,6 +42,35 @@ def kodak_256(i: int) -> np.ndarray:
 
 def psnr(a, b) -> float:
     return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
+
+
+def tiny_budgets(images, cfg) -> dict:
+    """Mean PSNR and bytes at small budgets, and ThumbHash's at its own size (if installed)."""
+    out = {}
+    for budget in (16, 20, 24, 32, 48, 100):
+        rs = [encode_image(img, budget, seed=0, config=cfg) for img in images]
+        out[f"ours_{budget}B"] = {
+            "psnr_mean": round(
+                float(np.mean([psnr(raster_cpu.interpolate(r.preview, 256), img) for r, img in zip(rs, images)])), 3
+            ),
+            "bytes_mean": round(float(np.mean([r.num_bytes for r in rs])), 2),
+            "bytes_min": int(min(r.num_bytes for r in rs)),
+        }
+    try:
+        import base64
+
+        import thumbhash
+    except ImportError:
+        out["thumbhash"] = None  # pip install -e '.[peers]'
+        return out
+    ps, ns = [], []
+    for img in images:
+        h = thumbhash.image_to_thumbhash(Image.fromarray(img))
+        ns.append(len(base64.b64decode(h)))
+        dec = thumbhash.thumbhash_to_image(h).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR)
+        ps.append(psnr(np.asarray(dec), img))
+    out["thumbhash"] = {"psnr_mean": round(float(np.mean(ps)), 3), "bytes_mean": round(float(np.mean(ns)), 2)}
+    return out
 
 
 def main() -> None:
@@ -98,6 +129,7 @@ def main() -> None:
         "speedup_vs_reference_median": round(REFERENCE["seconds_median"] / float(np.median(col("seconds"))), 1),
         "machine": platform.processor() or platform.machine(),
     }
+    summary["tiny_budgets"] = tiny_budgets(images, cfg)
     print(json.dumps(summary, indent=1))
     out = ROOT / "results" / "benchmarks" / "preview_encoder.json"
     out.parent.mkdir(parents=True, exist_ok=True)
