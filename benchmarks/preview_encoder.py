@@ -9,7 +9,7 @@ Then images/s with every core (``encode_images``), and the tiny budgets: PSNR at
 against ThumbHash at its own size (``thumbhash-python``, the peers extra; decoded at 32 px, then
 bilinear to 256), measured in the same run. Writes results/benchmarks/preview_encoder.json.
 
-    python benchmarks/preview_encoder.py [--count 24] [--iterations 3000]
+    python benchmarks/preview_encoder.py [--count 24] [--iterations N (default: the encoder's, 6000)]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def tiny_budgets(images, cfg) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=24)
-    ap.add_argument("--iterations", type=int, default=3000)
+    ap.add_argument("--iterations", type=int, default=EncoderConfig().iterations)
     ap.add_argument("--bytes", type=int, default=200)
     args = ap.parse_args()
     if not KODAK.exists():

@@ -27,6 +27,8 @@ from trimesh_decode.encoder import MIN_TARGET, EncoderConfig, encode_image
 from trimesh_decode.evaluate import EvaluationError, evaluate
 from trimesh_decode.models import DEFAULT_MODEL, list_models, load_model
 
+ITERATIONS = EncoderConfig().iterations  # the encoder's default, for encode and evaluate
+
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 EXAMPLE = """examples:
   trimesh-decode encode photo.jpg -o photo.tri --bytes 200 --seed 0
@@ -65,10 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("input", help="image to encode (any format compat.images reads)")
     e.add_argument("-o", "--out", required=True, help="output preview file (.tri)")
     e.add_argument(
-        "--bytes", type=_positive, default=200, help="byte target (default 200); the size lands within 6 bytes below it"
+        "--bytes", type=_positive, default=200, help="byte target (default 200); the size lands within 2 bytes below it"
     )
     e.add_argument("--seed", type=int, default=0, help="random seed (the encoding is deterministic for a seed)")
-    e.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
+    e.add_argument(
+        "--iterations", type=_positive, default=ITERATIONS, help=f"hill-climbing iterations (default {ITERATIONS})"
+    )
     e.add_argument(
         "--grid", type=int, default=None, help="grid points on the longer side (default: by the budget, 16 to 64)"
     )
@@ -121,7 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=_positive, default=256, help="crop side in pixels (default 256)")
     s.add_argument("--bytes", type=_positive, default=200, help="byte target (default 200)")
     s.add_argument("--seed", type=int, default=0, help="seed of the crop choice and of the encoder")
-    s.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
+    s.add_argument(
+        "--iterations",
+        type=_positive,
+        default=3000,
+        help="hill-climbing iterations (default 3000: the shipped decoder's training previews)",
+    )
     s.add_argument(
         "--max-scale",
         type=float,
@@ -161,7 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--bytes", type=_positive, default=200, help="preview byte target (default 200)")
     v.add_argument("--seed", type=int, default=0, help="encoder seed")
-    v.add_argument("--iterations", type=_positive, default=3000, help="hill-climbing iterations (default 3000)")
+    v.add_argument(
+        "--iterations", type=_positive, default=ITERATIONS, help=f"hill-climbing iterations (default {ITERATIONS})"
+    )
     v.add_argument("--processes", type=_positive, default=None, help="encoder processes (default: all cores)")
     v.add_argument("--limit", type=_positive, default=None, help="only the first N images")
     v.add_argument(

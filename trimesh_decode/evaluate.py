@@ -217,7 +217,7 @@ def evaluate(
     models: Sequence[str] = ("mobile",),
     target_bytes: int = 200,
     seed: int = 0,
-    iterations: int = 3000,
+    iterations: int = EncoderConfig().iterations,
     processes: int | None = None,
     figures: int = 6,
     baselines: bool = True,
