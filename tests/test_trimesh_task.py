@@ -40,8 +40,21 @@ def test_batchnorm_statistics_over_the_mesh_equal_one_device(tiny_dataset):
     np.testing.assert_allclose(many_m["loss"], one_m["loss"], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(many_state.batch_stats), jax.tree.leaves(one_state.batch_stats)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    # Adam's first step moves a parameter by lr * g / (|g| + eps): the full learning rate for any
+    # gradient well above eps, whatever float noise it carries, but anything in [-lr, lr] where a
+    # gradient is near zero. So all but a few parameters must agree closely, and none by more than
+    # two steps.
+    largest = max(
+        float(np.abs(np.asarray(b) - np.asarray(p)).max())
+        for b, p in zip(jax.tree.leaves(one_state.params), jax.tree.leaves(state.params))
+    )
+    differ = total = 0
     for a, b in zip(jax.tree.leaves(many_state.params), jax.tree.leaves(one_state.params)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=2e-5)  # Adam amplifies float noise
+        a, b = np.asarray(a), np.asarray(b)
+        differ += int((np.abs(a - b) > 1e-3 * np.abs(b) + 2e-5).sum())
+        total += b.size
+        assert np.abs(a - b).max() <= 2.01 * largest
+    assert differ <= 1e-3 * total, f"{differ} of {total} parameters took another step"
     # and the statistics moved: the step really updated them
     moved = [
         float(np.abs(np.asarray(a) - np.asarray(b)).max())
