@@ -5,9 +5,10 @@ The 24 Kodak images, centre-cropped to a square and resized to 256x256 (Lanczos)
 0..255. The peer is the reference point of ../shared/specs/triangle_preview.md (the WebP 2 C++
 encoder on this kind of machine: 18.75 dB at 206.5 bytes, median 8.3 s per image), which cannot be
 run here, and WebP / JPEG (scan bytes) at the same budget via Pillow, measured in the same run.
-Then images/s with every core (``encode_images``), and the tiny budgets: PSNR at 16 to 100 bytes
-against ThumbHash at its own size (``thumbhash-python``, the peers extra; decoded at 32 px, then
-bilinear to 256), measured in the same run. Writes results/benchmarks/preview_encoder.json.
+Then images/s with every core (``encode_images``), and the RD curve: PSNR against bytes from 16
+to 400 B, with ThumbHash and BlurHash at their own sizes (``thumbhash-python``, ``blurhash-python``:
+the peers extra), measured in the same run. Writes results/benchmarks/preview_encoder.json and the
+curve's plot, preview_encoder.png.
 
     python benchmarks/preview_encoder.py [--count 24] [--iterations N (default: the encoder's, 6000)]
 """
@@ -44,33 +45,84 @@ def psnr(a, b) -> float:
     return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
 
 
-def tiny_budgets(images, cfg) -> dict:
-    """Mean PSNR and bytes at small budgets, and ThumbHash's at its own size (if installed)."""
-    out = {}
-    for budget in (16, 20, 24, 32, 48, 100):
+BUDGETS = (16, 20, 24, 32, 48, 64, 100, 150, 200, 300, 400)
+BLURHASH_COMPONENTS = ((3, 3), (4, 3), (4, 4), (5, 5), (6, 6), (9, 9))
+
+
+def rd_curve(images, cfg) -> dict:
+    """Mean PSNR against mean bytes: ours at every budget of BUDGETS, and the placeholders web pages
+    use, at their own sizes (the peers extra; skipped when missing): ThumbHash (decoded at 32 px,
+    then bilinear to 256) and BlurHash at several component counts (its string's characters are its
+    bytes; decoded at 256)."""
+    curve = {"ours": [], "thumbhash": None, "blurhash": None}
+    for budget in BUDGETS:
         rs = [encode_image(img, budget, seed=0, config=cfg) for img in images]
-        out[f"ours_{budget}B"] = {
-            "psnr_mean": round(
-                float(np.mean([psnr(raster_cpu.interpolate(r.preview, 256), img) for r, img in zip(rs, images)])), 3
-            ),
-            "bytes_mean": round(float(np.mean([r.num_bytes for r in rs])), 2),
-            "bytes_min": int(min(r.num_bytes for r in rs)),
-        }
+        curve["ours"].append(
+            {
+                "target": budget,
+                "bytes_mean": round(float(np.mean([r.num_bytes for r in rs])), 2),
+                "bytes_min": int(min(r.num_bytes for r in rs)),
+                "psnr_mean": round(
+                    float(np.mean([psnr(raster_cpu.interpolate(r.preview, 256), im) for r, im in zip(rs, images)])), 3
+                ),
+                "seconds_median": round(float(np.median([r.seconds for r in rs])), 3),
+            }
+        )
+        print(json.dumps(curve["ours"][-1]), flush=True)
     try:
         import base64
 
+        import blurhash
         import thumbhash
     except ImportError:
-        out["thumbhash"] = None  # pip install -e '.[peers]'
-        return out
+        return curve  # pip install -e '.[peers]'
     ps, ns = [], []
     for img in images:
         h = thumbhash.image_to_thumbhash(Image.fromarray(img))
         ns.append(len(base64.b64decode(h)))
         dec = thumbhash.thumbhash_to_image(h).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR)
         ps.append(psnr(np.asarray(dec), img))
-    out["thumbhash"] = {"psnr_mean": round(float(np.mean(ps)), 3), "bytes_mean": round(float(np.mean(ns)), 2)}
-    return out
+    curve["thumbhash"] = [{"bytes_mean": round(float(np.mean(ns)), 2), "psnr_mean": round(float(np.mean(ps)), 3)}]
+    curve["blurhash"] = []
+    for nx, ny in BLURHASH_COMPONENTS:
+        ps, ns = [], []
+        for img in images:
+            h = blurhash.encode(Image.fromarray(img), nx, ny)
+            ns.append(len(h))
+            ps.append(psnr(np.asarray(blurhash.decode(h, 256, 256).convert("RGB")), img))
+        curve["blurhash"].append(
+            {
+                "components": [nx, ny],
+                "bytes_mean": round(float(np.mean(ns)), 2),
+                "psnr_mean": round(float(np.mean(ps)), 3),
+            }
+        )
+    return curve
+
+
+def plot(curve: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, style in (("ours", "o-"), ("blurhash", "s--"), ("thumbhash", "D")):
+        pts = curve.get(name)
+        if pts:
+            ax.plot([q["bytes_mean"] for q in pts], [q["psnr_mean"] for q in pts], style, label=name)
+    ax.set_xscale("log")
+    ticks = [16, 24, 32, 48, 64, 100, 150, 200, 300, 400]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("bytes (mean over the images)")
+    ax.set_ylabel("PSNR (dB, RGB)")
+    ax.set_title("Previews vs the web's placeholders (Kodak squares, 256x256)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -129,11 +181,12 @@ def main() -> None:
         "speedup_vs_reference_median": round(REFERENCE["seconds_median"] / float(np.median(col("seconds"))), 1),
         "machine": platform.processor() or platform.machine(),
     }
-    summary["tiny_budgets"] = tiny_budgets(images, cfg)
+    curve = rd_curve(images, cfg)
     print(json.dumps(summary, indent=1))
     out = ROOT / "results" / "benchmarks" / "preview_encoder.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"summary": summary, "images": rows}, indent=1) + "\n")
+    out.write_text(json.dumps({"summary": summary, "rd_curve": curve, "images": rows}, indent=1) + "\n")
+    plot(curve, out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
