@@ -369,30 +369,6 @@ def _clip_span(lo, hi, e0, g, t):
 
 
 @jit
-def _clip_span(lo, hi, e0, g, t):
-    """[lo, hi] narrowed to the x where e0 + x g >= t."""
-    if g > 0:
-        lo = max(lo, -((e0 - t) // g))  # ceil((t - e0) / g)
-    elif g < 0:
-        hi = min(hi, (e0 - t) // -g)  # floor((e0 - t) / -g)
-    elif e0 < t:
-        hi = lo - 1
-    return lo, hi
-
-
-@jit
-def _pixel_error(t, x, y, l1, l2, ca0, ca1, ca2, db0, db1, db2, dc0, dc1, dc2, errmap, want_map):
-    tgt, wts = t.image, t.weights
-    e0 = ca0 + l1 * db0 + l2 * dc0 - tgt[y, x, 0]
-    e1 = ca1 + l1 * db1 + l2 * dc1 - tgt[y, x, 1]
-    e2 = ca2 + l1 * db2 + l2 * dc2 - tgt[y, x, 2]
-    e = wts[0] * e0 * e0 + wts[1] * e1 * e1 + wts[2] * e2 * e2
-    if want_map:
-        errmap[y, x] = e
-    return e
-
-
-@jit
 def _render_error(t, s, tv, m, gw, gh, errmap):
     """The weighted squared error of the ``m`` triangles ``tv`` against the work image (and, when
     ``errmap`` has the work image's size, each pixel's error in it). Each triangle's error comes
