@@ -11,6 +11,7 @@ the peers extra), measured in the same run. Writes results/benchmarks/preview_en
 curve's plot, preview_encoder.png.
 
     python benchmarks/preview_encoder.py [--count 24] [--iterations N (default: the encoder's, 6000)]
+    python benchmarks/preview_encoder.py --images DIR -o out/previews.json   # any folder: centre squares
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ REFERENCE = {"psnr": 18.75, "bytes_mean": 206.5, "seconds_median": 8.3}
 
 
 def kodak_256(i: int) -> np.ndarray:
-    im = Image.open(KODAK / f"kodim{i:02d}.png").convert("RGB")
+    return square_256(Image.open(KODAK / f"kodim{i:02d}.png").convert("RGB"))
+
+
+def square_256(im: Image.Image) -> np.ndarray:
+    """The centre square of an image, resized to 256x256 (Lanczos)."""
     w, h = im.size
     s = min(w, h)
     box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
@@ -130,11 +135,24 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=24)
     ap.add_argument("--iterations", type=int, default=EncoderConfig().iterations)
     ap.add_argument("--bytes", type=int, default=200)
+    ap.add_argument("--images", default=None, help="any folder of images instead of Kodak (needs -o)")
+    ap.add_argument("-o", "--out", default=None, help="the JSON to write (default, for Kodak only: results/)")
     args = ap.parse_args()
-    if not KODAK.exists():
-        raise SystemExit(f"needs the Kodak images in {KODAK}")
     cfg = EncoderConfig(iterations=args.iterations)
-    images = [kodak_256(i) for i in range(1, args.count + 1)]
+    if args.images:
+        from compat.images import list_images, load_image
+
+        if not args.out:
+            raise SystemExit("--images needs -o OUT.json (the committed results/ hold Kodak's figures)")
+        paths = list_images(args.images)[: args.count]
+        if not paths:
+            raise SystemExit(f"no images in {args.images}")
+        images = [square_256(Image.fromarray(load_image(p))) for p in paths]
+    else:
+        if not KODAK.exists():
+            raise SystemExit(f"needs the Kodak images in {KODAK}")
+        paths = [KODAK / f"kodim{i:02d}.png" for i in range(1, args.count + 1)]
+        images = [kodak_256(i) for i in range(1, args.count + 1)]
     encode_image(images[0], args.bytes, 0, EncoderConfig(iterations=20))  # compile (numba cache)
     rows = []
     for i, img in enumerate(images, 1):
@@ -144,7 +162,7 @@ def main() -> None:
         jpeg = baselines.at_bytes(img, args.bytes, "jpeg")
         rows.append(
             {
-                "image": f"kodim{i:02d}",
+                "image": paths[i - 1].stem,
                 "bytes": r.num_bytes,
                 "psnr": round(psnr(dec, img), 3),
                 "seconds": round(r.seconds, 3),
@@ -183,7 +201,7 @@ def main() -> None:
     }
     curve = rd_curve(images, cfg)
     print(json.dumps(summary, indent=1))
-    out = ROOT / "results" / "benchmarks" / "preview_encoder.json"
+    out = Path(args.out) if args.out else ROOT / "results" / "benchmarks" / "preview_encoder.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"summary": summary, "rd_curve": curve, "images": rows}, indent=1) + "\n")
     plot(curve, out.with_suffix(".png"))
