@@ -61,15 +61,10 @@ function unavailable(why) {
 }
 
 async function neural() {
-  // WebGPU where the browser has an adapter (a GPU), else WebAssembly on the CPU; ?ep= overrides
+  // WebGPU where the browser has an adapter (a GPU), falling back to WebAssembly on the CPU;
+  // ?ep= asks for one
   const gpu = typeof navigator.gpu !== "undefined" && (await navigator.gpu.requestAdapter().catch(() => null));
-  const ep = params.get("ep") ?? (gpu ? "webgpu" : "wasm");
-  let ort;
-  try {
-    ort = await import(DIST + (ep === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"));
-  } catch {
-    return unavailable("onnxruntime-web is not installed (npm ci --prefix web)");
-  }
+  const eps = params.has("ep") ? [params.get("ep")] : gpu ? ["webgpu", "wasm"] : ["wasm"];
   const url = params.get("model") ?? "models/mobile.onnx";
   const response = await fetch(url).catch(() => null);
   if (!response || !response.ok) {
@@ -77,10 +72,27 @@ async function neural() {
       `no model at ${url} (python -m trimesh_decode.models export-onnx mobile --float16 -o web/models/mobile.onnx)`,
     );
   }
-  const t0 = performance.now();
+  const model = new Uint8Array(await response.arrayBuffer());
   const threads = params.has("threads") ? Number(params.get("threads")) : undefined;
-  const decoder = await NeuralDecoder.create(ort, new Uint8Array(await response.arrayBuffer()), { threads, ep });
-  await decoder.decode(inputs[0]); // the first run allocates and plans: not a preview's cost
+  let ort, decoder, ep, why = "";
+  const t0 = performance.now();
+  for (ep of eps) {
+    try {
+      ort = await import(DIST + (ep === "webgpu" ? "ort.webgpu.min.mjs" : "ort.wasm.min.mjs"));
+    } catch {
+      why = "onnxruntime-web is not installed (npm ci --prefix web)";
+      continue;
+    }
+    try {
+      decoder = await NeuralDecoder.create(ort, model.slice(), { threads, ep }); // (a copy: a session may take the buffer)
+      await decoder.decode(inputs[0]); // the first run allocates and plans: not a preview's cost
+      break;
+    } catch (e) {
+      decoder = null;
+      why = `onnxruntime-web (${ep}): ${e}`;
+    }
+  }
+  if (!decoder) return unavailable(why);
   const load = performance.now() - t0;
   const times = [];
   for (const canvas of figures) {
