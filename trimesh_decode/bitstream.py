@@ -66,7 +66,6 @@ _CTX_ZERO = 0  # + channel
 _CTX_LEN = 3  # + 5 * channel + position
 _CTX_SIGN = 18  # + channel (Y, Co)
 _CTX_SAME = 20
-_LOG2_ONE = float(coder.PROB_BITS)
 _N_CTX = 21
 
 # Error codes of the layout (the coder's own are 1 and 2).
@@ -466,12 +465,11 @@ def _uniform_bits(value, n):
     lo, hi, acc = np.int64(0), np.int64(n), 0.0
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        p0 = min(max(((mid - lo) << coder.PROB_BITS) // (hi - lo), 1), coder.PROB_ONE - 1)
-        if value >= mid:
-            acc += _LOG2_ONE - math.log2(coder.PROB_ONE - p0)
+        bit = 1 if value >= mid else 0
+        acc += coder.bit_cost(bit, coder.fixed_p0(mid - lo, hi - lo))
+        if bit == 1:
             lo = mid
         else:
-            acc += _LOG2_ONE - math.log2(p0)
             hi = mid
     return acc
 
@@ -492,15 +490,12 @@ def estimate_bits_after(head, gw, gh, n, corners, order_indices, k):
     prev = np.int64(corners[0])
     for j in range(k):
         idx = np.int64(order_indices[j])
-        if idx == prev:  # bit 1
-            acc += _LOG2_ONE - math.log2(coder.PROB_ONE - p0)
-            p0 -= p0 >> coder.ADAPT_SHIFT
-        else:
-            acc += _LOG2_ONE - math.log2(p0)
-            p0 += (coder.PROB_ONE - p0) >> coder.ADAPT_SHIFT
+        same = 1 if idx == prev else 0
+        acc += coder.bit_cost(same, p0)
+        p0 = coder.adapt(p0, same)
+        if not same:
             acc += other[idx if idx < prev else idx - 1]
             prev = idx
-        p0 = min(max(p0, 32), coder.PROB_ONE - 32)
     npoints = gw * gh - 4
     occupancy = (math.lgamma(npoints + 1) - math.lgamma(k + 1) - math.lgamma(npoints - k + 1)) / math.log(2.0)
     return 16.0 + acc + occupancy

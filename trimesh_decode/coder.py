@@ -109,8 +109,7 @@ def code_bit(st, buf, cost, bit, p0):
     """Code one bit with ``P(0) = p0 / 65536``; returns the bit (decoded in DECODE mode)."""
     mode = st[S_MODE]
     if mode == COST:
-        p = p0 if bit == 0 else PROB_ONE - p0
-        cost[0] += _LOG2_ONE - math.log2(p)
+        cost[0] += bit_cost(bit, p0)
         return bit
     rng = st[S_RANGE]
     bound = (rng >> PROB_BITS) * p0
@@ -147,22 +146,41 @@ def code_bit(st, buf, cost, bit, p0):
 @jit
 def adaptive_bit(st, buf, cost, probs, ctx, bit):
     """Code a bit with the adaptive probability ``probs[ctx]`` and update it."""
-    p0 = probs[ctx]
-    b = code_bit(st, buf, cost, bit, p0)
-    if b == 0:
-        p0 += (PROB_ONE - p0) >> ADAPT_SHIFT
-    else:
-        p0 -= p0 >> ADAPT_SHIFT
-    probs[ctx] = min(max(p0, 32), PROB_ONE - 32)
+    b = code_bit(st, buf, cost, bit, probs[ctx])
+    probs[ctx] = adapt(probs[ctx], b)
     return b
 
 
 @jit
 def fixed_bit(st, buf, cost, bit, n_zero, n):
     """Code a bit whose probability of 0 is ``n_zero / n`` (0 < n_zero < n), quantised to 16 bits."""
-    p0 = (n_zero << PROB_BITS) // n
-    p0 = min(max(p0, 1), PROB_ONE - 1)
-    return code_bit(st, buf, cost, bit, p0)
+    return code_bit(st, buf, cost, bit, fixed_p0(n_zero, n))
+
+
+# The model's three rules, shared by the coder and by costings that skip it
+# (:func:`trimesh_decode.bitstream.estimate_bits_after`).
+
+
+@jit
+def bit_cost(bit, p0):
+    """-log2 of the probability of ``bit`` under ``P(0) = p0 / 65536``: its ideal code length."""
+    return _LOG2_ONE - math.log2(p0 if bit == 0 else PROB_ONE - p0)
+
+
+@jit
+def adapt(p0, bit):
+    """An adaptive probability after it coded ``bit``: 1/16 of the way towards it, kept in range."""
+    if bit == 0:
+        p0 += (PROB_ONE - p0) >> ADAPT_SHIFT
+    else:
+        p0 -= p0 >> ADAPT_SHIFT
+    return min(max(p0, 32), PROB_ONE - 32)
+
+
+@jit
+def fixed_p0(n_zero, n):
+    """``P(0) = n_zero / n`` quantised to 16 bits (never 0 or 1)."""
+    return min(max((n_zero << PROB_BITS) // n, 1), PROB_ONE - 1)
 
 
 @jit

@@ -430,7 +430,7 @@ def _evaluate(t, lay, nv, npal, s, errmap, out, head, moved, m_cur):
         q = s.pidx[i]
         for c in range(3):
             s.cols[i, c] = s.pal_rgb[q, c]
-        s.ckey[i] = (lay.pal[q, 0] << 12) | (lay.pal[q, 1] << 6) | lay.pal[q, 2]
+        s.ckey[i] = palette_key(lay.pal[q, 0], lay.pal[q, 1], lay.pal[q, 2])  # 18 bits, one per colour
     out[0] = _render_error(t, s, tv, m, gw, gh, errmap)
     if head < 0:
         head = palette_bits(gw, gh, lay.pal, npal)
