@@ -178,7 +178,12 @@ def rd_curves(
 
 # -- learned models, as one more "codec" each -----------------------------------------------------
 
-HUFFMAN = {"std": False, "opt": True}  # learned curve suffix -> optimised Huffman tables
+# learned curve suffix -> how its files are written (jpegfile.write's options) and its label
+HUFFMAN = {
+    "std": ({"optimize_huffman": False}, "standard Huffman"),
+    "opt": ({"optimize_huffman": True}, "optimised Huffman"),
+    "prog": ({"progressive": True}, "progressive"),
+}
 
 
 def family(model_name: str) -> str:
@@ -198,9 +203,10 @@ def learned_curves(
     lpips: bool = True,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Shipped or exported jpegedit models (one per lambda) as real files, with the standard Huffman
-    tables (the paper's setting) and with optimised ones. One curve per variant (model family, see
-    :func:`family`) and Huffman setting: ``learned-<family>-std.json`` / ``learned-<family>-opt.json``,
+    """Shipped or exported jpegedit models (one per lambda) as real files: baseline with the standard
+    Huffman tables (the paper's setting), baseline with optimised ones, and progressive (the tool's
+    default). One curve per variant (model family, see :func:`family`) and file kind:
+    ``learned-<family>-std.json`` / ``-opt.json`` / ``-prog.json``,
     a point per (model, image) with the rate proxy of the training loss beside the real bits (the
     paper's Fig. 5), the mean curve over the family's models. Resumable per (model, image)."""
 
@@ -220,7 +226,10 @@ def learned_curves(
             points[f"learned-{fam}-{suffix}"] = [
                 p for p in keep if p["model"] in sums and p.get("sha256") == sums[p["model"]]
             ]
-    done = {(p["model"], p["image"]) for c, pts in points.items() if c.endswith("-std") for p in pts}
+    # a (model, image) is done when every file kind has its point (a folder from before "prog" lacks it)
+    done = set.intersection(*({(p["model"], p["image"]) for p in pts} for pts in points.values()))
+    for codec in points:  # the rest are measured again, so no kind holds them twice
+        points[codec] = [p for p in points[codec] if (p["model"], p["image"]) in done]
 
     def save():
         for codec, pts in points.items():
@@ -228,7 +237,7 @@ def learned_curves(
             names = sorted({p["model"] for p in pts})
             doc = {
                 "codec": codec,
-                "label": f"learned {fam} ({'optimised' if HUFFMAN[suffix] else 'standard'} Huffman)",
+                "label": f"learned {fam} ({HUFFMAN[suffix][1]})",
                 "settings": settings,
                 "models": names,
                 "points": pts,
@@ -247,8 +256,8 @@ def learned_curves(
                 "bits_estimate_bpp": float(losses.estimated_bits(co.components)) / (x.shape[0] * x.shape[1]),
                 "rate": m.rate,
             }
-            for suffix, opt in HUFFMAN.items():
-                data = jpegfile.write(co, tables, optimize_huffman=opt)
+            for suffix, (how, _) in HUFFMAN.items():
+                data = jpegfile.write(co, tables, **how)
                 points[f"learned-{family(m.name)}-{suffix}"].append(
                     {
                         "image": name,

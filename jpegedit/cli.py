@@ -28,6 +28,7 @@ EXAMPLE = """examples:
   jpegedit encode photo.png -o photo.jpg --quality 75 --chroma 420 --optimize
   jpegedit encode photo.png -o photo.jpg --model attention_lam0.01   # a shipped learned model
   jpegedit encode photo.png -o photo.jpg --target-bpp 0.5            # the learned model that fits 0.5 bpp
+  jpegedit encode photo.png -o photo.jpg --lambda 0.001 --baseline   # a sequential (SOF0) file, not progressive
   jpegedit encode photo.png -o photo.jpg --lambda 0.01 --rate-term paper   # trained on the paper's rate proxies
   jpegedit evaluate --data ../shared/data/kodak -o out/kodak --limit 2   # RD curves and BD-rates
 """
@@ -91,9 +92,14 @@ def _parser() -> argparse.ArgumentParser:
         "bits (default) or on the paper's rate proxies ||1/Q|| and mean A",
     )
     e.add_argument(
+        "--baseline",
+        action="store_true",
+        help="learned models: a baseline (SOF0) file with optimised Huffman tables instead of a progressive one",
+    )
+    e.add_argument(
         "--standard-huffman",
         action="store_true",
-        help="learned models: the standard Huffman tables (the paper's setting) instead of optimised ones",
+        help="learned models: a baseline file with the standard Huffman tables (the paper's setting)",
     )
     e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
@@ -196,11 +202,12 @@ def encode_command(args: argparse.Namespace) -> str:
     learned = bool(chosen) and chosen[0] != "--quality"
     if learned and (args.chroma != "444" or args.grayscale):
         raise UsageError("learned models encode colour images with 4:4:4 chroma (the paper's setting)")
-    if args.standard_huffman and not learned:
-        raise UsageError(
-            "--standard-huffman is for learned models (--model, --lambda, --target-bpp); quality mode writes standard "
-            "tables unless --optimize"
-        )
+    for flag, given in (("--standard-huffman", args.standard_huffman), ("--baseline", args.baseline)):
+        if given and not learned:
+            raise UsageError(
+                f"{flag} is for learned models (--model, --lambda, --target-bpp); quality mode writes a baseline file "
+                "with standard tables unless --optimize"
+            )
     if args.target_bpp is not None and args.target_bpp <= 0:
         raise UsageError(f"--target-bpp must be positive, got {args.target_bpp}")
     candidates = encoder.choose_models(model=args.model, lam=args.lam, rate_term=args.rate_term) if learned else []
@@ -222,7 +229,11 @@ def encode_command(args: argparse.Namespace) -> str:
         data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
     else:
         model, data, co, scale = encoder.encode_learned(
-            image, candidates, args.target_bpp, optimize=not args.standard_huffman
+            image,
+            candidates,
+            args.target_bpp,
+            optimize=not args.standard_huffman,
+            progressive=not (args.baseline or args.standard_huffman),
         )
     seconds = time.perf_counter() - t0
     write_atomic(out, data, args.force)
@@ -235,9 +246,15 @@ def encode_command(args: argparse.Namespace) -> str:
     head = f"{what} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, PSNR {psnr:.2f} dB, {seconds:.2f} s"
     if model is not None:
         kind = "Q-tables + attention" if model.attention else "Q-tables"
-        huff = "standard" if args.standard_huffman else "optimised"
+        huff = (
+            "baseline, standard Huffman tables"
+            if args.standard_huffman
+            else "baseline, optimised Huffman tables"
+            if args.baseline
+            else "progressive, optimised Huffman tables"
+        )
         scaled = "" if scale == 1.0 else f", tables x{scale:.3f}"
-        return f"{head} (learned model {model.name}: {kind}{scaled}, {huff} Huffman tables; any JPEG decoder reads it)"
+        return f"{head} (learned model {model.name}: {kind}{scaled}; {huff}; any JPEG decoder reads it)"
     same = "yes" if _libjpeg_agrees(image, quality, args.chroma, co) else "NO"
     return (
         f"{head} (quality {quality}, {args.chroma}{', gray' if args.grayscale else ''}); "

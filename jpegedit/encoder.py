@@ -89,7 +89,7 @@ def attention(model: Model, image: np.ndarray, feats=None):
 
 def coefficients(model: Model, image: np.ndarray, return_attention: bool = False, feats=None):
     """``(quantised coefficients round(F * A / Q), tables)`` of ``image`` (uint8 RGB) under ``model``:
-    what :func:`jpegedit.jpegfile.write` turns into a baseline JPEG any decoder reads; with
+    what :func:`jpegedit.jpegfile.write` turns into a JPEG file any decoder reads; with
     ``return_attention`` also the attention maps (None for a Q-tables-only model). ``feats``: the
     image's :func:`features`, when already computed."""
     maps = attention(model, image, feats) if model.attention else None
@@ -97,10 +97,10 @@ def coefficients(model: Model, image: np.ndarray, return_attention: bool = False
     return out + (maps,) if return_attention else out
 
 
-def encode_jpeg(model: Model, image: np.ndarray, optimize_huffman: bool = False) -> bytes:
-    """A baseline JPEG file of ``image`` under ``model``."""
+def encode_jpeg(model: Model, image: np.ndarray, optimize_huffman: bool = False, progressive: bool = False) -> bytes:
+    """A JPEG file of ``image`` under ``model``: baseline, or progressive (see :func:`jpegedit.jpegfile.write`)."""
     co, tables = coefficients(model, image)
-    return jpegfile.write(co, tables, optimize_huffman=optimize_huffman)
+    return jpegfile.write(co, tables, optimize_huffman=optimize_huffman, progressive=progressive)
 
 
 def encode_run(
@@ -154,12 +154,17 @@ def scaled_tables(tables: np.ndarray, scale: float) -> np.ndarray:
 
 
 def encode_learned(
-    image: np.ndarray, models: Sequence[Model], target_bpp: float | None = None, optimize: bool = True
+    image: np.ndarray,
+    models: Sequence[Model],
+    target_bpp: float | None = None,
+    optimize: bool = True,
+    progressive: bool = True,
 ) -> Encoded:
     """The only candidate at scale 1, or for ``target_bpp`` the largest file not exceeding the
     target among (a) every model as trained and (b) the model just above the target with its tables
     scaled up (bisection on the scale), which fills the gaps between the trained lambdas.
-    :class:`EncodeError` when no file fits."""
+    :class:`EncodeError` when no file fits. Files are progressive (:mod:`jpegedit.progressive`)
+    unless ``progressive=False``: then baseline, with optimised Huffman tables if ``optimize``."""
     h, w = image.shape[:2]
     limit = None if target_bpp is None else int(target_bpp * h * w / 8)
     feats = features(image) if any(m.attention for m in models) else None  # one backbone pass for every model
@@ -167,7 +172,7 @@ def encode_learned(
     def encode(m, maps, scale):
         tables = scaled_tables(m.tables, scale)
         co = encode_for_file(image, tables, maps)
-        return jpegfile.write(co, tables, optimize_huffman=optimize), co
+        return jpegfile.write(co, tables, optimize_huffman=optimize, progressive=progressive), co
 
     tried = []  # (model, maps, bytes, coefficients)
     for m in models:

@@ -7,6 +7,8 @@ baseline JFIF file that any viewer decodes:
 * ``write(coefficients, qtables)`` -> bytes: sequential baseline DCT, 8-bit tables, with the standard
   (Annex K) Huffman tables - the paper's setting - or, with ``optimize_huffman=True``, tables
   optimised for the image by libjpeg's two-pass coder;
+* ``write(..., progressive=True)``: the same coefficients in a progressive file, through our own
+  entropy coder (:mod:`jpegedit.progressive`; libjpeg's transcoder writes sequential files only);
 * ``read_coefficients(data)`` -> ``(coefficients, qtables)`` for any baseline or progressive JPEG in
   YCbCr (4:4:4 or 4:2:0) or grayscale.
 
@@ -23,6 +25,7 @@ import threading
 
 import numpy as np
 
+from jpegedit import progressive as _progressive
 from jpegedit.codec import Coefficients, block_grid, table_stack
 
 __all__ = ["JPEGFileError", "CorruptJPEGError", "UnsupportedJPEGError", "write", "read_coefficients"]
@@ -86,12 +89,14 @@ def _coefficient_array(a, expect: tuple[int, int], name: str) -> np.ndarray:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def write(coefficients: Coefficients, qtables, *, optimize_huffman: bool = False) -> bytes:
-    """A baseline JPEG file (bytes) holding exactly ``coefficients`` and ``qtables``.
+def write(coefficients: Coefficients, qtables, *, optimize_huffman: bool = False, progressive: bool = False) -> bytes:
+    """A JPEG file (bytes) holding exactly ``coefficients`` and ``qtables``.
 
     ``qtables``: ``(2, 8, 8)`` integer tables (luma, chroma; ``(1, 8, 8)`` or ``(8, 8)`` for
-    grayscale) in natural order, values 1..255. Huffman tables are the standard ones unless
-    ``optimize_huffman``.
+    grayscale) in natural order, values 1..255. A baseline (SOF0) file with the standard Huffman
+    tables unless ``optimize_huffman`` (libjpeg's two-pass coder); with ``progressive`` a
+    progressive (SOF2) file whose scans and per-scan optimised Huffman tables are chosen for the
+    image by :mod:`jpegedit.progressive` (``optimize_huffman`` is then implied).
     """
     if not isinstance(coefficients, Coefficients):
         raise TypeError(f"expected jpegedit.codec.Coefficients, got {type(coefficients).__name__}")
@@ -103,6 +108,8 @@ def write(coefficients: Coefficients, qtables, *, optimize_huffman: bool = False
         cb = _coefficient_array(co.cb, chroma_grid, "Cb")
         cr = _coefficient_array(co.cr, chroma_grid, "Cr")
     q = _baseline_tables(qtables, 1 if co.grayscale else 3)
+    if progressive:
+        return _progressive.write((y,) if co.grayscale else (y, cb, cr), q, co.height, co.width, co.chroma)
 
     jpeglib = _jpeglib()
     jpeg = jpeglib.from_dct(y, cb, cr, qt=q)

@@ -81,7 +81,8 @@ def bd_table(out: str | Path, tests: Sequence[str], references: Sequence[str], b
 def plot(out: str | Path, names: Sequence[str] | None = None) -> list[Path]:
     """PSNR, MS-SSIM and LPIPS against bpp of every codec in ``out`` (the paper's Fig. 3): the whole
     range and the low rates (where the BD-rates below 0.4 bpp are decided) side by side. Learned
-    variants are solid lines with dots, baselines dashed; optimised-Huffman curves lighter."""
+    variants are solid lines with dots (progressive files dash-dotted), baselines dashed; optimised-Huffman
+    and progressive curves lighter."""
     import matplotlib  # lazy: slow to import; only plotting needs it
 
     matplotlib.use("Agg")
@@ -101,8 +102,10 @@ def plot(out: str | Path, names: Sequence[str] | None = None) -> list[Path]:
         for codec, d, r, q in curves:
             learned = is_learned(codec)
             pair = groups.index(codec.rsplit("-", 1)[0] if learned else codec)
-            colour = colours[(2 * pair + (learned and codec.endswith("-opt"))) % len(colours)]
-            style = {"color": colour, "ls": "-" if learned else "--", "marker": "." if learned else None}
+            lighter = learned and not codec.endswith("-std")
+            colour = colours[(2 * pair + lighter) % len(colours)]
+            ls = ("-." if codec.endswith("-prog") else "-") if learned else "--"
+            style = {"color": colour, "ls": ls, "marker": "." if learned else None}
             for ax in axes:
                 ax.plot(r, q, label=d.get("label", codec), **style)
         for ax, (lo, hi) in zip(axes, ((0.0, 1.2), (0.1, 0.6))):

@@ -90,20 +90,21 @@ def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_pa
         == 0
     )
     assert "README.md" in capsys.readouterr().out
-    # one curve per variant (model family) and Huffman setting
+    # one curve per variant (model family) and file kind
     curves = {
         n: json.loads((out / f"learned-{n}.json").read_text())
-        for n in ("attention-std", "attention-opt", "qtables-std", "qtables-opt")
+        for n in ("attention-std", "attention-opt", "attention-prog", "qtables-std", "qtables-opt", "qtables-prog")
     }
     assert all(len(c["points"]) == 2 and [m["model"] for m in c["mean"]] == [c["models"][0]] for c in curves.values())
     assert curves["attention-std"]["models"] == ["attention_lam0.01"] and curves["qtables-opt"]["models"] == [
         "qtables_lam0.01"
     ]
     for fam in ("attention", "qtables"):
-        std, opt = curves[f"{fam}-std"], curves[f"{fam}-opt"]
-        # the same coefficients: optimised Huffman tables only make the files smaller, never the pictures differ
-        for a, b in zip(std["points"], opt["points"]):
-            assert b["bytes"] < a["bytes"] and b["psnr"] == a["psnr"]
+        std, opt, prog = curves[f"{fam}-std"], curves[f"{fam}-opt"], curves[f"{fam}-prog"]
+        # the same coefficients: optimised Huffman tables and progressive scans only make the files
+        # smaller, never the pictures differ
+        for a, b, c in zip(std["points"], opt["points"], prog["points"]):
+            assert c["bytes"] < b["bytes"] < a["bytes"] and c["psnr"] == b["psnr"] == a["psnr"]
             assert a["table_rate"] > 0 and (a["attention_rate"] > 0) == (fam == "attention")  # the rate proxy, Fig. 5
             assert a["rate"] == "paper" and abs(a["bits_estimate_bpp"] - a["bpp"]) < 0.1 * a["bpp"]  # the bits estimate
     table = (out / "README.md").read_text()

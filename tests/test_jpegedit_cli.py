@@ -135,10 +135,15 @@ def test_a_learned_model_refuses_quality_chroma_and_altered_files(png, tmp_path)
         load_model(str(bad))
 
 
-def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optimised_by_default(png, tmp_path, capsys):
-    opt, std = tmp_path / "o.jpg", tmp_path / "s.jpg"
-    assert cli.main(["encode", str(png), "-o", str(opt), "--lambda", "0.001"]) == 0
-    assert "attention_bits_lam0.001" in capsys.readouterr().out  # the attention model of that lambda, bits family
+def test_lambda_and_target_bpp_pick_a_shipped_model_and_files_are_progressive_by_default(png, tmp_path, capsys):
+    prog, opt, std = tmp_path / "prog.jpg", tmp_path / "o.jpg", tmp_path / "s.jpg"
+    assert cli.main(["encode", str(png), "-o", str(prog), "--lambda", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "attention_bits_lam0.001" in out and "progressive" in out  # the attention model of that lambda, bits family
+    assert b"\xff\xc2" in prog.read_bytes()[:1000]  # SOF2
+    assert cli.main(["encode", str(png), "-o", str(opt), "--lambda", "0.001", "--baseline"]) == 0
+    assert "baseline, optimised Huffman" in capsys.readouterr().out
+    assert b"\xff\xc0" in opt.read_bytes()[:1000]  # SOF0
     assert (
         cli.main(["encode", str(png), "-o", str(tmp_path / "p.jpg"), "--lambda", "0.001", "--rate-term", "paper"]) == 0
     )
@@ -147,8 +152,10 @@ def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optim
     assert "standard Huffman" in capsys.readouterr().out
     a, _ = jpegfile.read_coefficients(opt.read_bytes())
     b, _ = jpegfile.read_coefficients(std.read_bytes())
-    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a.components, b.components))
-    assert opt.stat().st_size < std.stat().st_size  # same coefficients, smaller code
+    c, _ = jpegfile.read_coefficients(prog.read_bytes())
+    for x, y, z in zip(a.components, b.components, c.components):
+        assert np.array_equal(np.asarray(x), np.asarray(y)) and np.array_equal(np.asarray(x), np.asarray(z))
+    assert prog.stat().st_size < opt.stat().st_size < std.stat().st_size  # same coefficients, smaller code
     # --target-bpp: the largest file within the target; an unreachable target is a clear error
     h, w = photos()["chelsea"].shape[:2]
     big = tmp_path / "t.jpg"
@@ -164,6 +171,7 @@ def test_lambda_and_target_bpp_pick_a_shipped_model_and_huffman_tables_are_optim
     assert "its lambdas: 0.001, 0.003" in capsys.readouterr().err
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "--lambda", "0.01", "-q", "5"]) == 2
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "5", "--standard-huffman"]) == 2
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "5", "--baseline"]) == 2
 
 
 def test_target_bpp_between_two_trained_lambdas_scales_the_tables_of_the_model_above(png, tmp_path, capsys):
@@ -173,7 +181,7 @@ def test_target_bpp_between_two_trained_lambdas_scales_the_tables_of_the_model_a
     h, w = photos()["chelsea"].shape[:2]
     image = np.asarray(Image.open(png).convert("RGB"))
     sizes = sorted(
-        (len(encode_jpeg(load_model(n), image, optimize_huffman=True)), n)
+        (len(encode_jpeg(load_model(n), image, progressive=True)), n)  # the files the tool writes
         for n in list_models()
         if n.startswith("attention_bits_")
     )
