@@ -36,7 +36,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from compat.cli import write_atomic
-from jpegedit import jpegfile, losses
+from jpegedit import encoder, jpegfile, losses
 from jpegedit.encoder import coefficients
 from jpegedit.jpegfile import _LOCK
 from jpegedit.models import load_model
@@ -50,6 +50,7 @@ __all__ = [
     "rd_curves",
     "mean_curve",
     "learned_curves",
+    "tool_curves",
     "family",
     "is_learned",
     "available",
@@ -273,3 +274,93 @@ def learned_curves(
             save()  # after every image: resumable
     save()
     return {c: out / f"{c}.json" for c in points}
+
+
+# bpp targets of the --target-bpp curve (tool_curves)
+TARGETS = (0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0, 1.25, 1.5, 2.0, 2.5)
+
+
+def tool_curves(
+    images: Sequence[tuple[str, np.ndarray]],
+    out: str | Path,
+    models: Sequence[str],
+    lpips: bool = True,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """What ``jpegedit encode`` writes with a family of models (``models``: one family's names):
+    every step of its rate ladder (:func:`jpegedit.encoder.ladder`: trellis quantisation,
+    progressive files), i.e. the ``--quality`` dial, as ``learned-<family>-tool.json`` (the mean
+    curve per step), and the ``--target-bpp`` choice at each of :data:`TARGETS` - per image the
+    highest-PSNR step whose quick-scan file fits, as the encoder decides - as
+    ``learned-<family>-target.json``. Resumable per image."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = [load_model(m) for m in models]
+    fams = {family(m.name) for m in loaded}
+    if len(fams) != 1:
+        raise ValueError(f"tool_curves takes one family of models, got {', '.join(sorted(fams))}")
+    (fam,) = fams
+    steps = encoder.ladder(loaded)
+    settings = {
+        "lpips": bool(lpips),
+        "trellis": encoder.TRELLIS_ALPHA,
+        "steps": [f"{m.name}x{s:g}" for m, s in steps],
+        "sha256": sorted(m.meta.get("sha256") or "" for m in loaded),
+    }
+    path = out / f"learned-{fam}-tool.json"
+    old = json.loads(path.read_text()) if path.exists() else None
+    points = old["points"] if old and old.get("settings") == settings else []
+    done = {p["image"] for p in points}
+
+    def save():
+        doc = {
+            "codec": f"learned-{fam}-tool",
+            "label": f"jpegedit encode --quality ({fam}: trellis, progressive)",
+            "settings": settings,
+            "points": points,
+            "mean": mean_curve(points, key="step"),
+        }
+        write_atomic(path, json.dumps(doc, indent=1).encode(), force=True)
+        picks = []
+        for name in sorted({p["image"] for p in points}):
+            mine = [p for p in points if p["image"] == name]
+            for t in TARGETS:
+                limit = int(t * mine[0]["pixels"] / 8)
+                fit = [p for p in mine if p["bytes_quick"] <= limit]
+                if fit:
+                    picks.append({**max(fit, key=lambda p: p["psnr"]), "target": t})
+        # a target counts only where every image reaches it (a mean over fewer images would mislead)
+        n = len({p["image"] for p in points})
+        full = {t for t in TARGETS if sum(p["target"] == t for p in picks) == n}
+        picks = [p for p in picks if p["target"] in full]
+        doc = {
+            "codec": f"learned-{fam}-target",
+            "label": f"jpegedit encode --target-bpp ({fam}: best PSNR under the target)",
+            "settings": settings,
+            "points": picks,
+            "mean": mean_curve(picks, key="target"),
+        }
+        write_atomic(out / f"learned-{fam}-target.json", json.dumps(doc, indent=1).encode(), force=True)
+
+    for name, x in tqdm(images, desc="tool", unit="image", disable=not progress):
+        if name in done:
+            continue
+        quantise = encoder.Quantiser(x, loaded)
+        for i, (m, scale) in enumerate(steps):
+            co, tables = quantise(m, scale)
+            data = jpegfile.write(co, tables, progressive=True)
+            quick = jpegfile.write(co, tables, progressive=True, quick=True)
+            points.append(
+                {
+                    "image": name,
+                    "step": i,
+                    "model": m.name,
+                    "scale": scale,
+                    "pixels": int(x.shape[0] * x.shape[1]),
+                    "bytes_quick": len(quick),
+                    **score(x, data, lpips=lpips),
+                }
+            )
+        save()  # after every image: resumable
+    save()
+    return {c: out / f"learned-{fam}-{c}.json" for c in ("tool", "target")}

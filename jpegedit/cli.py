@@ -27,7 +27,8 @@ EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
   jpegedit encode photo.png -o photo.jpg --quality 75 --chroma 420 --optimize
   jpegedit encode photo.png -o photo.jpg --model attention_lam0.01   # a shipped learned model
-  jpegedit encode photo.png -o photo.jpg --target-bpp 0.5            # the learned model that fits 0.5 bpp
+  jpegedit encode photo.png -o photo.jpg --target-bpp 0.5            # the best learned file within 0.5 bpp
+  jpegedit encode photo.png -o photo.jpg --learned --quality 60      # a step of the learned rate ladder
   jpegedit encode photo.png -o photo.jpg --lambda 0.001 --baseline   # a sequential (SOF0) file, not progressive
   jpegedit encode photo.png -o photo.jpg --lambda 0.01 --rate-term paper   # trained on the paper's rate proxies
   jpegedit evaluate --data ../shared/data/kodak -o out/kodak --limit 2   # RD curves and BD-rates
@@ -66,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--out", required=True, help="output JPEG file")
     e.add_argument("-q", "--quality", type=_quality, default=None, help="IJG quality 1..100 (default 75)")
     e.add_argument(
+        "--learned",
+        action="store_true",
+        help="--quality steps along the shipped learned family's rate ladder (1: smallest, 100: largest file) "
+        "instead of libjpeg's IJG tables",
+    )
+    e.add_argument(
         "--model",
         default=None,
         help="a learned jpegedit model instead of a quality: a shipped name (see jpegedit.models.list_models) or a "
@@ -82,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
         "--target-bpp",
         type=float,
         default=None,
-        help="the shipped learned model whose file lands closest to this bpp without exceeding it",
+        help="the best learned file (highest PSNR, measured) not exceeding this bpp, from a fixed ladder of the "
+        "shipped models and table scales; libjpeg's quantisation when that scores higher; a few seconds",
     )
     e.add_argument(
         "--rate-term",
@@ -99,7 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--standard-huffman",
         action="store_true",
-        help="learned models: a baseline file with the standard Huffman tables (the paper's setting)",
+        help="learned models: the paper's file: round(F * A / Q) (no trellis), baseline, standard Huffman tables",
+    )
+    e.add_argument(
+        "--no-trellis",
+        action="store_true",
+        help="learned models: the paper's rounding round(F * A / Q) instead of the trellis quantisation",
     )
     e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
@@ -133,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated baseline codecs (default: every one this install has; jpegli needs the peers extra)",
     )
     v.add_argument("--no-lpips", action="store_true", help="skip LPIPS (the slowest measure on a CPU)")
+    v.add_argument(
+        "--no-tool",
+        action="store_true",
+        help="skip the curves of what `jpegedit encode` writes (the --quality ladder and --target-bpp choice per "
+        "family of the learned models)",
+    )
     v.add_argument("--limit", type=int, default=None, help="only the first N images")
     v.add_argument("--below", type=float, default=0.4, help="upper end of the low-rate BD range in bpp (default 0.4)")
     return p
@@ -156,6 +175,10 @@ def evaluate_command(args: argparse.Namespace) -> str:
     if models:
         try:
             baselines.learned_curves(images, out, models, lpips=not args.no_lpips)
+            if not args.no_tool:
+                for fam in sorted({baselines.family(m) for m in models}):
+                    mine = [m for m in models if baselines.family(m) == fam]
+                    baselines.tool_curves(images, out, mine, lpips=not args.no_lpips)
         except (FileNotFoundError, ValueError) as e:  # a model name that is not shipped, or a broken file
             raise UsageError(str(e)) from None
     summary = {
@@ -199,10 +222,16 @@ def encode_command(args: argparse.Namespace) -> str:
     ]
     if len(chosen) > 1:
         raise UsageError(f"give one of --quality, --model, --lambda, --target-bpp (got {' and '.join(chosen)})")
-    learned = bool(chosen) and chosen[0] != "--quality"
+    learned = args.learned or (bool(chosen) and chosen[0] != "--quality")
+    if args.learned and chosen and chosen[0] != "--quality":
+        raise UsageError(f"--learned goes with --quality (a step of the learned ladder), not with {chosen[0]}")
     if learned and (args.chroma != "444" or args.grayscale):
         raise UsageError("learned models encode colour images with 4:4:4 chroma (the paper's setting)")
-    for flag, given in (("--standard-huffman", args.standard_huffman), ("--baseline", args.baseline)):
+    for flag, given in (
+        ("--standard-huffman", args.standard_huffman),
+        ("--baseline", args.baseline),
+        ("--no-trellis", args.no_trellis),
+    ):
         if given and not learned:
             raise UsageError(
                 f"{flag} is for learned models (--model, --lambda, --target-bpp); quality mode writes a baseline file "
@@ -223,17 +252,20 @@ def encode_command(args: argparse.Namespace) -> str:
         image = np.asarray(Image.fromarray(image).convert("L"))[..., None]
     t0 = time.perf_counter()
     model = None
+    fallback = None
     if not learned:
         tables = codec.quality_to_tables(quality)
         co = libjpeg.encode(image, tables, chroma=args.chroma)
         data = jpegfile.write(co, tables, optimize_huffman=args.optimize)
     else:
-        model, data, co, scale = encoder.encode_learned(
+        model, data, co, scale, fallback = encoder.encode_learned(
             image,
             candidates,
             args.target_bpp,
             optimize=not args.standard_huffman,
             progressive=not (args.baseline or args.standard_huffman),
+            quality=args.quality if args.learned else None,
+            trellis=None if (args.no_trellis or args.standard_huffman) else encoder.TRELLIS_ALPHA,
         )
     seconds = time.perf_counter() - t0
     write_atomic(out, data, args.force)
@@ -244,6 +276,8 @@ def encode_command(args: argparse.Namespace) -> str:
     err = np.mean((image.astype(np.float64) - decoded) ** 2)
     psnr = 10 * np.log10(255.0**2 / err) if err > 0 else float("inf")
     head = f"{what} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, PSNR {psnr:.2f} dB, {seconds:.2f} s"
+    if fallback is not None:
+        return f"{head} ({fallback}: it scores higher than every learned file within the target)"
     if model is not None:
         kind = "Q-tables + attention" if model.attention else "Q-tables"
         huff = (
@@ -254,7 +288,8 @@ def encode_command(args: argparse.Namespace) -> str:
             else "progressive, optimised Huffman tables"
         )
         scaled = "" if scale == 1.0 else f", tables x{scale:.3f}"
-        return f"{head} (learned model {model.name}: {kind}{scaled}; {huff}; any JPEG decoder reads it)"
+        quant = "rounding" if (args.no_trellis or args.standard_huffman) else "trellis quantisation"
+        return f"{head} (learned model {model.name}: {kind}{scaled}; {quant}; {huff}; any JPEG decoder reads it)"
     same = "yes" if _libjpeg_agrees(image, quality, args.chroma, co) else "NO"
     return (
         f"{head} (quality {quality}, {args.chroma}{', gray' if args.grayscale else ''}); "

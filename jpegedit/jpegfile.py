@@ -89,14 +89,22 @@ def _coefficient_array(a, expect: tuple[int, int], name: str) -> np.ndarray:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def write(coefficients: Coefficients, qtables, *, optimize_huffman: bool = False, progressive: bool = False) -> bytes:
+def write(
+    coefficients: Coefficients,
+    qtables,
+    *,
+    optimize_huffman: bool = False,
+    progressive: bool = False,
+    quick: bool = False,
+) -> bytes:
     """A JPEG file (bytes) holding exactly ``coefficients`` and ``qtables``.
 
     ``qtables``: ``(2, 8, 8)`` integer tables (luma, chroma; ``(1, 8, 8)`` or ``(8, 8)`` for
     grayscale) in natural order, values 1..255. A baseline (SOF0) file with the standard Huffman
     tables unless ``optimize_huffman`` (libjpeg's two-pass coder); with ``progressive`` a
     progressive (SOF2) file whose scans and per-scan optimised Huffman tables are chosen for the
-    image by :mod:`jpegedit.progressive` (``optimize_huffman`` is then implied).
+    image by :mod:`jpegedit.progressive` (``optimize_huffman`` is then implied); ``quick`` skips
+    that choice (one AC scan per component: a few tenths of a percent larger, 9x faster).
     """
     if not isinstance(coefficients, Coefficients):
         raise TypeError(f"expected jpegedit.codec.Coefficients, got {type(coefficients).__name__}")
@@ -109,7 +117,9 @@ def write(coefficients: Coefficients, qtables, *, optimize_huffman: bool = False
         cr = _coefficient_array(co.cr, chroma_grid, "Cr")
     q = _baseline_tables(qtables, 1 if co.grayscale else 3)
     if progressive:
-        return _progressive.write((y,) if co.grayscale else (y, cb, cr), q, co.height, co.width, co.chroma)
+        comps = (y,) if co.grayscale else (y, cb, cr)
+        script = _progressive.single_scans(len(comps)) if quick else None
+        return _progressive.write(comps, q, co.height, co.width, co.chroma, script)
 
     jpeglib = _jpeglib()
     jpeg = jpeglib.from_dct(y, cb, cr, qt=q)

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-__all__ = ["Scan", "write", "scan_script", "ZIGZAG"]
+__all__ = ["Scan", "write", "scan_script", "single_scans", "ZIGZAG"]
 
 jit = numba.njit(cache=True, nogil=True)
 
@@ -158,9 +158,13 @@ def _ac_first(emit, blocks, ss, se, al, freq, codes, sizes, buf, st):
     run = np.zeros(1, np.int64)
     corr = np.zeros(1, np.uint8)
     ncorr = np.zeros(1, np.int64)
+    lim = (1 << al) - 1  # |v| <= lim: zero after the point transform
     for b in range(blocks.shape[0]):
+        last = se
+        while last >= ss and -lim <= blocks[b, last] <= lim:  # the block's last coefficient this scan codes
+            last -= 1
         r = 0
-        for k in range(ss, se + 1):
+        for k in range(ss, last + 1):
             v = np.int64(blocks[b, k])
             if v < 0:
                 a = (-v) >> al
@@ -179,7 +183,7 @@ def _ac_first(emit, blocks, ss, se, al, freq, codes, sizes, buf, st):
             _symbol(emit, freq, codes, sizes, buf, st, (r << 4) + n)
             _bits(emit, buf, st, extra, n)
             r = 0
-        if r > 0:
+        if last < se:
             run[0] += 1
             if run[0] == _MAX_EOBRUN:
                 _eobrun(emit, freq, codes, sizes, buf, st, run, corr, ncorr)
@@ -415,6 +419,12 @@ def _dht(tables: list[tuple[int, np.ndarray, np.ndarray]]) -> bytes:
         bytes([tc]) + bytes(bits.astype(np.uint8)) + bytes(hv.astype(np.uint8)) for tc, bits, hv in tables
     )
     return _segment(0xC4, payload)
+
+
+def single_scans(n_components: int) -> list[Scan]:
+    """The quick script: the DC scan and one 1..63 scan per component (what :func:`scan_script`
+    improves on by 0.1-0.6%; never smaller than its choice, so an upper bound of the file size)."""
+    return [Scan(tuple(range(n_components)), 0, 0, 0, 0)] + [Scan((c,), 1, 63, 0, 0) for c in range(n_components)]
 
 
 def write(

@@ -109,8 +109,20 @@ def test_jpegedit_evaluate_writes_curves_for_baselines_and_learned_models(tmp_pa
             assert a["rate"] == "paper" and abs(a["bits_estimate_bpp"] - a["bpp"]) < 0.1 * a["bpp"]  # the bits estimate
     table = (out / "README.md").read_text()
     assert "learned-attention-std | libjpeg-444" in table and "learned-qtables-opt | libjpeg-444-opt" in table
+    # what `jpegedit encode` writes: every step of each family's ladder, and the --target-bpp choice
+    for fam in ("attention", "qtables"):
+        tool = json.loads((out / f"learned-{fam}-tool.json").read_text())
+        assert len(tool["points"]) == 2 * len(tool["settings"]["steps"]) == 2 * 16  # one model: 7 + 1 + 8 steps
+        bpp = [m["bpp"] for m in tool["mean"]]
+        assert bpp == sorted(bpp) and bpp[-1] > 2.5 * bpp[0]  # (small images: the headers weigh)
+        target = json.loads((out / f"learned-{fam}-target.json").read_text())
+        assert all(p["bytes_quick"] <= p["target"] * p["pixels"] / 8 for p in target["points"])
+        assert {p["target"] for p in target["points"]} and all(m["images"] == 2 for m in target["mean"])
     summary = json.loads((out / "summary.json").read_text())
-    assert {r["test"] for r in summary["learned_vs_baselines"]} == {f"learned-{n}" for n in curves}
+    tested = {f"learned-{n}" for n in curves} | {
+        f"learned-{f}-{k}" for f in ("attention", "qtables") for k in ("tool", "target")
+    }
+    assert {r["test"] for r in summary["learned_vs_baselines"]} == tested
     # a results folder is never written into by accident: a rerun needs --force
     rerun = [
         "evaluate",
