@@ -1,9 +1,11 @@
-"""Encoding speed: seconds per image for ``jpegedit encode`` with a shipped learned model (attention
-network on the CPU, JAX, compile excluded), beside libjpeg (Pillow, 4:4:4, optimised Huffman) and
-mozjpeg (jpeglib, 4:4:4, trellis) on the same images in the same run. Writes
+"""Encoding speed: seconds per image for ``jpegedit encode`` with a shipped learned model (VGG16
+features and attention on the CPU, JAX, compile excluded; trellis quantisation; progressive file),
+its parts, the ``--target-bpp`` search over the family's ladder, and one fresh ``jpegedit encode``
+command (imports and compilation included), beside libjpeg (Pillow, 4:4:4, optimised Huffman) and
+mozjpeg (jpeglib, 4:4:4, trellis, progressive) on the same images in the same run. Writes
 results/benchmarks/encode_<backend>.json.
 
-    python benchmarks/encode.py [--images ../shared/data/kodak] [--count 6] [--model attention_lam0.01]
+    python benchmarks/encode.py [--images ../shared/data/kodak] [--count 6] [--model attention_bits_lam0.002]
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +27,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from compat.images import list_images, load_image  # noqa: E402
-from jpegedit import baselines  # noqa: E402
-from jpegedit.encoder import encode_jpeg  # noqa: E402
+from jpegedit import baselines, encoder, jpegfile  # noqa: E402
 from jpegedit.models import load_model  # noqa: E402
 
 
@@ -44,20 +47,55 @@ def main() -> None:
         "--images", default=str(Path(os.environ.get("COMPAT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "kodak")
     )
     ap.add_argument("--count", type=int, default=6)
-    ap.add_argument("--model", default="attention_lam0.01")
+    ap.add_argument("--model", default="attention_bits_lam0.002")
     args = ap.parse_args()
-    images = [load_image(p) for p in list_images(args.images)[: args.count]]
+    paths = list_images(args.images)[: args.count]
+    images = [load_image(p) for p in paths]
     model = load_model(args.model)
-    t_ours = per_image(lambda x: encode_jpeg(model, x, optimize_huffman=True), images)
-    t_lib = per_image(lambda x: baselines.encode("libjpeg-444-opt", x, 50), images)
-    t_moz = per_image(lambda x: baselines.encode("mozjpeg-444", x, 50), images)
-    med = {k: float(np.median(v)) for k, v in (("jpegedit", t_ours), ("libjpeg", t_lib), ("mozjpeg", t_moz))}
+    family = encoder.choose_models()
+    quantise = {}
+
+    def parts(x):  # the default encode, step by step (features -> attention -> trellis -> file)
+        q = quantise[id(x)] = encoder.Quantiser(x, [model])
+        jax.block_until_ready(q.feats)
+
+    def trellis(x):
+        q = quantise[id(x)]
+        co, t = q(model)
+        jpegfile.write(co, t, progressive=True)
+
+    times = {
+        "jpegedit": per_image(lambda x: encoder.encode_learned(x, [model]), images),
+        "jpegedit_features": per_image(parts, images),
+        "jpegedit_attention_trellis_file": per_image(trellis, images),
+        "jpegedit_no_trellis": per_image(lambda x: encoder.encode_learned(x, [model], trellis=None), images),
+        "jpegedit_target_bpp_0.5": per_image(lambda x: encoder.encode_learned(x, family, 0.5), images[:2]),
+        "libjpeg": per_image(lambda x: baselines.encode("libjpeg-444-opt", x, 50), images),
+        "mozjpeg": per_image(lambda x: baselines.encode("mozjpeg-444", x, 50), images),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        cmd = [
+            sys.executable,
+            "-m",
+            "jpegedit.cli",
+            "encode",
+            str(paths[0]),
+            "-o",
+            f"{tmp}/a.jpg",
+            "--model",
+            model.name,
+        ]
+        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+        command = time.perf_counter() - t
+    med = {k: float(np.median(v)) for k, v in times.items()}
     res = {
         "images": len(images),
         "size": list(images[0].shape[:2]),
         "model": model.name,
         "device": str(jax.devices()[0]),
         "seconds_per_image_median": {k: round(v, 4) for k, v in med.items()},
+        "seconds_fresh_command": round(command, 2),
         "ratio_jpegedit_to_libjpeg": round(med["jpegedit"] / med["libjpeg"], 1),
         "ratio_jpegedit_to_mozjpeg": round(med["jpegedit"] / med["mozjpeg"], 1),
         "cores": os.cpu_count(),

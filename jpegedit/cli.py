@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 import time
 from pathlib import Path
@@ -181,19 +180,7 @@ def evaluate_command(args: argparse.Namespace) -> str:
                     baselines.tool_curves(images, out, mine, lpips=not args.no_lpips)
         except (FileNotFoundError, ValueError) as e:  # a model name that is not shipped, or a broken file
             raise UsageError(str(e)) from None
-    summary = {
-        "summary": report.summary(out, below=args.below) if "libjpeg-444" in codecs else None,
-        "learned_vs_baselines": report.bd_table(
-            out, [c.stem for c in sorted(out.glob("learned-*.json"))], codecs, args.below
-        ),
-        "rate_proxy": report.rate_proxy(out),
-    }
-    write_atomic(out / "summary.json", json.dumps(summary, indent=1).encode(), force=True)
-    table = report.markdown(out, args.below)
-    write_atomic(
-        out / "README.md", (f"# Rate-distortion on {args.data} ({len(images)} images)\n\n" + table).encode(), force=True
-    )
-    plots = report.plot(out)
+    plots = report.write_all(out, args.below, f"Rate-distortion on {args.data} ({len(images)} images)")
     counts = f"{len(images)} images, {len(codecs)} codecs, {len(models)} learned models"
     return f"{counts} -> {out / 'README.md'}, {len(plots)} plots"
 

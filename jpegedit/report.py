@@ -1,7 +1,8 @@
 """Reporting of rate-distortion results that :mod:`jpegedit.baselines` measured: BD-rate tables
 against any reference (:func:`summary`, :func:`bd_table`), the plots of PSNR / MS-SSIM / LPIPS
 against bpp (:func:`plot`), the rate-proxy study of the paper's Fig. 5 (:func:`rate_proxy`) and
-the markdown table of a results folder (:func:`markdown`). Reads only the JSON files in OUT."""
+the markdown table of a results folder (:func:`markdown`), all of them at once (:func:`write_all`).
+Reads only the JSON files in OUT."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from compat import metrics
+from compat.cli import write_atomic
 from jpegedit.baselines import is_learned
 
 
@@ -55,7 +57,13 @@ def _bd_entry(ref: dict, d: dict, below: float, same: bool = False) -> dict:
             r2, q2 = _monotone(d["mean"], key)
             if key == "lpips":  # lower is better: BD over -LPIPS
                 q1, q2 = -q1, -q2
-            for name, rr in ((f"bd_rate_{key}_below_{below}", (0.0, below)), (f"bd_rate_{key}", None)):
+            ranges = (
+                (f"bd_rate_{key}_below_{below}", (0.0, below)),
+                (f"bd_rate_{key}_{below}_1.0", (below, 1.0)),
+                (f"bd_rate_{key}_1.0_2.0", (1.0, 2.0)),
+                (f"bd_rate_{key}", None),
+            )
+            for name, rr in ranges:
                 try:
                     entry[name] = (
                         metrics.bd_rate(r1, q1, r2, q2, rate_range=rr) if len(r1) > 1 and len(r2) > 1 else None
@@ -273,15 +281,42 @@ def markdown(out: str | Path, below: float = 0.4) -> str:
     if rows:
         lines += [
             "",
-            f"BD-rate (negative: fewer bits at equal quality), below {below} bpp / whole common range:",
+            f"BD-rate (negative: fewer bits at equal quality), below {below} bpp / {below}-1.0 bpp / 1.0-2.0 bpp / "
+            "whole common range (n/a: the curves do not overlap there):",
             "",
             "| test | reference | PSNR | MS-SSIM | LPIPS |",
             "|---|---|---|---|---|",
         ]
         for r in rows:
             cells = [
-                f"{f(r.get(f'bd_rate_{k}_below_{below}'))} / {f(r.get(f'bd_rate_{k}'))}"
+                " / ".join(
+                    f(r.get(n))
+                    for n in (
+                        f"bd_rate_{k}_below_{below}",
+                        f"bd_rate_{k}_{below}_1.0",
+                        f"bd_rate_{k}_1.0_2.0",
+                        f"bd_rate_{k}",
+                    )
+                )
                 for k in ("psnr", "ms_ssim", "lpips")
             ]
             lines.append(f"| {r['test']} | {r['reference']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_all(out: str | Path, below: float, title: str) -> list[Path]:
+    """``summary.json`` (BD-rates of every codec against libjpeg 4:4:4, of every learned curve
+    against every baseline, the rate-proxy study), ``README.md`` (the tables) and the plots of a
+    results folder, from the per-codec JSON files in it; the plots' paths."""
+    out = Path(out)
+    docs = _load(out)
+    learned = [c for c in docs if is_learned(c)]
+    bases = [c for c in docs if not is_learned(c)]
+    doc = {
+        "summary": summary(out, below=below) if "libjpeg-444" in docs else None,
+        "learned_vs_baselines": bd_table(out, learned, bases, below),
+        "rate_proxy": rate_proxy(out),
+    }
+    write_atomic(out / "summary.json", json.dumps(doc, indent=1).encode(), force=True)
+    write_atomic(out / "README.md", (f"# {title}\n\n" + markdown(out, below)).encode(), force=True)
+    return plot(out)
