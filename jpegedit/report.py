@@ -105,7 +105,8 @@ def plot(out: str | Path, names: Sequence[str] | None = None) -> list[Path]:
         if not curves:
             continue
         fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.8))
-        # one colour pair per learned variant (dark: standard Huffman, light: optimised), one per baseline
+        # one colour pair per learned variant (dark: standard Huffman, light: optimised and
+        # progressive), one per baseline; what the tool writes (-tool, -target) in black and red, bold
         groups = list(dict.fromkeys(c.rsplit("-", 1)[0] if is_learned(c) else c for c, *_ in curves))
         for codec, d, r, q in curves:
             learned = is_learned(codec)
@@ -114,6 +115,13 @@ def plot(out: str | Path, names: Sequence[str] | None = None) -> list[Path]:
             colour = colours[(2 * pair + lighter) % len(colours)]
             ls = ("-." if codec.endswith("-prog") else "-") if learned else "--"
             style = {"color": colour, "ls": ls, "marker": "." if learned else None}
+            if codec.endswith(("-tool", "-target")):
+                style = {
+                    "color": "black" if codec.endswith("-tool") else "tab:red",
+                    "ls": "-",
+                    "lw": 2.2,
+                    "marker": ".",
+                }
             for ax in axes:
                 ax.plot(r, q, label=d.get("label", codec), **style)
         for ax, (lo, hi) in zip(axes, ((0.0, 1.2), (0.1, 0.6))):
