@@ -1,5 +1,7 @@
 """A jpegedit run end to end: train -> checkpoint -> export -> real JPEG files -> libjpeg at equal bytes."""
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,3 +97,21 @@ def test_libjpeg_at_equal_bytes_interpolates_in_log_bytes():
     mid = at_equal_bytes(curve, 2000)
     assert mid["psnr"] == pytest.approx(35.0) and mid["ms_ssim"] == pytest.approx(0.94)
     assert at_equal_bytes(curve, 500) is None and at_equal_bytes(curve, 5000) is None
+
+
+def test_every_shipped_model_records_its_kodak_evaluation_as_the_committed_results_have_it():
+    """jpegedit/models/*.json carry the mean Kodak point of each of their files (launch/
+    fill_model_evaluations.py from results/kodak); a re-measured results folder must be copied in."""
+    import importlib.util
+
+    from jpegedit.models import list_models, load_model
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("fill", repo / "launch" / "fill_model_evaluations.py")
+    fill = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fill)
+    assert fill.main([str(repo / "results" / "kodak"), "--check"]) == 0
+    for name in list_models():
+        ev = load_model(name).meta["evaluation"]
+        assert ev["set"] == "kodak" and {"std", "opt"} <= set(ev["files"]), name
+        assert ev["files"]["opt"]["bpp"] < ev["files"]["std"]["bpp"], name
