@@ -24,6 +24,7 @@ squared luma step, so one ``alpha`` suits every model of a family.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numba
 import numpy as np
 
@@ -149,8 +150,6 @@ def transform(image: np.ndarray, attention: tuple | None = None) -> list[np.ndar
     """The DCT coefficients ``F`` (or ``F * A`` with attention maps) of ``image`` (uint8 RGB, 4:4:4)
     per component, (rows, cols, 8, 8) float64: what :func:`quantise_transformed` divides by any
     tables, so that a caller trying several tables transforms once."""
-    import jax.numpy as jnp  # the codec's transforms; the trellis itself is numba
-
     ones = np.ones((2, 8, 8), np.float32)
     co = codec.encode(jnp.asarray(image, jnp.float32), ones, rounding="none", scales=attention)
     return [np.asarray(c, np.float64) for c in co.components]
