@@ -291,7 +291,8 @@ def tool_curves(
     every step of its rate ladder (:func:`jpegedit.encoder.ladder`: trellis quantisation,
     progressive files), i.e. the ``--quality`` dial, as ``learned-<family>-tool.json`` (the mean
     curve per step), and the ``--target-bpp`` choice at each of :data:`TARGETS` - per image the
-    highest-PSNR step whose quick-scan file fits, as the encoder decides - as
+    highest-PSNR step (MS-SSIM for a family trained on it) whose quick-scan file fits, as the encoder
+    decides - as
     ``learned-<family>-target.json``. Resumable per image."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -301,9 +302,11 @@ def tool_curves(
         raise ValueError(f"tool_curves takes one family of models, got {', '.join(sorted(fams))}")
     (fam,) = fams
     steps = encoder.ladder(loaded)
+    key = "ms_ssim" if loaded[0].distortion == "ms_ssim" else "psnr"  # what --target-bpp maximises (--tune)
+    trellis = encoder.TRELLIS_BY_TUNE["ms-ssim" if key == "ms_ssim" else "psnr"]
     settings = {
         "lpips": bool(lpips),
-        "trellis": encoder.TRELLIS_ALPHA,
+        "trellis": trellis,
         "steps": [f"{m.name}x{s:g}" for m, s in steps],
         "sha256": sorted(m.meta.get("sha256") or "" for m in loaded),
     }
@@ -315,7 +318,7 @@ def tool_curves(
     def save():
         doc = {
             "codec": f"learned-{fam}-tool",
-            "label": f"jpegedit encode --quality ({fam}: trellis, progressive)",
+            "label": f"jpegedit encode --quality ({fam}: {'trellis' if trellis else 'rounding'}, progressive)",
             "settings": settings,
             "points": points,
             "mean": mean_curve(points, key="step"),
@@ -328,14 +331,14 @@ def tool_curves(
                 limit = int(t * mine[0]["pixels"] / 8)
                 fit = [p for p in mine if p["bytes_quick"] <= limit]
                 if fit:
-                    picks.append({**max(fit, key=lambda p: p["psnr"]), "target": t})
+                    picks.append({**max(fit, key=lambda p: p[key]), "target": t})
         # a target counts only where every image reaches it (a mean over fewer images would mislead)
         n = len({p["image"] for p in points})
         full = {t for t in TARGETS if sum(p["target"] == t for p in picks) == n}
         picks = [p for p in picks if p["target"] in full]
         doc = {
             "codec": f"learned-{fam}-target",
-            "label": f"jpegedit encode --target-bpp ({fam}: best PSNR under the target)",
+            "label": f"jpegedit encode --target-bpp ({fam}: best {key.upper().replace('_', '-')} under the target)",
             "settings": settings,
             "points": picks,
             "mean": mean_curve(picks, key="target"),
@@ -345,7 +348,7 @@ def tool_curves(
     for name, x in tqdm(images, desc="tool", unit="image", disable=not progress):
         if name in done:
             continue
-        quantise = encoder.Quantiser(x, loaded)
+        quantise = encoder.Quantiser(x, loaded, trellis)
         for i, (m, scale) in enumerate(steps):
             co, tables = quantise(m, scale)
             data = jpegfile.write(co, tables, progressive=True)

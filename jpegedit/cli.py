@@ -113,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="learned models: the paper's rounding round(F * A / Q) instead of the trellis quantisation",
     )
+    e.add_argument(
+        "--tune",
+        choices=tuple(encoder.TUNES),
+        default="psnr",
+        help="learned models: the family trained for this metric (ms-ssim: tables trained on MS-SSIM), which "
+        "--target-bpp also maximises (default psnr)",
+    )
     e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")
     e.add_argument("--grayscale", action="store_true", help="write a one-component (grayscale) JPEG")
@@ -226,7 +233,13 @@ def encode_command(args: argparse.Namespace) -> str:
             )
     if args.target_bpp is not None and args.target_bpp <= 0:
         raise UsageError(f"--target-bpp must be positive, got {args.target_bpp}")
-    candidates = encoder.choose_models(model=args.model, lam=args.lam, rate_term=args.rate_term) if learned else []
+    if args.tune != "psnr" and not learned:
+        raise UsageError("--tune is for learned models (--learned --quality, --model, --lambda, --target-bpp)")
+    candidates = (
+        encoder.choose_models(model=args.model, lam=args.lam, rate_term=args.rate_term, tune=args.tune)
+        if learned
+        else []
+    )
     quality = 75 if args.quality is None else args.quality
     if args.input is None:
         from skimage import data  # lazy: slow to import; only the embedded example needs it
@@ -252,7 +265,8 @@ def encode_command(args: argparse.Namespace) -> str:
             optimize=not args.standard_huffman,
             progressive=not (args.baseline or args.standard_huffman),
             quality=args.quality if args.learned else None,
-            trellis=None if (args.no_trellis or args.standard_huffman) else encoder.TRELLIS_ALPHA,
+            trellis=None if (args.no_trellis or args.standard_huffman) else encoder.TRELLIS_BY_TUNE[args.tune],
+            tune=args.tune,
         )
     seconds = time.perf_counter() - t0
     write_atomic(out, data, args.force)
@@ -275,7 +289,8 @@ def encode_command(args: argparse.Namespace) -> str:
             else "progressive, optimised Huffman tables"
         )
         scaled = "" if scale == 1.0 else f", tables x{scale:.3f}"
-        quant = "rounding" if (args.no_trellis or args.standard_huffman) else "trellis quantisation"
+        rounding = args.no_trellis or args.standard_huffman or encoder.TRELLIS_BY_TUNE[args.tune] is None
+        quant = "rounding" if rounding else "trellis quantisation"
         return f"{head} (learned model {model.name}: {kind}{scaled}; {quant}; {huff}; any JPEG decoder reads it)"
     same = "yes" if _libjpeg_agrees(image, quality, args.chroma, co) else "NO"
     return (

@@ -53,7 +53,10 @@ def base_config():
         {"lr": 1e-6, "head_lr": 0.0, "table_lr": 0.0, "cosine": False, "b1": 0.9, "b2": 0.999}
     )
     # rate: "paper" (alpha ||1/Q||_1 + beta mean A) or "bits" (the estimated bpp of the file; see jpegedit.losses)
-    c.loss = ml_collections.ConfigDict({"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0, "rate": "paper"})
+    # distortion: "mse" (the paper's) or "ms_ssim" (1 - MS-SSIM on MSE's scale, for --tune ms-ssim models)
+    c.loss = ml_collections.ConfigDict(
+        {"lam": 0.01, "alpha": 10.0, "beta": 1.0, "gamma": 0.0, "rate": "paper", "distortion": "mse"}
+    )
     return c
 
 
@@ -83,6 +86,7 @@ CONFIG_RULES = {
     "loss.beta": at_least(0.0),
     "loss.gamma": at_least(0.0),
     "loss.rate": choice("paper", "bits"),
+    "loss.distortion": choice("mse", "ms_ssim"),
 }
 
 
@@ -96,6 +100,11 @@ def validate_config(config) -> None:
         )
     if config.chroma != "444" and config.loss.rate == "bits":
         raise ConfigError("loss.rate='bits' estimates 4:4:4 files (its weights were fitted to them); set chroma='444'")
+    if config.loss.distortion == "ms_ssim" and config.data.crop < 176:
+        raise ConfigError(
+            f"loss.distortion='ms_ssim' needs crops of at least 176 pixels (5 scales of an 11x11 window), "
+            f"got data.crop={config.data.crop}"
+        )
     if config.model.backbone == "vgg19" and not config.model.backbone_weights:
         raise ConfigError(
             "model.backbone='vgg19' needs model.backbone_weights (the path of vgg19-*.pth or a Keras .h5)"

@@ -123,6 +123,7 @@ def loss_fn(params: dict, images: jax.Array, config, model: AttentionNet | None,
         gamma=config.loss.gamma,
         rate=config.loss.rate,
         unrounded=unrounded.components,
+        distortion_kind=config.loss.distortion,
     )
     return total, (terms, decoded)
 

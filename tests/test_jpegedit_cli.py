@@ -204,3 +204,15 @@ def test_target_bpp_between_two_trained_lambdas_finds_a_better_file_than_the_mod
         return -np.mean((image.astype(float) - decode(d).reshape(image.shape)) ** 2)
 
     assert psnr(data) > psnr(lo), lo_name
+
+
+def test_tune_ms_ssim_encodes_with_the_tables_trained_on_ms_ssim(png, tmp_path, capsys):
+    out = tmp_path / "m.jpg"
+    assert cli.main(["encode", str(png), "-o", str(out), "--tune", "ms-ssim", "--lambda", "0.004"]) == 0
+    assert "learned model qtables_msssim_lam0.004: Q-tables" in capsys.readouterr().out
+    ms_tables = jpegfile.read_coefficients(out.read_bytes())[1]
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "p.jpg"), "--lambda", "0.004"]) == 0
+    assert "attention_bits_lam0.004" in capsys.readouterr().out
+    assert not np.array_equal(ms_tables, jpegfile.read_coefficients((tmp_path / "p.jpg").read_bytes())[1])
+    assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "50", "--tune", "ms-ssim"]) == 2
+    assert "--tune is for learned models" in capsys.readouterr().err

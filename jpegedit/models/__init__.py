@@ -55,6 +55,11 @@ class Model:
         (the estimated file size; jpegedit.losses). Their lambdas are on different scales."""
         return ((self.meta.get("config") or {}).get("loss") or {}).get("rate", "paper")
 
+    @property
+    def distortion(self) -> str:
+        """The distortion it was trained to lower: "mse" (the paper's) or "ms_ssim"."""
+        return ((self.meta.get("config") or {}).get("loss") or {}).get("distortion", "mse")
+
 
 def list_models() -> list[str]:
     return sorted(p.stem for p in MODELS_DIR.glob("*.npz"))
