@@ -25,6 +25,7 @@ LAMS=${LAMS-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3 1"}
 ATT_LAMS=${ATT_LAMS-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3"}  # stage 2 (1: Q-tables only)
 BITS_LAMS=${BITS_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}
 BITS_ATT_LAMS=${BITS_ATT_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}
+MS_LAMS=${MS_LAMS-"0.001 0.004 0.03"}  # --tune ms-ssim
 RUNS=${RUNS:-runs}
 PY=${PY:-python}
 
@@ -52,4 +53,11 @@ done
 for lam in $BITS_ATT_LAMS; do
   train_and_export "configs/jpegedit/qtables_attention.py:lam=$lam,rate=bits,steps=600,data.crop=128,model.finetune_backbone=false,model.init=qtables_bits_lam$lam,model.identity_head=true,optim.lr=0.001,optim.head_lr=0.001,optim.table_lr=0.00003,optim.cosine=true,log_every=50,checkpoint_every=200" \
     "jab_lam$lam" "attention_bits_lam$lam"
+done
+
+# --tune ms-ssim (qtables_msssim_lam*): the bits Q-tables of the same lambda trained 300 more steps on
+# loss.distortion=ms_ssim (batch 4 of 176x176 crops: MS-SSIM's five scales need 161 px; ~4.5 min each)
+for lam in $MS_LAMS; do
+  train_and_export "configs/jpegedit/qtables_only.py:lam=$lam,rate=bits,loss.distortion=ms_ssim,steps=300,batch_size=4,data.crop=176,model.init=qtables_bits_lam$lam,optim.lr=0.0003,optim.cosine=true,log_every=50,checkpoint_every=100" \
+    "ms_lam$lam" "qtables_msssim_lam$lam"
 done
