@@ -253,6 +253,7 @@ def encode_command(args: argparse.Namespace) -> str:
     t0 = time.perf_counter()
     model = None
     fallback = None
+    trellis = None if (args.no_trellis or args.standard_huffman) else encoder.TRELLIS_BY_TUNE[args.tune]
     if not learned:
         tables = codec.quality_to_tables(quality)
         co = libjpeg.encode(image, tables, chroma=args.chroma)
@@ -265,7 +266,7 @@ def encode_command(args: argparse.Namespace) -> str:
             optimize=not args.standard_huffman,
             progressive=not (args.baseline or args.standard_huffman),
             quality=args.quality if args.learned else None,
-            trellis=None if (args.no_trellis or args.standard_huffman) else encoder.TRELLIS_BY_TUNE[args.tune],
+            trellis=trellis,
             tune=args.tune,
         )
     seconds = time.perf_counter() - t0
@@ -289,8 +290,7 @@ def encode_command(args: argparse.Namespace) -> str:
             else "progressive, optimised Huffman tables"
         )
         scaled = "" if scale == 1.0 else f", tables x{scale:.3f}"
-        rounding = args.no_trellis or args.standard_huffman or encoder.TRELLIS_BY_TUNE[args.tune] is None
-        quant = "rounding" if rounding else "trellis quantisation"
+        quant = "rounding" if trellis is None else "trellis quantisation"
         return f"{head} (learned model {model.name}: {kind}{scaled}; {quant}; {huff}; any JPEG decoder reads it)"
     same = "yes" if _libjpeg_agrees(image, quality, args.chroma, co) else "NO"
     return (

@@ -257,9 +257,10 @@ def encode_learned(
       the last step that fits and the first that does not), the one with the highest PSNR
       (``tune="ms-ssim"``: MS-SSIM), measured on the decoded file; and if libjpeg's own quantisation
       at the largest IJG quality that fits scores higher, that file instead (the learned path is
-      never worse than libjpeg 4:4:4 at the same bytes). The ladder does not depend on the target, so a larger target
-      does not give a lower PSNR (the sub-steps make this hold in practice rather than by
-      construction; the tests check it). :class:`EncodeError` when nothing fits.
+      never worse than libjpeg 4:4:4 at the same bytes). The ladder does not depend on the
+      target, so a larger target does not give a lower PSNR (the sub-steps make this hold in
+      practice rather than by construction; the tests check it). :class:`EncodeError` when
+      nothing fits.
 
     Coefficients: the trellis (:mod:`jpegedit.rdoq`, rate weight ``trellis``) over the attention's
     proposals, or with ``trellis=None`` the paper's ``round(F * A / Q)``. Files are progressive

@@ -48,15 +48,6 @@ def lam_for_tables(tables: np.ndarray, alpha: float) -> float:
 
 
 @jit
-def _size(a):
-    n = 0
-    while a:
-        a >>= 1
-        n += 1
-    return n
-
-
-@jit
 def _trellis(f, t, dc, q, weight, lam, aclen, eob, out):
     """``f``: (n, 64) F / Q in zigzag order, ``t``: F * A / Q, ``dc``: the DC values to keep, ``q``:
     the 64 steps (zigzag), ``aclen``: code lengths of the 256 AC symbols, ``eob``: bits of ending a
@@ -100,7 +91,7 @@ def _trellis(f, t, dc, q, weight, lam, aclen, eob, out):
                         nc += 1
             for c in range(nc):
                 v = cands[c]
-                s = _size(abs(v))
+                s = _progressive._nbits(abs(v))
                 d = w2[j] * (f[b, j] - v) * (f[b, j] - v)
                 for li in range(nlive):
                     i = live[li]
