@@ -36,7 +36,7 @@ def test_device_script_unpacks_trains_and_returns_the_exported_weights_in_pieces
         P1_GRACE="400",  # a loaded CI machine compiles and saves that first step slowly
         STEPS2="3",
         WORKERS="0",
-        EXTRA=",model.width=16,batch_size=8,checkpoint_every=1,log_every=1,optim.warmup=1,data.crop=64",
+        EXTRA=",model.width=16,model.stacks=1,model.depth=2,batch_size=8,checkpoint_every=1,log_every=1,optim.warmup=1,data.crop=64",
     )
     r = subprocess.run(
         ["bash", str(REPO / "launch" / "device_paper.sh")], env=env, capture_output=True, text=True, timeout=600

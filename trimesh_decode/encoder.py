@@ -403,7 +403,7 @@ def _render_error(t, s, tv, m, gw, gh, errmap):
             i = (i + 1) & mask
         if s.ck1[i] == -1:
             s.ck1[i], s.ck2[i] = k1, k2
-            s.cval[i] = _triangle_error(t, s, a, b, c, gw, gh, errmap, False)
+            s.cval[i] = _triangle_error(t, s, a, b, c, gw, gh, errmap, want_map)  # (False; typed, not literal)
             s.cfill[0] += 1
         total += s.cval[i]
     return total
@@ -665,11 +665,12 @@ def _climb(t, lay, nv, npal, schedule, errmap):
     (nv, npal, lam, error, bits)."""
     np.random.seed(schedule.seed)
     iterations, lam, target_bits, move_cdf = schedule.iterations, schedule.lam, schedule.target_bits, schedule.move_cdf
-    s = _scratch(CACHE_SLOTS)
+    s = _scratch(np.int64(CACHE_SLOTS))
     out = np.zeros(4)
     sx, sy = _scales(t, lay)
     cand, best = _copy(lay), _copy(lay)
-    _evaluate(t, cand, nv, npal, s, errmap, out, -1.0, True, 0)  # (cand, as below: one compiled _evaluate)
+    # (cand, as below; typed arguments, not literals: one compiled _evaluate)
+    _evaluate(t, cand, nv, npal, s, errmap, out, -1.0, nv >= 0, np.int64(0))
     cur_err, cur_bits, cur_head, m_cur = out[0], out[1], out[2], int(out[3])
     _keep_triangles(s, m_cur)
     b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
@@ -717,12 +718,12 @@ def _climb(t, lay, nv, npal, schedule, errmap):
 
 @jit
 def _error_map(t, lay, nv, npal, errmap):
-    s = _scratch(1)
+    s = _scratch(np.int64(1))
     out = np.zeros(4)
     for y in range(errmap.shape[0]):
         for x in range(errmap.shape[1]):
             errmap[y, x] = 0.0
-    _evaluate(t, lay, nv, npal, s, errmap, out, -1.0, True, 0)
+    _evaluate(t, lay, nv, npal, s, errmap, out, -1.0, nv >= 0, np.int64(0))  # (typed, not literal: as in _climb)
     return out[0], out[1]
 
 

@@ -75,13 +75,17 @@ def _crop(v):
     return None if v % 64 == 0 and 64 <= v <= SIZE else f"a multiple of 64 in 64..{SIZE}"
 
 
+def _width(v):
+    return None if v >= 16 and v % 16 == 0 else "a multiple of 16 (the loss modules' DepthToSpace(4))"
+
+
 CONFIG_RULES = {
     "data.pad_points": at_least(4),
     "data.pad_triangles": at_least(2),
     "data.crop": _crop,
     "data.threads": at_least(1),
     "data.workers": at_least(0),
-    "model.width": at_least(1),
+    "model.width": _width,
     "model.stacks": at_least(1),
     "model.depth": between(1, 6),
     "model.channels": choice(*CHANNEL_SETS),
