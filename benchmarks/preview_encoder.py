@@ -5,7 +5,8 @@ The 24 Kodak images, centre-cropped to a square and resized to 256x256 (Lanczos)
 0..255. The peer is the reference point of ../shared/specs/triangle_preview.md (the WebP 2 C++
 encoder on this kind of machine: 18.75 dB at 206.5 bytes, median 8.3 s per image), which cannot be
 run here, and WebP / JPEG (scan bytes) at the same budget via Pillow, measured in the same run.
-Then images/s with every core (``encode_images``), and the RD curve: PSNR against bytes from 16
+Then images/s with every core (``encode_images``), PSNR and seconds at 1500 to 30000 iterations
+(what more search buys), and the RD curve: PSNR against bytes from 16
 to 400 B, with ThumbHash and BlurHash at their own sizes (``thumbhash-python``, ``blurhash-python``:
 the peers extra), measured in the same run. Writes results/benchmarks/preview_encoder.json and the
 curve's plot, preview_encoder.png.
@@ -17,6 +18,7 @@ curve's plot, preview_encoder.png.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -103,6 +105,29 @@ def rd_curve(images, cfg) -> dict:
             }
         )
     return curve
+
+
+ITERATIONS = (1500, 3000, 6000, 12000, 30000)
+
+
+def iterations_curve(images, budget: int, cfg) -> list[dict]:
+    """Mean PSNR and median one-core seconds at the budget for other iteration counts (the same
+    encoder otherwise): what more search buys, and the time it costs."""
+    rows = []
+    for n in ITERATIONS:
+        c = dataclasses.replace(cfg, iterations=n)
+        rs = [encode_image(img, budget, seed=0, config=c) for img in images]
+        rows.append(
+            {
+                "iterations": n,
+                "psnr_mean": round(
+                    float(np.mean([psnr(raster_cpu.interpolate(r.preview, 256), im) for r, im in zip(rs, images)])), 3
+                ),
+                "seconds_median_one_core": round(float(np.median([r.seconds for r in rs])), 3),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
 
 
 def plot(curve: dict, path: Path) -> None:
@@ -200,6 +225,7 @@ def main() -> None:
         "machine": platform.processor() or platform.machine(),
     }
     curve = rd_curve(images, cfg)
+    summary["iterations_curve"] = iterations_curve(images, args.bytes, cfg)
     print(json.dumps(summary, indent=1))
     out = Path(args.out) if args.out else ROOT / "results" / "benchmarks" / "preview_encoder.json"
     out.parent.mkdir(parents=True, exist_ok=True)
