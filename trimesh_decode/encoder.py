@@ -158,9 +158,18 @@ def _pal_rgb(pal, n, out):
 
 @jit
 def _nearest(rgb, pal_rgb, n, wts):
-    best = 0
+    """The palette entry (of the first n, in RGB) nearest the colour, by the channel weights."""
+    return _nearest_except(rgb, pal_rgb, n, wts, n)
+
+
+@jit
+def _nearest_except(rgb, pal_rgb, n, wts, skip):
+    """As :func:`_nearest`, entry ``skip`` left out (-1 if none is left)."""
+    best = -1
     bd = 1e300
     for i in range(n):
+        if i == skip:
+            continue
         d = 0.0
         for c in range(3):
             e = pal_rgb[i, c] - rgb[c]
@@ -561,17 +570,8 @@ def _change_index(t, lay, nv, npal, s, sx, sy):
             x, y = lay.vx[j], lay.vy[j]
             cur = lay.occ[y, x]
         _target_at(t.image, x, y, sx, sy, s.colour)
-        bd = 1e300
-        for i in range(npal):
-            if i == cur:
-                continue
-            d = 0.0
-            for c in range(3):
-                e = s.pal_rgb[i, c] - s.colour[c]
-                d += t.weights[c] * e * e
-            if d < bd:
-                bd = d
-                new = i if i < cur else i - 1
+        near = _nearest_except(s.colour, s.pal_rgb, npal, t.weights, cur)
+        new = near if near < cur else near - 1
     if j < 0:
         cur = lay.ci[j + 4]
         lay.ci[j + 4] = new if new < cur else new + 1
@@ -625,18 +625,7 @@ def _drop_colour(t, lay, nv, npal, s):
     drop = np.argmin(use)
     for c in range(3):
         s.colour[c] = pal_rgb[drop, c]
-    best = -1
-    bd = 1e300
-    for i in range(npal):
-        if i == drop:
-            continue
-        d = 0.0
-        for c in range(3):
-            e = pal_rgb[i, c] - s.colour[c]
-            d += wts[c] * e * e
-        if d < bd:
-            bd = d
-            best = i
+    best = _nearest_except(s.colour, pal_rgb, npal, wts, drop)
     for i in range(npal):
         remap[i] = i if i < drop else i - 1
     remap[drop] = best if best < drop else best - 1
