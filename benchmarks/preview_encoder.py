@@ -52,6 +52,13 @@ def psnr(a, b) -> float:
     return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
 
 
+def mean_psnr(results, images) -> float:
+    """Mean PSNR of the previews decoded by interpolation at 256x256."""
+    return round(
+        float(np.mean([psnr(raster_cpu.interpolate(r.preview, 256), im) for r, im in zip(results, images)])), 3
+    )
+
+
 BUDGETS = (16, 20, 24, 32, 48, 64, 100, 150, 200, 300, 400)
 BLURHASH_COMPONENTS = ((3, 3), (4, 3), (4, 4), (5, 5), (6, 6), (9, 9))
 
@@ -69,9 +76,7 @@ def rd_curve(images, cfg) -> dict:
                 "target": budget,
                 "bytes_mean": round(float(np.mean([r.num_bytes for r in rs])), 2),
                 "bytes_min": int(min(r.num_bytes for r in rs)),
-                "psnr_mean": round(
-                    float(np.mean([psnr(raster_cpu.interpolate(r.preview, 256), im) for r, im in zip(rs, images)])), 3
-                ),
+                "psnr_mean": mean_psnr(rs, images),
                 "seconds_median": round(float(np.median([r.seconds for r in rs])), 3),
             }
         )
@@ -120,9 +125,7 @@ def iterations_curve(images, budget: int, cfg) -> list[dict]:
         rows.append(
             {
                 "iterations": n,
-                "psnr_mean": round(
-                    float(np.mean([psnr(raster_cpu.interpolate(r.preview, 256), im) for r, im in zip(rs, images)])), 3
-                ),
+                "psnr_mean": mean_psnr(rs, images),
                 "seconds_median_one_core": round(float(np.median([r.seconds for r in rs])), 3),
             }
         )

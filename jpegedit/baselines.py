@@ -302,8 +302,9 @@ def tool_curves(
         raise ValueError(f"tool_curves takes one family of models, got {', '.join(sorted(fams))}")
     (fam,) = fams
     steps = encoder.ladder(loaded)
-    key = "ms_ssim" if loaded[0].distortion == "ms_ssim" else "psnr"  # what --target-bpp maximises (--tune)
-    trellis = encoder.TRELLIS_BY_TUNE["ms-ssim" if key == "ms_ssim" else "psnr"]
+    tune = encoder.tune_of(loaded[0])
+    key = tune.replace("-", "_")  # the score --target-bpp maximises, as the points name it
+    trellis = encoder.TRELLIS_BY_TUNE[tune]
     settings = {
         "lpips": bool(lpips),
         "trellis": trellis,

@@ -20,8 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from compat import metrics
-from jpegedit import codec, jpegfile, libjpeg, rdoq
+from jpegedit import codec, jpegfile, libjpeg, rdoq, scoring
 from jpegedit.models import Model, list_models, load_model
 from jpegedit.network import AttentionNet, attention_head, coefficient_features, export_tables, pretrained_backbone
 from jpegedit.scoring import decode
@@ -131,6 +130,11 @@ def encode_run(
 TUNES = {"psnr": "mse", "ms-ssim": "ms_ssim"}  # --tune -> the distortion its models were trained on
 
 
+def tune_of(model: Model) -> str:
+    """The ``--tune`` a model serves (:data:`TUNES`): the metric its distortion term was."""
+    return next(t for t, d in TUNES.items() if d == model.distortion)
+
+
 def choose_models(
     *, model: str | None = None, lam: float | None = None, rate_term: str = "bits", tune: str = "psnr"
 ) -> list[Model]:
@@ -207,8 +211,7 @@ def _psnr(image: np.ndarray, data: bytes) -> float:
 
 
 def _ms_ssim(image: np.ndarray, data: bytes) -> float:
-    x = jnp.asarray(image, jnp.float32)
-    return float(metrics.ms_ssim(x, jnp.asarray(decode(data).reshape(image.shape), jnp.float32)))
+    return scoring.score(image, data)["ms_ssim"]
 
 
 SCORES = {"psnr": _psnr, "ms-ssim": _ms_ssim}  # --tune -> the score --target-bpp maximises
@@ -267,6 +270,13 @@ def encode_learned(
     (:mod:`jpegedit.progressive`) unless ``progressive=False``: then baseline, with optimised
     Huffman tables if ``optimize``."""
     h, w = image.shape[:2]
+    if tune not in SCORES:
+        raise EncodeError(f"--tune must be one of {', '.join(SCORES)}, got {tune!r}")
+    if target_bpp is not None and tune == "ms-ssim" and min(h, w) < scoring.MS_SSIM_MIN_SIDE:
+        raise EncodeError(
+            f"--tune ms-ssim --target-bpp scores files by MS-SSIM, whose five scales need an image of at least "
+            f"{scoring.MS_SSIM_MIN_SIDE} pixels on its short side, got {w}x{h}"
+        )
     limit = None if target_bpp is None else int(target_bpp * h * w / 8)
     coefficients_of = Quantiser(image, models, trellis)
     score = SCORES[tune]

@@ -216,3 +216,12 @@ def test_tune_ms_ssim_encodes_with_the_tables_trained_on_ms_ssim(png, tmp_path, 
     assert not np.array_equal(ms_tables, jpegfile.read_coefficients((tmp_path / "p.jpg").read_bytes())[1])
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "50", "--tune", "ms-ssim"]) == 2
     assert "--tune is for learned models" in capsys.readouterr().err
+
+
+def test_tune_ms_ssim_target_bpp_refuses_an_image_too_small_for_ms_ssim_in_one_line(tmp_path, capsys):
+    small = tmp_path / "small.png"
+    Image.fromarray(photos()["chelsea"][:64, :80]).save(small)
+    out = tmp_path / "s.jpg"
+    assert cli.main(["encode", str(small), "-o", str(out), "--tune", "ms-ssim", "--target-bpp", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at least 161 pixels on its short side, got 80x64" in err[0] and not out.exists()
