@@ -291,9 +291,8 @@ def tool_curves(
     every step of its rate ladder (:func:`jpegedit.encoder.ladder`: trellis quantisation,
     progressive files), i.e. the ``--quality`` dial, as ``learned-<family>-tool.json`` (the mean
     curve per step), and the ``--target-bpp`` choice at each of :data:`TARGETS` - per image the
-    highest-PSNR step (MS-SSIM for a family trained on it) whose quick-scan file fits, as the encoder
-    decides - as
-    ``learned-<family>-target.json``. Resumable per image."""
+    highest-PSNR step (highest MS-SSIM, lowest LPIPS for a family trained on it) whose quick-scan
+    file fits, as the encoder decides - as ``learned-<family>-target.json``. Resumable per image."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     loaded = [load_model(m) for m in models]
@@ -303,14 +302,20 @@ def tool_curves(
     (fam,) = fams
     steps = encoder.ladder(loaded)
     tune = encoder.tune_of(loaded[0])
-    key = tune.replace("-", "_")  # the score --target-bpp maximises, as the points name it
+    key = tune.replace("-", "_")  # the score --target-bpp optimises, as the points name it
+    lpips = lpips or key == "lpips"  # --tune lpips picks by it
+
+    def value(p):  # higher is better
+        return -p[key] if key == "lpips" else p[key]
+
     trellis = encoder.TRELLIS_BY_TUNE[tune]
     settings = {
         "lpips": bool(lpips),
-        "trellis": trellis,
+        "trellis": None if trellis is None else (trellis.alpha if not trellis.step_power else list(trellis)),
         "steps": [f"{m.name}x{s:g}" for m, s in steps],
         "sha256": sorted(m.meta.get("sha256") or "" for m in loaded),
     }
+    how = "rounding" if trellis is None else "trellis" + (", step-weighted" if trellis.step_power else "")
     path = out / f"learned-{fam}-tool.json"
     old = json.loads(path.read_text()) if path.exists() else None
     points = old["points"] if old and old.get("settings") == settings else []
@@ -319,7 +324,7 @@ def tool_curves(
     def save():
         doc = {
             "codec": f"learned-{fam}-tool",
-            "label": f"jpegedit encode --quality ({fam}: {'trellis' if trellis else 'rounding'}, progressive)",
+            "label": f"jpegedit encode --quality ({fam}: {how}, progressive)",
             "settings": settings,
             "points": points,
             "mean": mean_curve(points, key="step"),
@@ -332,7 +337,7 @@ def tool_curves(
                 limit = int(t * mine[0]["pixels"] / 8)
                 fit = [p for p in mine if p["bytes_quick"] <= limit]
                 if fit:
-                    picks.append({**max(fit, key=lambda p: p[key]), "target": t})
+                    picks.append({**max(fit, key=value), "target": t})
         # a target counts only where every image reaches it (a mean over fewer images would mislead)
         n = len({p["image"] for p in points})
         full = {t for t in TARGETS if sum(p["target"] == t for p in picks) == n}

@@ -117,8 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         "--tune",
         choices=tuple(encoder.TUNES),
         default="psnr",
-        help="learned models: the family trained for this metric (ms-ssim: tables trained on MS-SSIM), which "
-        "--target-bpp also maximises (default psnr)",
+        help="learned models: the family trained for this metric (ms-ssim: tables trained on MS-SSIM; lpips: on "
+        "MSE + LPIPS), which --target-bpp also optimises (default psnr)",
     )
     e.add_argument("--chroma", choices=("444", "420"), default="444", help="chroma sampling (default 444, the paper's)")
     e.add_argument("--optimize", action="store_true", help="optimised Huffman tables (default: the standard ones)")

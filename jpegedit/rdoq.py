@@ -50,8 +50,9 @@ def lam_for_tables(tables: np.ndarray, alpha: float) -> float:
 @jit
 def _trellis(f, t, dc, q, weight, lam, aclen, eob, out):
     """``f``: (n, 64) F / Q in zigzag order, ``t``: F * A / Q, ``dc``: the DC values to keep, ``q``:
-    the 64 steps (zigzag), ``aclen``: code lengths of the 256 AC symbols, ``eob``: bits of ending a
-    block early. Writes the chosen coefficients into ``out`` (n, 64)."""
+    the 64 steps (zigzag), ``weight``: (64,) each coefficient's squared-error weight (zigzag),
+    ``aclen``: code lengths of the 256 AC symbols, ``eob``: bits of ending a block early. Writes the
+    chosen coefficients into ``out`` (n, 64)."""
     n = f.shape[0]
     big = 1e300
     best = np.empty(64)
@@ -62,7 +63,7 @@ def _trellis(f, t, dc, q, weight, lam, aclen, eob, out):
     live = np.empty(64, np.int64)
     w2 = np.empty(64)
     for k in range(64):
-        w2[k] = weight * q[k] * q[k]
+        w2[k] = weight[k] * q[k] * q[k]
     for b in range(n):
         zero[0] = 0.0
         for k in range(1, 64):
@@ -154,9 +155,13 @@ def quantise_transformed(
     height: int,
     width: int,
     passes: int = 2,
+    step_power: float = 0.0,
 ) -> codec.Coefficients:
     """The trellis on coefficients from :func:`transform`: ``plain`` (``F``) and ``edited``
-    (``F * A``; the same arrays without attention) under integer ``tables``."""
+    (``F * A``; the same arrays without attention) under integer ``tables``. ``step_power`` p > 0
+    weighs each coefficient's squared error by ``(mean step / step) ** p`` (the mean over the
+    component's AC steps): errors where the tables are fine count more, as in mozjpeg's trellis;
+    0: plain squared error in RGB (what PSNR measures)."""
     zz = _progressive.ZIGZAG
     qs = np.asarray(tables, np.float64).reshape(-1, 64)
     comps = []
@@ -166,10 +171,11 @@ def quantise_transformed(
         t = (fe.reshape(-1, 64) / q)[:, zz]
         cur = (np.sign(t) * np.floor(np.abs(t) + 0.5)).astype(np.int64)  # round half away: the plain encoder's
         dc = cur[:, 0].copy()
+        weight = CHANNEL_WEIGHTS[c] * (np.mean(q[1:]) / q[zz]) ** step_power
         for _ in range(passes):
             lengths, eob = _code_lengths(np.clip(cur, -1023, 1023).astype(np.int16))
             nxt = np.empty_like(cur)
-            _trellis(f, t, dc, q[zz], CHANNEL_WEIGHTS[c], lam, lengths, eob, nxt)
+            _trellis(f, t, dc, q[zz], weight, lam, lengths, eob, nxt)
             cur = nxt
         natural = np.empty_like(cur)
         natural[:, zz] = cur

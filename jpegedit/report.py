@@ -49,28 +49,47 @@ def summary(out: str | Path, reference: str = "libjpeg-444", below: float = 0.4)
     return res
 
 
+def _ranges(below: float) -> list[tuple[str, tuple[float, float] | None]]:
+    return [(f"_below_{below}", (0.0, below)), (f"_{below}_1.0", (below, 1.0)), ("_1.0_2.0", (1.0, 2.0)), ("", None)]
+
+
+def _bd(r1, q1, r2, q2, rate_range) -> tuple[float | None, str | None]:
+    if len(r1) < 2 or len(r2) < 2:
+        return None, None
+    try:
+        return metrics.bd_rate(r1, q1, r2, q2, rate_range=rate_range), None
+    except ValueError as e:
+        return None, str(e)
+
+
+def _image_curves(d: dict, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each image's own (bpp, quality) curve in a codec's points (for the per-image median)."""
+    names = sorted({p["image"] for p in d.get("points", []) if "image" in p})
+    return {n: _monotone([p for p in d["points"] if p.get("image") == n], key) for n in names}
+
+
 def _bd_entry(ref: dict, d: dict, below: float, same: bool = False) -> dict:
+    """BD-rates of ``d`` against ``ref``: of the mean curves (``bd_rate_<metric><range>``) and the
+    median over images of each image's own BD-rate (``median_bd_rate_<metric><range>``, with the
+    number of images whose curves overlap there in ``median_images_<metric><range>``)."""
     entry = {"label": d.get("label", d["codec"]), "lowest_bpp": min(c["bpp"] for c in d["mean"])}
-    if not same:
-        for key in ("psnr", "ms_ssim", "lpips"):
-            r1, q1 = _monotone(ref["mean"], key)
-            r2, q2 = _monotone(d["mean"], key)
-            if key == "lpips":  # lower is better: BD over -LPIPS
-                q1, q2 = -q1, -q2
-            ranges = (
-                (f"bd_rate_{key}_below_{below}", (0.0, below)),
-                (f"bd_rate_{key}_{below}_1.0", (below, 1.0)),
-                (f"bd_rate_{key}_1.0_2.0", (1.0, 2.0)),
-                (f"bd_rate_{key}", None),
-            )
-            for name, rr in ranges:
-                try:
-                    entry[name] = (
-                        metrics.bd_rate(r1, q1, r2, q2, rate_range=rr) if len(r1) > 1 and len(r2) > 1 else None
-                    )
-                except ValueError as e:
-                    entry[name] = None
-                    entry.setdefault("notes", []).append(f"{name}: {e}")
+    if same:
+        return entry
+    for key in ("psnr", "ms_ssim", "lpips"):
+        sign = -1.0 if key == "lpips" else 1.0  # lower is better: BD over -LPIPS
+        r1, q1 = _monotone(ref["mean"], key)
+        r2, q2 = _monotone(d["mean"], key)
+        c1, c2 = _image_curves(ref, key), _image_curves(d, key)
+        common = sorted(set(c1) & set(c2))
+        for suffix, rr in _ranges(below):
+            name = f"bd_rate_{key}{suffix}"
+            entry[name], note = _bd(r1, sign * q1, r2, sign * q2, rr)
+            if note:
+                entry.setdefault("notes", []).append(f"{name}: {note}")
+            per = [_bd(c1[n][0], sign * c1[n][1], c2[n][0], sign * c2[n][1], rr)[0] for n in common]
+            per = [v for v in per if v is not None]
+            entry[f"median_{name}"] = float(np.median(per)) if per else None
+            entry[f"median_images_{key}{suffix}"] = len(per)
     return entry
 
 
@@ -305,6 +324,25 @@ def markdown(out: str | Path, below: float = 0.4) -> str:
                         f"bd_rate_{k}_1.0_2.0",
                         f"bd_rate_{k}",
                     )
+                )
+                for k in ("psnr", "ms_ssim", "lpips")
+            ]
+            lines.append(f"| {r['test']} | {r['reference']} | " + " | ".join(cells) + " |")
+    tool = [r for r in rows if r["test"].endswith(("-tool", "-target"))]
+    if tool:
+        lines += [
+            "",
+            "The encoder's rows, as the median over images of each image's own BD-rate (same ranges; in "
+            "brackets the number of images whose curves overlap there):",
+            "",
+            "| test | reference | PSNR | MS-SSIM | LPIPS |",
+            "|---|---|---|---|---|",
+        ]
+        for r in tool:
+            cells = [
+                " / ".join(
+                    f"{f(r.get(f'median_bd_rate_{k}{sfx}'))} ({r.get(f'median_images_{k}{sfx}', 0)})"
+                    for sfx, _ in _ranges(below)
                 )
                 for k in ("psnr", "ms_ssim", "lpips")
             ]

@@ -12,9 +12,10 @@ from PIL import Image
 
 from compat import metrics
 
-__all__ = ["MS_SSIM_MIN_SIDE", "decode", "score"]
+__all__ = ["MS_SSIM_MIN_SIDE", "LPIPS_MIN_SIDE", "decode", "score"]
 
 MS_SSIM_MIN_SIDE = 161  # MS-SSIM's five scales need at least this many pixels on the short side
+LPIPS_MIN_SIDE = 31  # LPIPS (AlexNet)'s last tapped layer keeps a pixel from this side on
 
 
 def decode(data: bytes) -> np.ndarray:

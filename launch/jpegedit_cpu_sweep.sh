@@ -25,7 +25,9 @@ LAMS=${LAMS-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3 1"}
 ATT_LAMS=${ATT_LAMS-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3"}  # stage 2 (1: Q-tables only)
 BITS_LAMS=${BITS_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}
 BITS_ATT_LAMS=${BITS_ATT_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}
-MS_LAMS=${MS_LAMS-"0.001 0.004 0.03"}  # --tune ms-ssim
+MS_LAMS=${MS_LAMS-"0.001 0.002 0.004 0.01 0.03"}  # --tune ms-ssim
+LPIPS_LAMS=${LPIPS_LAMS-"0.001 0.004 0.01 0.03"}  # --tune lpips
+LPIPS_GAMMA=${LPIPS_GAMMA:-1000}
 RUNS=${RUNS:-runs}
 PY=${PY:-python}
 
@@ -56,8 +58,17 @@ for lam in $BITS_ATT_LAMS; do
 done
 
 # --tune ms-ssim (qtables_msssim_lam*): the bits Q-tables of the same lambda trained 300 more steps on
-# loss.distortion=ms_ssim (batch 4 of 176x176 crops: MS-SSIM's five scales need 161 px; ~4.5 min each)
+# loss.distortion=ms_ssim (batch 4 of 176x176 crops: MS-SSIM's five scales need 161 px; ~4 min each).
+# (lambda 0.1 from the 0.03 bits tables was tried and dropped: above 1 bpp its files were worse in
+# MS-SSIM than 0.03's tables scaled finer, BD-rate against mozjpeg +45% against +14%.)
 for lam in $MS_LAMS; do
   train_and_export "configs/jpegedit/qtables_only.py:lam=$lam,rate=bits,loss.distortion=ms_ssim,steps=300,batch_size=4,data.crop=176,model.init=qtables_bits_lam$lam,optim.lr=0.0003,optim.cosine=true,log_every=50,checkpoint_every=100" \
     "ms_lam$lam" "qtables_msssim_lam$lam"
+done
+
+# --tune lpips (qtables_lpips_lam*): the bits Q-tables of the same lambda trained 300 more steps on
+# MSE + gamma * LPIPS (AlexNet; the paper's perceptual term), batch 8 of 128x128 crops
+for lam in $LPIPS_LAMS; do
+  train_and_export "configs/jpegedit/qtables_only.py:lam=$lam,rate=bits,loss.gamma=$LPIPS_GAMMA,steps=300,batch_size=8,data.crop=128,model.init=qtables_bits_lam$lam,optim.lr=0.0003,optim.cosine=true,log_every=50,checkpoint_every=100" \
+    "lp_lam$lam" "qtables_lpips_lam$lam"
 done

@@ -236,3 +236,27 @@ def test_variants_trained_on_the_bit_estimate_are_checked_against_that_estimate(
     assert res["monotone"] and res["spearman"] == pytest.approx(1.0)
     assert [r["model"] for r in res["models"]] == ["qb_lam0.1", "qb_lam1"]
     assert (tmp_path / "bits_estimate.png").stat().st_size > 0 and not (tmp_path / "rate_proxy.png").exists()
+
+
+def _doc(codec, curves):
+    """A codec's results document from per-image ``{image: [(bpp, psnr), ...]}``."""
+    points = [
+        {"image": n, "quality": i, "bpp": b, "psnr": q, "ms_ssim": None, "lpips": None}
+        for n, c in curves.items()
+        for i, (b, q) in enumerate(c)
+    ]
+    return {"codec": codec, "points": points, "mean": baselines.mean_curve(points)}
+
+
+def test_the_per_image_median_bd_rate_ignores_one_outlier_image_that_moves_the_mean():
+    bpp = np.array([0.1, 0.2, 0.4, 0.8])
+    psnr = 25 + 6 * np.log2(bpp / 0.1)
+    ref = {n: list(zip(bpp, psnr)) for n in "abc"}
+    # images a and b: the same file sizes; image c: 4x the bits of the reference
+    test = {"a": ref["a"], "b": ref["b"], "c": list(zip(4 * bpp, psnr))}
+    e = report._bd_entry(_doc("ref", ref), _doc("test", test), 0.4)
+    assert abs(e["median_bd_rate_psnr"]) < 1e-6 and e["median_images_psnr"] == 3
+    assert e["bd_rate_psnr"] > 20  # the mean curve is pulled by image c alone
+    assert e["median_bd_rate_ms_ssim"] is None and e["median_images_ms_ssim"] == 0  # nothing measured
+    one = report._bd_entry(_doc("ref", ref), _doc("test", {"c": test["c"]}), 0.4)
+    assert abs(one["median_bd_rate_psnr"] - 300.0) < 1e-6  # 4x the bits everywhere: +300%

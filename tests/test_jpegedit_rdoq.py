@@ -52,7 +52,7 @@ def test_the_trellis_finds_the_exact_optimum_of_each_block():
         lam = float(rng.uniform(1, 400))
         eob = float(rng.uniform(0.5, 6))
         out = np.zeros((1, 64), np.int64)
-        rdoq._trellis(f[None], t[None], np.zeros(1, np.int64), q, 3.0, lam, aclen, eob, out)
+        rdoq._trellis(f[None], t[None], np.zeros(1, np.int64), q, np.full(64, 3.0), lam, aclen, eob, out)
         options = []
         for k in pos:
             vals = {0}
@@ -110,6 +110,23 @@ def test_the_trellis_buys_psnr_at_equal_bytes_and_a_larger_rate_weight_gives_sma
     rounded = jpegfile.write(libjpeg.encode(photo, t), t, progressive=True)
     assert len(rounded) <= len(ours)
     assert _psnr(photo, ours) > _psnr(photo, rounded) + 0.2
+
+
+def test_weighting_by_step_keeps_the_coefficients_under_fine_steps_and_drops_those_under_coarse_ones(photo):
+    tables = codec.quality_to_tables(90)
+    lam = rdoq.lam_for_tables(tables, 0.4)
+    pre = [rdoq.transform(photo)] * 2
+    plain = rdoq.quantise_transformed(*pre, tables, lam, *photo.shape[:2], 2)
+    weighted = rdoq.quantise_transformed(*pre, tables, lam, *photo.shape[:2], 2, step_power=2.0)
+    q = np.asarray(tables).reshape(2, 8, 8)
+    for c, (p, w) in enumerate(zip(plain.components, weighted.components)):
+        qc = q[min(c, 1)]
+        fine, coarse = qc <= np.percentile(qc[1:], 25), qc >= np.percentile(qc, 75)  # the finest and coarsest steps
+        fine[0, 0] = False
+        nz = lambda z, m: int(np.count_nonzero(np.asarray(z)[..., m]))  # noqa: E731
+        assert nz(w, fine) > 1.5 * nz(p, fine)
+        assert nz(w, coarse) < nz(p, coarse) if c == 0 else nz(w, coarse) <= nz(p, coarse)
+        np.testing.assert_array_equal(np.asarray(w)[..., 0, 0], np.asarray(p)[..., 0, 0])  # DC as it was
 
 
 def test_target_bpp_gives_the_best_file_within_the_target_and_more_bytes_never_a_worse_one(photo):

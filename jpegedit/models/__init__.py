@@ -57,8 +57,11 @@ class Model:
 
     @property
     def distortion(self) -> str:
-        """The distortion it was trained to lower: "mse" (the paper's) or "ms_ssim"."""
-        return ((self.meta.get("config") or {}).get("loss") or {}).get("distortion", "mse")
+        """The distortion it was trained to lower: "mse" (the paper's), "ms_ssim", or "lpips"
+        (MSE + gamma * LPIPS, the paper's perceptual term, with gamma > 0)."""
+        loss = (self.meta.get("config") or {}).get("loss") or {}
+        kind = loss.get("distortion", "mse")
+        return "lpips" if kind == "mse" and float(loss.get("gamma") or 0.0) > 0 else kind
 
 
 def list_models() -> list[str]:
