@@ -66,9 +66,10 @@ for lam in $MS_LAMS; do
     "ms_lam$lam" "qtables_msssim_lam$lam"
 done
 
-# --tune lpips (qtables_lpips_lam*): the bits Q-tables of the same lambda trained 300 more steps on
-# MSE + gamma * LPIPS (AlexNet; the paper's perceptual term), batch 8 of 128x128 crops
+# --tune lpips (qtables_lpips_lam*): the MS-SSIM Q-tables of the same lambda trained 300 more steps on
+# 1300 (1 - MS-SSIM) + gamma * LPIPS (AlexNet; the paper's perceptual term), batch 4 of 176x176 crops.
+# (From the bits tables on MSE + gamma LPIPS they came out worse in LPIPS than the MS-SSIM tables.)
 for lam in $LPIPS_LAMS; do
-  train_and_export "configs/jpegedit/qtables_only.py:lam=$lam,rate=bits,loss.gamma=$LPIPS_GAMMA,steps=300,batch_size=8,data.crop=128,model.init=qtables_bits_lam$lam,optim.lr=0.0003,optim.cosine=true,log_every=50,checkpoint_every=100" \
+  train_and_export "configs/jpegedit/qtables_only.py:lam=$lam,rate=bits,loss.distortion=ms_ssim,loss.gamma=$LPIPS_GAMMA,steps=300,batch_size=4,data.crop=176,model.init=qtables_msssim_lam$lam,optim.lr=0.0003,optim.cosine=true,log_every=50,checkpoint_every=100" \
     "lp_lam$lam" "qtables_lpips_lam$lam"
 done

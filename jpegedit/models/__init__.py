@@ -57,11 +57,10 @@ class Model:
 
     @property
     def distortion(self) -> str:
-        """The distortion it was trained to lower: "mse" (the paper's), "ms_ssim", or "lpips"
-        (MSE + gamma * LPIPS, the paper's perceptual term, with gamma > 0)."""
+        """The distortion it was trained to lower: "mse" (the paper's), "ms_ssim", or "lpips" (any
+        of the two plus gamma * LPIPS, the paper's perceptual term, gamma > 0)."""
         loss = (self.meta.get("config") or {}).get("loss") or {}
-        kind = loss.get("distortion", "mse")
-        return "lpips" if kind == "mse" and float(loss.get("gamma") or 0.0) > 0 else kind
+        return "lpips" if float(loss.get("gamma") or 0.0) > 0 else loss.get("distortion", "mse")
 
 
 def list_models() -> list[str]:
