@@ -8,7 +8,7 @@ import pytest
 from jpeg_helpers import photos, pillow_jpeg
 from PIL import Image
 
-from jpegedit import cli, codec, jpegfile
+from jpegedit import cli, codec, encoder, jpegfile, scoring
 
 
 @pytest.fixture
@@ -216,6 +216,28 @@ def test_tune_ms_ssim_encodes_with_the_tables_trained_on_ms_ssim(png, tmp_path, 
     assert not np.array_equal(ms_tables, jpegfile.read_coefficients((tmp_path / "p.jpg").read_bytes())[1])
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "50", "--tune", "ms-ssim"]) == 2
     assert "--tune is for learned models" in capsys.readouterr().err
+
+
+def test_tune_lpips_encodes_with_the_tables_trained_on_lpips_and_picks_the_lowest_lpips_under_the_target(
+    png, tmp_path, capsys
+):
+    out = tmp_path / "l.jpg"
+    assert cli.main(["encode", str(png), "-o", str(out), "--tune", "lpips", "--lambda", "0.004"]) == 0
+    assert "learned model qtables_lpips_lam0.004: Q-tables" in capsys.readouterr().out
+    assert {m.name.rsplit("_lam", 1)[0] for m in encoder.choose_models(tune="lpips")} == {"qtables_lpips"}
+    x = photos()["chelsea"][:176, :192]
+    models = encoder.choose_models(tune="lpips")
+    got = encoder.encode_learned(x, models, target_bpp=1.0, trellis=encoder.TRELLIS_BY_TUNE["lpips"], tune="lpips")
+    limit = int(1.0 * x.shape[0] * x.shape[1] / 8)
+    assert len(got.data) <= limit
+    # no ladder step that fits (as the encoder measures it: the quick scans) has a lower LPIPS
+    best = scoring.score(x, got.data, lpips=True, ms_ssim=False)["lpips"]
+    quantise = encoder.Quantiser(x, models, None)
+    for m, scale in encoder.ladder(models)[::3]:
+        co, tables = quantise(m, scale)
+        if len(jpegfile.write(co, tables, progressive=True, quick=True)) <= limit:
+            data = jpegfile.write(co, tables, progressive=True, quick=True)
+            assert scoring.score(x, data, lpips=True, ms_ssim=False)["lpips"] >= best - 1e-6
 
 
 def test_tune_ms_ssim_target_bpp_refuses_an_image_too_small_for_ms_ssim_in_one_line(tmp_path, capsys):
