@@ -304,13 +304,10 @@ def tool_curves(
     tune = encoder.tune_of(loaded[0])
     key = tune.replace("-", "_")  # the score --target-bpp optimises, as the points name it
     lpips = lpips or key == "lpips"  # --tune lpips picks by it
-
-    def value(p):  # higher is better
-        return -p[key] if key == "lpips" else p[key]
-
     trellis = encoder.TRELLIS_BY_TUNE[tune]
     settings = {
         "lpips": bool(lpips),
+        # the plain trellis as its alpha alone: what results written before the step weighting recorded
         "trellis": None if trellis is None else (trellis.alpha if not trellis.step_power else list(trellis)),
         "steps": [f"{m.name}x{s:g}" for m, s in steps],
         "sha256": sorted(m.meta.get("sha256") or "" for m in loaded),
@@ -337,7 +334,7 @@ def tool_curves(
                 limit = int(t * mine[0]["pixels"] / 8)
                 fit = [p for p in mine if p["bytes_quick"] <= limit]
                 if fit:
-                    picks.append({**max(fit, key=value), "target": t})
+                    picks.append({**max(fit, key=lambda p: encoder.tuned_value(tune, p)), "target": t})
         # a target counts only where every image reaches it (a mean over fewer images would mislead)
         n = len({p["image"] for p in points})
         full = {t for t in TARGETS if sum(p["target"] == t for p in picks) == n}

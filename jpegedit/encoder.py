@@ -41,6 +41,7 @@ __all__ = [
     "Quantiser",
     "Trellis",
     "TRELLIS_ALPHA",
+    "tuned_value",
 ]
 
 
@@ -197,9 +198,9 @@ class Trellis(NamedTuple):
 # (power 0) cost MS-SSIM instead: +50.5% at 0.4-1 bpp against rounding's +24.0%. It removes the
 # coefficients MS-SSIM's coarse scales see; weighted by step it spends its zeros where the tables
 # are coarse already.
-# --tune lpips writes its tables' rounding: on the same photos any trellis cost LPIPS (BD-rate against
-# mozjpeg, Q-tables trained on MSE + 1000 LPIPS: rounding -3.2 / +1.6 / +7.5%, the trellis of
-# --tune psnr +7.7 / +10.8 / +8.0%, of --tune ms-ssim +1.2 / +8.3 / +4.2%).
+# --tune lpips writes its tables' rounding: on the same photos any trellis cost LPIPS (its family's
+# LPIPS BD-rate against mozjpeg: rounding -4.4 / -4.2 / -15.6%, the trellis of --tune psnr +19.2 /
+# +43.9% / n/a, of --tune ms-ssim +3.0 / +4.4 / +0.2%).
 TRELLIS_BY_TUNE = {"psnr": Trellis(), "ms-ssim": Trellis(0.2, 2.0), "lpips": None}
 
 # The rate ladder of a family (coarse -> fine): the coarsest model's tables scaled up (rates below
@@ -229,12 +230,19 @@ def _psnr(image: np.ndarray, data: bytes) -> float:
     return float(10 * np.log10(255.0**2 / err)) if err > 0 else float("inf")
 
 
+def tuned_value(tune: str, scores: dict) -> float:
+    """The value ``--tune`` maximises, from a :func:`jpegedit.scoring.score` dict (or a results point):
+    its metric, negated for LPIPS (lower is better)."""
+    key = tune.replace("-", "_")
+    return -scores[key] if key == "lpips" else scores[key]
+
+
 def _ms_ssim(image: np.ndarray, data: bytes) -> float:
-    return scoring.score(image, data)["ms_ssim"]
+    return tuned_value("ms-ssim", scoring.score(image, data))
 
 
 def _lpips(image: np.ndarray, data: bytes) -> float:
-    return -scoring.score(image, data, lpips=True, ms_ssim=False)["lpips"]  # lower LPIPS is better
+    return tuned_value("lpips", scoring.score(image, data, lpips=True, ms_ssim=False))
 
 
 SCORES = {"psnr": _psnr, "ms-ssim": _ms_ssim, "lpips": _lpips}  # --tune -> the score --target-bpp maximises

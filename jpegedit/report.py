@@ -305,48 +305,31 @@ def markdown(out: str | Path, below: float = 0.4) -> str:
     def f(v):
         return "n/a" if v is None else f"{v:+.1f}%"
 
+    def row(r: dict, cell) -> str:  # one table row: per metric, the ranges' cells joined by " / "
+        cells = [" / ".join(cell(r, k, sfx) for sfx, _ in _ranges(below)) for k in ("psnr", "ms_ssim", "lpips")]
+        return f"| {r['test']} | {r['reference']} | " + " | ".join(cells) + " |"
+
+    head = ["", "| test | reference | PSNR | MS-SSIM | LPIPS |", "|---|---|---|---|---|"]
     if rows:
         lines += [
             "",
             f"BD-rate (negative: fewer bits at equal quality), below {below} bpp / {below}-1.0 bpp / 1.0-2.0 bpp / "
             "whole common range (n/a: the curves do not overlap there):",
-            "",
-            "| test | reference | PSNR | MS-SSIM | LPIPS |",
-            "|---|---|---|---|---|",
+            *head,
         ]
-        for r in rows:
-            cells = [
-                " / ".join(
-                    f(r.get(n))
-                    for n in (
-                        f"bd_rate_{k}_below_{below}",
-                        f"bd_rate_{k}_{below}_1.0",
-                        f"bd_rate_{k}_1.0_2.0",
-                        f"bd_rate_{k}",
-                    )
-                )
-                for k in ("psnr", "ms_ssim", "lpips")
-            ]
-            lines.append(f"| {r['test']} | {r['reference']} | " + " | ".join(cells) + " |")
+        lines += [row(r, lambda r, k, sfx: f(r.get(f"bd_rate_{k}{sfx}"))) for r in rows]
     tool = [r for r in rows if r["test"].endswith(("-tool", "-target"))]
     if tool:
         lines += [
             "",
             "The encoder's rows, as the median over images of each image's own BD-rate (same ranges; in "
             "brackets the number of images whose curves overlap there):",
-            "",
-            "| test | reference | PSNR | MS-SSIM | LPIPS |",
-            "|---|---|---|---|---|",
+            *head,
         ]
-        for r in tool:
-            cells = [
-                " / ".join(
-                    f"{f(r.get(f'median_bd_rate_{k}{sfx}'))} ({r.get(f'median_images_{k}{sfx}', 0)})"
-                    for sfx, _ in _ranges(below)
-                )
-                for k in ("psnr", "ms_ssim", "lpips")
-            ]
-            lines.append(f"| {r['test']} | {r['reference']} | " + " | ".join(cells) + " |")
+        lines += [
+            row(r, lambda r, k, sfx: f"{f(r.get(f'median_bd_rate_{k}{sfx}'))} ({r.get(f'median_images_{k}{sfx}', 0)})")
+            for r in tool
+        ]
     return "\n".join(lines) + "\n"
 
 
