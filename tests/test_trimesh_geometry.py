@@ -201,3 +201,54 @@ def test_the_last_grid_line_falls_exactly_on_the_last_pixel_centre():
     cx, cy = raster_cpu._positions(pts.astype(np.int32), len(pts), 58, 66, 253, 253)
     np.testing.assert_array_equal(cx, np.asarray(x))
     np.testing.assert_array_equal(cy, np.asarray(y))
+
+
+def test_a_resumed_triangulation_equals_the_whole_one():
+    """triangulate_from resumes from the state saved before the first point that changed (what the
+    encoder's exact evaluations do): the same triangles and neighbours, in the same order, as a
+    triangulation from scratch, over chains of changed point sets - kept (the saved states are
+    the new set's) or dropped (those after the change marked invalid) - on grids of 8 to 64."""
+    from trimesh_decode.triangulate import SNAP_EVERY, scratch, snapshots, triangulate_from, triangulate_into
+
+    def points(rng, g, k):
+        pts = set()
+        while len(pts) < k:
+            x, y = (int(v) for v in rng.integers(0, g, 2))
+            if not (x in (0, g - 1) and y in (0, g - 1)):
+                pts.add((y, x))
+        pts = sorted(pts)
+        return (
+            np.array([0, g - 1, 0, g - 1] + [x for y, x in pts], np.int64),
+            np.array([0, 0, g - 1, g - 1] + [y for y, x in pts], np.int64),
+        )
+
+    rng = np.random.default_rng(0)
+    snaps, meta = snapshots(1028)
+    (tv, tn, work), (tv2, tn2, work2) = scratch(1028), scratch(1028)
+    resumed = 0
+    for _ in range(120):
+        g = int(rng.choice([8, 16, 64]))
+        px, py = points(rng, g, int(rng.integers(1, min(g * g - 4, 300))))
+        m = triangulate_from(px, py, len(px), tv, tn, work, snaps, meta, 4)
+        assert m == triangulate_into(px, py, len(px), tv2, tn2, work2) and (tv[:m] == tv2[:m]).all()
+        for _ in range(5):
+            qx, qy = points(rng, g, len(px) - 4)
+            r = int(rng.integers(4, len(px) + 1))
+            nx, ny = np.concatenate([px[:r], qx[r:]]), np.concatenate([py[:r], qy[r:]])
+            key = ny * 1000 + nx  # keep raster order after the shared prefix
+            keep = np.ones(len(nx), bool)
+            last = -1
+            for i in range(4, len(nx)):
+                keep[i] = key[i] > last
+                last = max(last, key[i])
+            nx, ny = nx[keep], ny[keep]
+            start = min(r, len(nx))
+            resumed += start >= 4 + SNAP_EVERY and meta[(start - 4) // SNAP_EVERY - 1, 3] == 1
+            m = triangulate_from(nx, ny, len(nx), tv, tn, work, snaps, meta, start)
+            m0 = triangulate_into(nx, ny, len(nx), tv2, tn2, work2)
+            assert m == m0 and (tv[:m] == tv2[:m]).all() and (tn[:m] == tn2[:m]).all()
+            if rng.random() < 0.5:
+                px, py = nx, ny
+            else:
+                meta[(start - 4) // SNAP_EVERY :, 3] = 0
+    assert resumed > 100  # most changes resumed from a saved state

@@ -211,7 +211,7 @@ class Preview:
 # The layout: one function for encoding, decoding and costing.
 
 
-@jit
+@coder.inline
 def _signed_delta(st, buf, cost, probs, ch, delta, signed):
     """Zero flag, unary bit length, mantissa, sign: the difference of one palette channel."""
     nonzero = adaptive_bit(st, buf, cost, probs, _CTX_ZERO + ch, 1 if delta != 0 else 0)

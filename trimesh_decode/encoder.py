@@ -10,8 +10,9 @@
 3. Hill climbing: each iteration proposes one random move - move a vertex one grid step (weight
    50), add a vertex (20), remove one (25), change a vertex's palette index (25; half of the time
    to the entry nearest the image there), nudge one channel of a palette colour by one step (20),
-   add a colour (1), remove the least-used colour (3) - and every 10 iterations of the first half,
-   the proposal "each vertex takes the palette entry nearest the image around it". Score =
+   add a colour (1), remove the least-used colour (3) - and every 40 iterations of the first half,
+   the proposal "each vertex takes the palette entry nearest the image around it". Half of the
+   added vertices go near a triangle drawn in proportion to its error. Score =
    channel-weighted squared error on the work image + lambda * bits (the layout's own cost model,
    :func:`~trimesh_decode.bitstream.estimate_bits`, its palette part kept while a move leaves the
    palette alone). A move is kept when its score is below the best so far plus a tolerance that
@@ -22,9 +23,14 @@
    (when the image allows it) by greedy single-vertex removals or additions.
 
 Deterministic for a seed (numba's own generator, seeded per call); :func:`encode_images` runs
-images in parallel processes. The search loop is compiled with numba: it triangulates
-(:func:`~trimesh_decode.triangulate.triangulate_into`) and renders the work image on every
-iteration.
+images in parallel processes. The search loop is compiled with numba. A move that changes the
+points is first scored by a local estimate (:func:`_local_error`: the triangles it can touch cut
+out and triangulated again by themselves; exact for about 97% of moves, the rest differ where
+co-circular points tie); only a move the estimate would keep is triangulated whole
+(:func:`~trimesh_decode.triangulate.triangulate_from`, resumed from the saved state before the
+first point that changed) and kept on that exact score. Other moves keep the triangles and
+re-score only the triangles whose colours changed (a cache of triangle errors). On this VM a
+3000-iteration encode took 0.47 s before; 16000 iterations take about 0.45 s now.
 """
 
 from __future__ import annotations
@@ -43,9 +49,9 @@ from PIL import Image
 from scipy import ndimage
 
 from trimesh_decode import bitstream
-from trimesh_decode.bitstream import MAX_COLOURS, MAX_VERTICES, Preview, estimate_bits_after, palette_bits
+from trimesh_decode.bitstream import MAX_COLOURS, MAX_GRID, MAX_VERTICES, Preview, estimate_bits_after, palette_bits
 from trimesh_decode.colour import palette_key, palette_keys, rgb_to_ycocg6_1, ycocg6_to_rgb, ycocg6_to_rgb_1
-from trimesh_decode.triangulate import triangulate_into
+from trimesh_decode.triangulate import SNAP_EVERY, _incircle, _orient, snapshots, triangulate_from, triangulate_into
 
 __all__ = [
     "EncoderConfig",
@@ -61,6 +67,9 @@ __all__ = [
 ]
 
 jit = numba.njit(cache=True, nogil=True)
+# the climb's per-move helpers: inlined, so that the namedtuples of arrays they take are not
+# reference-counted array by array on every call (atomic operations that took a quarter of the time)
+inline = numba.njit(cache=True, nogil=True, inline="always")
 
 _MOVE_WEIGHTS = np.array([50.0, 20.0, 25.0, 25.0, 20.0, 1.0, 3.0])  # the spec's proposal weights
 _MOVE, _ADD, _REMOVE, _INDEX, _NUDGE, _ADD_COLOUR, _DROP_COLOUR, _REASSIGN = range(8)
@@ -71,9 +80,9 @@ class EncoderConfig:
     """Settings of :func:`encode_image`; the defaults are the ones benchmarked on Kodak."""
 
     grid: int | None = None  # grid points on the image's longer side; None: by the budget (grid_for_budget)
-    # 6000: about twice 3000's time, 0.4-0.5 s per 256x256 image on one core of this VM; on Kodak's
-    # centre squares at 200 B, 20.94 dB by interpolation (3000: 20.62, 8000: 21.05)
-    iterations: int = 6000
+    # 16000: about 0.45 s per 256x256 image on one core of this VM (the local estimate screens the
+    # moves); on Kodak's centre squares at 200 B, 21.53 dB by interpolation (6000: 21.21, 20000: 21.54)
+    iterations: int = 16000
     work_scale: float = 1.2  # work image size / grid size
     blur_sigma: float = 0.5  # Gaussian blur of the work image, in work pixels
     initial_vertices: int | None = None  # None: by the budget (initial_vertices_for_budget)
@@ -82,6 +91,9 @@ class EncoderConfig:
     # initial acceptance tolerance, relative to the best error; None: by the budget (tolerance_for_budget)
     tolerance: float | None = None
     byte_tolerance: int = 2  # final size in [target - byte_tolerance, target]
+    # screen the moves that change the points by a local re-triangulation (_local_error) before the
+    # exact evaluation; False: triangulate every candidate whole (the same search, slower)
+    local_estimate: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +162,7 @@ def work_image(image: np.ndarray, gw: int, gh: int, cfg: EncoderConfig) -> np.nd
 # Compiled core.
 
 
-@jit
+@inline
 def _pal_rgb(pal, n, out):
     for i in range(n):
         out[i, 0], out[i, 1], out[i, 2] = ycocg6_to_rgb_1(pal[i, 0], pal[i, 1], pal[i, 2])
@@ -211,10 +223,20 @@ Layout = namedtuple("Layout", ["occ", "vx", "vy", "ci", "pal"])
 # words, the error, the fill count).
 Scratch = namedtuple(
     "Scratch",
-    "px py pidx cols ckey pal_rgb tv tn work tv_cur remap colour ck1 ck2 cval cfill".split(),
+    "px py pidx cols ckey pal_rgb tv tn work tv_cur remap colour ck1 ck2 cval cfill terr mv".split(),
 )
+# Mesh: the current layout's points (canonical order, with colours and colour keys), triangles, their
+# neighbours (tn[k, i]: across the edge opposite vertex i) and their errors; n and m are 1-arrays;
+# cum: the errors' running sum; vt: a triangle of each point; pid (GH, GW): each grid point's point,
+# -1 where none.
+# What the local estimate (_local_error) edits a copy of, in thought.
+Mesh = namedtuple("Mesh", "px py pidx cols ckey tv tn terr cum n m vt pid".split())
+# Local: the local estimate's buffers (its points, their source in the mesh, triangulation space,
+# the region's triangles and a flag per mesh triangle) and a Scratch over its points.
+Local = namedtuple("Local", "src tv tn work region flag keep s".split())
+LOCAL_POINTS = 192  # a local re-triangulation of more points falls back to the whole one
 # Schedule: what the climb is asked to do.
-Schedule = namedtuple("Schedule", ["iterations", "seed", "lam", "target_bits", "tol0", "move_cdf"])
+Schedule = namedtuple("Schedule", ["iterations", "seed", "lam", "target_bits", "tol0", "move_cdf", "local"])
 
 
 CACHE_SLOTS = 1 << 13  # triangles remembered by a climb (a mesh of 200 B has about 300)
@@ -242,6 +264,67 @@ def _scratch(cache_slots):
         np.zeros(cache_slots, np.int64),
         np.zeros(cache_slots),
         np.zeros(1, np.int64),
+        np.zeros(cap),
+        np.full(4, -1, np.int64),
+    )
+
+
+@jit
+def _mesh():
+    cap_pts = MAX_VERTICES + 4
+    cap = 5 * cap_pts + 80
+    return Mesh(
+        np.zeros(cap_pts, np.int64),
+        np.zeros(cap_pts, np.int64),
+        np.zeros(cap_pts, np.int64),
+        np.zeros((cap_pts, 3)),
+        np.zeros(cap_pts, np.int64),
+        np.zeros((cap, 3), np.int64),
+        np.zeros((cap, 3), np.int64),
+        np.zeros(cap),
+        np.zeros(cap),
+        np.zeros(1, np.int64),
+        np.zeros(1, np.int64),
+        np.zeros(cap_pts, np.int64),
+        np.full((MAX_GRID, MAX_GRID), -1, np.int64),
+    )
+
+
+@jit
+def _local(s):
+    """Buffers of the local estimate; its Scratch shares ``s``'s triangle cache."""
+    n = LOCAL_POINTS + 4
+    cap = 5 * n + 80
+    cap_mesh = s.tv.shape[0]
+    ls = Scratch(
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros((n, 3)),
+        np.zeros(n, np.int64),
+        s.pal_rgb,
+        s.tv,
+        s.tn,
+        s.work,
+        s.tv_cur,
+        s.remap,
+        s.colour,
+        s.ck1,
+        s.ck2,
+        s.cval,
+        s.cfill,
+        np.zeros(cap),
+        s.mv,
+    )
+    return Local(
+        np.zeros(n, np.int64),
+        np.zeros((cap, 3), np.int64),
+        np.zeros((cap, 3), np.int64),
+        np.zeros(4 * cap + 2 * n, np.int64),
+        np.zeros(cap_mesh, np.int64),
+        np.zeros(cap_mesh, np.int64),
+        np.zeros((cap, 3), np.int64),
+        ls,
     )
 
 
@@ -252,13 +335,15 @@ def _scales(t, lay):
     return (t.image.shape[1] - 1) / (gw - 1), (t.image.shape[0] - 1) / (gh - 1)
 
 
-@jit
-def _assign(dst, src, nv, npal):
-    """Copy the layout ``src`` (its first nv vertices and npal colours) into ``dst``."""
-    gh, gw = src.occ.shape
-    for y in range(gh):
-        for x in range(gw):
-            dst.occ[y, x] = src.occ[y, x]
+@inline
+def _assign(dst, dst_nv, src, nv, npal):
+    """Copy the layout ``src`` (its first nv vertices and npal colours) into ``dst``, which has
+    ``dst_nv`` vertices: only the grid points of the two layouts' vertices are written (a layout's
+    grid is -1 everywhere else)."""
+    for i in range(dst_nv):
+        dst.occ[dst.vy[i], dst.vx[i]] = -1
+    for i in range(nv):
+        dst.occ[src.vy[i], src.vx[i]] = src.occ[src.vy[i], src.vx[i]]
     for i in range(nv):
         dst.vx[i] = src.vx[i]
         dst.vy[i] = src.vy[i]
@@ -274,7 +359,7 @@ def _copy(lay):
     return Layout(lay.occ.copy(), lay.vx.copy(), lay.vy.copy(), lay.ci.copy(), lay.pal.copy())
 
 
-@jit
+@inline
 def _gather(lay, px, py, pidx):
     """Points in canonical order (corners TL, TR, BL, BR, then raster order) with palette indices."""
     gh, gw = lay.occ.shape
@@ -307,17 +392,16 @@ def _edge_bias(ux, uy, vx, vy, s1, s2):
 
 
 @jit
-def _triangle_error(t, s, a, b, c, gw, gh, errmap, want_map):
+def _triangle_error(tgt, wts, px, py, cols, a, b, c, gw, gh, errmap, want_map):
     """The weighted squared error of triangle (a, b, c) against the work image over its pixels
     (each pixel has one triangle: exact integer edge tests, ties by :func:`_edge_bias`), written
     into ``errmap`` too when ``want_map``. Coordinates are scaled to integers: pixel x is at
     x (GW - 1), grid point gx at gx (W - 1)."""
-    tgt, wts = t.image, t.weights
     h, w = tgt.shape[0], tgt.shape[1]
     kx, ky = gw - 1, gh - 1
-    ax, ay = s.px[a] * (w - 1), s.py[a] * (h - 1)
-    bx, by = s.px[b] * (w - 1), s.py[b] * (h - 1)
-    cx, cy = s.px[c] * (w - 1), s.py[c] * (h - 1)
+    ax, ay = px[a] * (w - 1), py[a] * (h - 1)
+    bx, by = px[b] * (w - 1), py[b] * (h - 1)
+    cx, cy = px[c] * (w - 1), py[c] * (h - 1)
     det = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
     if det <= 0:
         return 0.0
@@ -329,9 +413,9 @@ def _triangle_error(t, s, a, b, c, gw, gh, errmap, want_map):
     y0 = -(-min(ay, by, cy) // ky)
     y1 = min(max(ay, by, cy) // ky, h - 1)
     inv = 1.0 / det
-    ca0, ca1, ca2 = s.cols[a, 0], s.cols[a, 1], s.cols[a, 2]
-    db0, db1, db2 = s.cols[b, 0] - ca0, s.cols[b, 1] - ca1, s.cols[b, 2] - ca2
-    dc0, dc1, dc2 = s.cols[c, 0] - ca0, s.cols[c, 1] - ca1, s.cols[c, 2] - ca2
+    ca0, ca1, ca2 = cols[a, 0], cols[a, 1], cols[a, 2]
+    db0, db1, db2 = cols[b, 0] - ca0, cols[b, 1] - ca1, cols[b, 2] - ca2
+    dc0, dc1, dc2 = cols[c, 0] - ca0, cols[c, 1] - ca1, cols[c, 2] - ca2
     # per pixel step along a row, each edge function changes by a constant
     gb, gc = (cy - ay) * kx, -(by - ay) * kx
     total = 0.0
@@ -389,13 +473,14 @@ def _clip_span(lo, hi, e0, g, t):
     return lo, hi
 
 
-@jit
+@inline
 def _render_error(t, s, tv, m, gw, gh, errmap):
     """The weighted squared error of the ``m`` triangles ``tv`` against the work image (and, when
     ``errmap`` has the work image's size, each pixel's error in it). Each triangle's error comes
     from the cache when the same triangle (points and colours) was scored before: a move changes
     only the triangles around it."""
-    h, w = t.image.shape[0], t.image.shape[1]
+    tgt, wts, px, py, cols = t.image, t.weights, s.px, s.py, s.cols
+    h, w = tgt.shape[0], tgt.shape[1]
     want_map = errmap.shape[0] == h and errmap.shape[1] == w
     slots = s.ck1.shape[0]
     use_cache = slots > 1 and not want_map
@@ -407,7 +492,9 @@ def _render_error(t, s, tv, m, gw, gh, errmap):
     for k in range(m):
         a, b, c = tv[k, 0], tv[k, 1], tv[k, 2]
         if not use_cache:
-            total += _triangle_error(t, s, a, b, c, gw, gh, errmap, want_map)
+            e = _triangle_error(tgt, wts, px, py, cols, a, b, c, gw, gh, errmap, want_map)
+            s.terr[k] = e
+            total += e
             continue
         # the same rotation of the triangle every time (its lowest point first), so that a hit
         # and a miss give the same value
@@ -424,24 +511,36 @@ def _render_error(t, s, tv, m, gw, gh, errmap):
             i = (i + 1) & mask
         if s.ck1[i] == -1:
             s.ck1[i], s.ck2[i] = k1, k2
-            s.cval[i] = _triangle_error(t, s, a, b, c, gw, gh, errmap, want_map)  # (False; typed, not literal)
+            s.cval[i] = _triangle_error(tgt, wts, px, py, cols, a, b, c, gw, gh, errmap, want_map)  # (False; typed)
             s.cfill[0] += 1
         total += s.cval[i]
+        s.terr[k] = s.cval[i]
     return total
 
 
-@jit
-def _evaluate(t, lay, nv, npal, s, errmap, out, head, moved, m_cur):
+@inline
+def _evaluate(t, lay, nv, npal, s, errmap, out, head, moved, m_cur, snaps, smeta, start, kx, ky):
     """Error and bits of a layout: out = [error, bits, the palette part of the bits, triangles].
     ``head``: that part when the caller knows it (the palette did not change), else negative.
     ``moved``: whether the points differ from the current layout's, whose ``m_cur`` triangles are
-    in ``s.tv_cur`` (if not, they are not triangulated again). False if the layout cannot be
-    triangulated."""
+    in ``s.tv_cur`` (if not, they are not triangulated again); then the triangulation resumes from
+    the saved state (``snaps``, ``smeta``: :func:`~trimesh_decode.triangulate.triangulate_from`)
+    before point ``start``, the first that differs; if not, the points are ``kx``, ``ky`` (in
+    canonical order: the current mesh's), not gathered from the grid again. False if the layout
+    cannot be triangulated."""
     gh, gw = lay.occ.shape
-    n = _gather(lay, s.px, s.py, s.pidx)
+    if moved:
+        n = _gather(lay, s.px, s.py, s.pidx)
+    else:
+        n = nv + 4
+        for i in range(4):
+            s.px[i], s.py[i], s.pidx[i] = kx[i], ky[i], lay.ci[i]
+        for i in range(4, n):
+            s.px[i], s.py[i] = kx[i], ky[i]
+            s.pidx[i] = lay.occ[ky[i], kx[i]]
     if moved:
         tv = s.tv
-        m = triangulate_into(s.px, s.py, n, s.tv, s.tn, s.work)
+        m = triangulate_from(s.px, s.py, n, s.tv, s.tn, s.work, snaps, smeta, start)
         if m < 0:
             return False
     else:
@@ -461,12 +560,247 @@ def _evaluate(t, lay, nv, npal, s, errmap, out, head, moved, m_cur):
     return True
 
 
-@jit
+@inline
 def _keep_triangles(s, m):
     """The candidate's triangles become the current layout's."""
     for k in range(m):
         for i in range(3):
             s.tv_cur[k, i] = s.tv[k, i]
+
+
+@inline
+def _keep_mesh(s, mesh, n, m, moved):
+    """The evaluated candidate (its points in ``s``, its triangles in ``s.tv_cur``; ``s.tn`` when
+    ``moved``) becomes the current mesh."""
+    for i in range(mesh.n[0]):
+        mesh.pid[mesh.py[i], mesh.px[i]] = -1
+    mesh.n[0], mesh.m[0] = n, m
+    for i in range(n):
+        mesh.pid[s.py[i], s.px[i]] = i
+        mesh.px[i], mesh.py[i], mesh.pidx[i], mesh.ckey[i] = s.px[i], s.py[i], s.pidx[i], s.ckey[i]
+        for c in range(3):
+            mesh.cols[i, c] = s.cols[i, c]
+    acc = 0.0
+    for k in range(m):
+        mesh.terr[k] = s.terr[k]
+        acc += s.terr[k]
+        mesh.cum[k] = acc
+        for i in range(3):
+            mesh.tv[k, i] = s.tv_cur[k, i]
+            mesh.vt[s.tv_cur[k, i]] = k
+            if moved:
+                mesh.tn[k, i] = s.tn[k, i]
+
+
+@inline
+def _inside(px, py, tv, k, x, y):
+    """Whether (x, y) lies in triangle k (positively oriented; its border included)."""
+    a, b, c = tv[k, 0], tv[k, 1], tv[k, 2]
+    return (
+        _orient(px[a], py[a], px[b], py[b], x, y) >= 0
+        and _orient(px[b], py[b], px[c], py[c], x, y) >= 0
+        and _orient(px[c], py[c], px[a], py[a], x, y) >= 0
+    )
+
+
+@inline
+def _splice(mesh, ox, oy, nx, ny, q, pidx):
+    """The palette indices of the current mesh's points in canonical order with the point at
+    (ox, oy) taken out and one at (nx, ny) of index ``q`` put in (either absent: -1), into ``pidx``;
+    returns their count and the first place where the points differ from the mesh's. (What
+    :func:`_gather` gives for the candidate, without a scan of the grid.)"""
+    n, px, py = mesh.n[0], mesh.px, mesh.py
+    for i in range(4):
+        pidx[i] = mesh.pidx[i]
+    j = 4
+    first = -1
+    put = nx < 0
+    for i in range(4, n):
+        if not put and (py[i] > ny or (py[i] == ny and px[i] > nx)):
+            first = j if first < 0 else first
+            pidx[j] = q
+            j += 1
+            put = True
+        if px[i] == ox and py[i] == oy:
+            first = j if first < 0 else first
+            continue
+        pidx[j] = mesh.pidx[i]
+        j += 1
+    if not put:
+        first = j if first < 0 else first
+        pidx[j] = q
+        j += 1
+    return j, first
+
+
+@inline
+def _walk(px, py, tv, tn, m, t, x, y):
+    """A triangle of the mesh that holds (x, y): a visibility walk from triangle ``t`` (it ends on a
+    Delaunay mesh; a scan of them all if it ever runs long); -1 if none does."""
+    for _ in range(4 * m + 8):
+        moved = False
+        for i in range(3):
+            a, b = tv[t, (i + 1) % 3], tv[t, (i + 2) % 3]
+            if _orient(px[a], py[a], px[b], py[b], x, y) < 0:
+                if tn[t, i] < 0:
+                    return -1
+                t = tn[t, i]
+                moved = True
+                break
+        if not moved:
+            return t
+    for k in range(m):  # pragma: no cover - a walk does not cycle on a Delaunay mesh
+        if _inside(px, py, tv, k, x, y):
+            return k
+    return -1
+
+
+@inline
+def _local_error(t, mesh, loc, total, ox, oy, nx, ny, colour, ckey, gw, gh, errmap):
+    """The error (``total`` now) of the current mesh with its vertex at (ox, oy) removed and a vertex at (nx, ny)
+    of the given colour added (either absent: -1), estimated without triangulating everything: the
+    triangles a change can touch (the removed vertex's star; the triangles whose circumcircle holds
+    the new point, reached from it) are cut out, their points triangulated again by themselves, and
+    the new triangles that tile the hole exactly replace the old ones. Negative where that cannot
+    be done (the hole is not tiled, too many points): the caller triangulates everything.
+
+    Where points are co-circular the local Delaunay triangulation may pick other diagonals than the
+    whole one (whose ties follow the insertion order), so this is an estimate: the climb takes a
+    move on the exact evaluation only (``_evaluate``), and uses this one to skip the moves that
+    would not be taken."""
+    px, py, tv, tn = mesh.px, mesh.py, mesh.tv, mesh.tn
+    n, m = mesh.n[0], mesh.m[0]
+    region, flag = loc.region, loc.flag
+    nr = 0
+    a = -1
+    t0 = 0
+    if ox >= 0:
+        a = mesh.pid[oy, ox]
+        if a < 4:
+            return -1.0
+        t0 = mesh.vt[a]
+        region[0] = t0
+        flag[t0] = 1
+        nr = 1
+        q = 0
+        while q < nr:  # the star: the triangles around the vertex, neighbour by neighbour
+            c = region[q]
+            q += 1
+            for i in range(3):
+                nb = tn[c, i]
+                if nb >= 0 and flag[nb] == 0 and (tv[nb, 0] == a or tv[nb, 1] == a or tv[nb, 2] == a):
+                    region[nr] = nb
+                    flag[nb] = 1
+                    nr += 1
+    if nx >= 0:
+        t0 = _walk(px, py, tv, tn, m, t0, nx, ny)
+        if t0 < 0:
+            for k in range(nr):
+                flag[region[k]] = 0
+            return -1.0
+        if flag[t0] == 0:
+            region[nr] = t0
+            flag[t0] = 1
+            nr += 1
+        q = 0
+        while q < nr:  # grow through neighbours whose circumcircle holds the new point strictly
+            c = region[q]
+            q += 1
+            for i in range(3):
+                nb = tn[c, i]
+                if nb >= 0 and flag[nb] == 0:
+                    v0, v1, v2 = tv[nb, 0], tv[nb, 1], tv[nb, 2]
+                    if _incircle(px[v0], py[v0], px[v1], py[v1], px[v2], py[v2], nx, ny) > 0:
+                        region[nr] = nb
+                        flag[nb] = 1
+                        nr += 1
+    # the region's points (not the removed one), each once, and the new point; in canonical order
+    # (raster order) after four corners of a box around them all
+    ls, src = loc.s, loc.src
+    npt = 4
+    x0, y0, x1, y1 = 1 << 20, 1 << 20, -(1 << 20), -(1 << 20)
+    area = 0
+    for r in range(nr):
+        k = region[r]
+        area += _orient(px[tv[k, 0]], py[tv[k, 0]], px[tv[k, 1]], py[tv[k, 1]], px[tv[k, 2]], py[tv[k, 2]])
+        for i in range(3):
+            v = tv[k, i]
+            if v == a:
+                continue
+            dup = False
+            for j in range(4, npt):
+                if src[j] == v:
+                    dup = True
+                    break
+            if dup:
+                continue
+            if npt >= LOCAL_POINTS + 3:
+                for j in range(nr):
+                    flag[region[j]] = 0
+                return -1.0
+            src[npt] = v
+            npt += 1
+    if nx >= 0:
+        src[npt] = -1
+        npt += 1
+    for j in range(nr):
+        flag[region[j]] = 0
+    for j in range(4, npt):  # insertion sort by (y, x)
+        v = src[j]
+        kx, ky = (nx, ny) if v < 0 else (px[v], py[v])
+        i = j
+        while i > 4:
+            u = src[i - 1]
+            ux, uy = (nx, ny) if u < 0 else (px[u], py[u])
+            if uy < ky or (uy == ky and ux < kx):
+                break
+            src[i] = u
+            i -= 1
+        src[i] = v
+    lpx, lpy = ls.px, ls.py
+    for j in range(4, npt):
+        v = src[j]
+        if v < 0:
+            lpx[j], lpy[j], ls.ckey[j] = nx, ny, ckey
+            for c in range(3):
+                ls.cols[j, c] = colour[c]
+        else:
+            lpx[j], lpy[j], ls.ckey[j] = px[v], py[v], mesh.ckey[v]
+            for c in range(3):
+                ls.cols[j, c] = mesh.cols[v, c]
+        x0, y0 = min(x0, lpx[j]), min(y0, lpy[j])
+        x1, y1 = max(x1, lpx[j]), max(y1, lpy[j])
+    far = 4096  # corners far out: no circumcircle of a triangle of the hole holds one
+    lpx[0], lpy[0], lpx[1], lpy[1] = x0 - far, y0 - far, x1 + far, y0 - far
+    lpx[2], lpy[2], lpx[3], lpy[3] = x0 - far, y1 + far, x1 + far, y1 + far
+    lm = triangulate_into(lpx, lpy, npt, loc.tv, loc.tn, loc.work)
+    if lm < 0:
+        return -1.0
+    # the new triangles inside the hole (by their centroid): they must cover its area exactly
+    keep, nk, got = loc.keep, 0, 0
+    for k in range(lm):
+        i, j, l = loc.tv[k, 0], loc.tv[k, 1], loc.tv[k, 2]
+        if i < 4 or j < 4 or l < 4:
+            continue
+        cx, cy = lpx[i] + lpx[j] + lpx[l], lpy[i] + lpy[j] + lpy[l]
+        for r in range(nr):
+            h = region[r]
+            va, vb, vc = tv[h, 0], tv[h, 1], tv[h, 2]
+            if (
+                _orient(3 * px[va], 3 * py[va], 3 * px[vb], 3 * py[vb], cx, cy) >= 0
+                and _orient(3 * px[vb], 3 * py[vb], 3 * px[vc], 3 * py[vc], cx, cy) >= 0
+                and _orient(3 * px[vc], 3 * py[vc], 3 * px[va], 3 * py[va], cx, cy) >= 0
+            ):
+                keep[nk, 0], keep[nk, 1], keep[nk, 2] = i, j, l
+                nk += 1
+                got += _orient(lpx[i], lpy[i], lpx[j], lpy[j], lpx[l], lpy[l])
+                break
+    if got != area:
+        return -1.0
+    old = 0.0
+    for r in range(nr):
+        old += mesh.terr[region[r]]
+    return max(total - old + _render_error(t, ls, keep, nk, gw, gh, errmap), 0.0)
 
 
 @jit
@@ -509,8 +843,8 @@ def _is_corner(x, y, gw, gh):
 # apply leaves the layout as a candidate to be discarded.
 
 
-@jit
-def _move_vertex(lay, nv, npal):
+@inline
+def _move_vertex(lay, nv, npal, s):
     """A vertex steps to one of its 8 neighbouring grid points."""
     gh, gw = lay.occ.shape
     occ, vx, vy = lay.occ, lay.vx, lay.vy
@@ -525,37 +859,66 @@ def _move_vertex(lay, nv, npal):
         return False, nv, npal
     occ[y, x] = occ[vy[j], vx[j]]
     occ[vy[j], vx[j]] = -1
+    s.mv[0], s.mv[1], s.mv[2], s.mv[3] = vx[j], vy[j], x, y
     vx[j], vy[j] = x, y
     return True, nv, npal
 
 
-@jit
-def _add_vertex(t, lay, nv, npal, s, sx, sy):
-    """A vertex at a random free grid point, with the palette colour nearest the image there."""
+@inline
+def _by_error(mesh):
+    """A triangle of the mesh drawn in proportion to its error (-1 if there is no error)."""
+    m = mesh.m[0]
+    if m == 0 or mesh.cum[m - 1] <= 0:
+        return -1
+    r = np.random.random() * mesh.cum[m - 1]
+    lo, hi = 0, m - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if mesh.cum[mid] < r:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@inline
+def _add_vertex(t, lay, nv, npal, s, sx, sy, mesh):
+    """A vertex at a random free grid point, with the palette colour nearest the image there. Half
+    of the time the point is drawn from the box around a triangle of the current ``mesh`` picked
+    in proportion to its error (where a vertex is likelier to help)."""
     gh, gw = lay.occ.shape
     if nv >= MAX_VERTICES or nv >= gw * gh - 4:
         return False, nv, npal
-    x = np.random.randint(0, gw)
-    y = np.random.randint(0, gh)
+    k = _by_error(mesh) if np.random.random() < 0.5 else -1
+    if k >= 0:
+        a, b, c = mesh.tv[k, 0], mesh.tv[k, 1], mesh.tv[k, 2]
+        px, py = mesh.px, mesh.py
+        x = np.random.randint(min(px[a], px[b], px[c]), max(px[a], px[b], px[c]) + 1)
+        y = np.random.randint(min(py[a], py[b], py[c]), max(py[a], py[b], py[c]) + 1)
+    else:
+        x = np.random.randint(0, gw)
+        y = np.random.randint(0, gh)
     if _is_corner(x, y, gw, gh) or lay.occ[y, x] >= 0:
         return False, nv, npal
     _target_at(t.image, x, y, sx, sy, s.colour)
     lay.occ[y, x] = _nearest(s.colour, s.pal_rgb, npal, t.weights)
     lay.vx[nv], lay.vy[nv] = x, y
+    s.mv[0], s.mv[1], s.mv[2], s.mv[3] = -1, -1, x, y
     return True, nv + 1, npal
 
 
-@jit
-def _remove_vertex(lay, nv, npal):
+@inline
+def _remove_vertex(lay, nv, npal, s):
     if nv == 0:
         return False, nv, npal
     j = np.random.randint(0, nv)
+    s.mv[0], s.mv[1], s.mv[2], s.mv[3] = lay.vx[j], lay.vy[j], -1, -1
     lay.occ[lay.vy[j], lay.vx[j]] = -1
     lay.vx[j], lay.vy[j] = lay.vx[nv - 1], lay.vy[nv - 1]
     return True, nv - 1, npal
 
 
-@jit
+@inline
 def _change_index(t, lay, nv, npal, s, sx, sy):
     """A vertex (or a corner) takes another palette entry: half of the time the one nearest the image
     around it (other than its own), else any other."""
@@ -581,7 +944,7 @@ def _change_index(t, lay, nv, npal, s, sx, sy):
     return True, nv, npal
 
 
-@jit
+@inline
 def _nudge_colour(lay, nv, npal, s):
     """One channel of one palette entry moves by one level (the palette is sorted again)."""
     i = np.random.randint(0, npal)
@@ -596,7 +959,7 @@ def _nudge_colour(lay, nv, npal, s):
     return True, nv, npal
 
 
-@jit
+@inline
 def _add_colour(t, lay, nv, npal, s, sx, sy):
     """A new palette entry: the image's colour at a random vertex, which takes it."""
     if npal >= MAX_COLOURS or nv == 0:
@@ -611,7 +974,7 @@ def _add_colour(t, lay, nv, npal, s, sx, sy):
     return True, nv, npal + 1
 
 
-@jit
+@inline
 def _drop_colour(t, lay, nv, npal, s):
     """The least used palette entry goes; its users move to the nearest remaining colour."""
     if npal <= 2:
@@ -639,7 +1002,7 @@ def _drop_colour(t, lay, nv, npal, s):
     return True, nv, npal - 1
 
 
-@jit
+@inline
 def _reassign(t, lay, nv, npal, s, sx, sy):
     """Every vertex takes the palette entry nearest the image around it."""
     gh, gw = lay.occ.shape
@@ -661,15 +1024,15 @@ def _reassign(t, lay, nv, npal, s, sx, sy):
     return changed, nv, npal
 
 
-@jit
-def _propose(kind, t, lay, nv, npal, s, sx, sy):
+@inline
+def _propose(kind, t, lay, nv, npal, s, sx, sy, mesh):
     """Apply one random move of the given kind to the candidate ``lay`` in place."""
     if kind == _MOVE:
-        return _move_vertex(lay, nv, npal)
+        return _move_vertex(lay, nv, npal, s)
     if kind == _ADD:
-        return _add_vertex(t, lay, nv, npal, s, sx, sy)
+        return _add_vertex(t, lay, nv, npal, s, sx, sy, mesh)
     if kind == _REMOVE:
-        return _remove_vertex(lay, nv, npal)
+        return _remove_vertex(lay, nv, npal, s)
     if kind == _INDEX:
         return _change_index(t, lay, nv, npal, s, sx, sy)
     if kind == _NUDGE:
@@ -691,11 +1054,16 @@ def _climb(t, lay, nv, npal, schedule, errmap):
     out = np.zeros(4)
     sx, sy = _scales(t, lay)
     cand, best = _copy(lay), _copy(lay)
+    snaps, smeta = snapshots(MAX_VERTICES + 4)  # the current triangulation's saved states
     # (cand, as below; typed arguments, not literals: one compiled _evaluate)
-    _evaluate(t, cand, nv, npal, s, errmap, out, -1.0, nv >= 0, np.int64(0))
+    _evaluate(t, cand, nv, npal, s, errmap, out, -1.0, nv >= 0, np.int64(0), snaps, smeta, np.int64(4), s.px, s.py)
     cur_err, cur_bits, cur_head, m_cur = out[0], out[1], out[2], int(out[3])
     _keep_triangles(s, m_cur)
+    mesh, loc = _mesh(), _local(s)
+    _keep_mesh(s, mesh, nv + 4, m_cur, True)
+    gh, gw = lay.occ.shape
     b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
+    c_nv = nv  # the candidate's vertices (those _assign clears)
     adjust_from = int(0.7 * iterations)
     for it in range(iterations):
         # lambda follows the byte target
@@ -705,36 +1073,52 @@ def _climb(t, lay, nv, npal, schedule, errmap):
                 lam *= f
             else:
                 lam /= f
-        kind = _REASSIGN  # every 10th iteration of the first half (later it almost never helps)
-        if it % 10 != 9 or 2 * it >= iterations:
+        kind = _REASSIGN  # every 40th iteration of the first half (every 10th: the same quality, slower)
+        if it % 40 != 39 or 2 * it >= iterations:
             r = np.random.random() * move_cdf[-1]
             kind = 0
             while move_cdf[kind] < r:
                 kind += 1
-        _assign(cand, lay, nv, npal)
+        _assign(cand, c_nv, lay, nv, npal)
+        c_nv = nv
         _pal_rgb(lay.pal, npal, s.pal_rgb)
-        ok, c_nv, c_npal = _propose(kind, t, cand, nv, npal, s, sx, sy)
+        ok, c_nv, c_npal = _propose(kind, t, cand, nv, npal, s, sx, sy, mesh)
         if not ok:
             continue
         # the palette part of the bits is recomputed only when the move changed the palette
         head = -1.0 if kind == _NUDGE or kind == _ADD_COLOUR or kind == _DROP_COLOUR else cur_head
         # and the triangulation only when it moved, added or removed a vertex
         moved = kind == _MOVE or kind == _ADD or kind == _REMOVE
-        if not _evaluate(t, cand, c_nv, c_npal, s, errmap, out, head, moved, m_cur):
-            continue
-        score = out[0] + lam * out[1]
         tol = schedule.tol0 * best_err * (1.0 - it / iterations)
-        if score < best_err + lam * best_bits + tol:
-            _assign(lay, cand, c_nv, c_npal)
-            nv, npal = c_nv, c_npal
-            cur_err, cur_bits, cur_head = out[0], out[1], out[2]
-            if moved:
-                m_cur = int(out[3])
-                _keep_triangles(s, m_cur)
-            if score < best_err + lam * best_bits:
-                _assign(best, lay, nv, npal)
-                b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
-    _assign(lay, best, b_nv, b_npal)
+        start = 4  # the first point that differs from the current layout's (4: not known)
+        if moved and schedule.local:  # a move the local estimate rejects is not evaluated whole
+            nx, ny = s.mv[2], s.mv[3]
+            q = cand.occ[ny, nx] if nx >= 0 else 0
+            ck = palette_key(cand.pal[q, 0], cand.pal[q, 1], cand.pal[q, 2])
+            est = _local_error(t, mesh, loc, cur_err, s.mv[0], s.mv[1], nx, ny, s.pal_rgb[q], ck, gw, gh, errmap)
+            if est >= 0:
+                n, start = _splice(mesh, s.mv[0], s.mv[1], nx, ny, q, s.pidx)
+                bits = estimate_bits_after(cur_head, gw, gh, c_npal, cand.ci, s.pidx[4:], n - 4)
+                if est + lam * bits >= best_err + lam * best_bits + tol:
+                    continue
+        ok = _evaluate(t, cand, c_nv, c_npal, s, errmap, out, head, moved, m_cur, snaps, smeta, start, mesh.px, mesh.py)
+        score = out[0] + lam * out[1]
+        if not ok or score >= best_err + lam * best_bits + tol:
+            if moved:  # the states saved after ``start`` are the candidate's
+                for c in range((start - 4) // SNAP_EVERY, smeta.shape[0]):
+                    smeta[c, 3] = 0
+            continue
+        _assign(lay, nv, cand, c_nv, c_npal)
+        nv, npal = c_nv, c_npal
+        cur_err, cur_bits, cur_head = out[0], out[1], out[2]
+        if moved:
+            m_cur = int(out[3])
+            _keep_triangles(s, m_cur)
+        _keep_mesh(s, mesh, nv + 4, m_cur, moved)
+        if score < best_err + lam * best_bits:
+            _assign(best, b_nv, lay, nv, npal)
+            b_nv, b_npal, best_err, best_bits = nv, npal, cur_err, cur_bits
+    _assign(lay, nv, best, b_nv, b_npal)
     return b_nv, b_npal, lam, best_err, best_bits
 
 
@@ -745,8 +1129,33 @@ def _error_map(t, lay, nv, npal, errmap):
     for y in range(errmap.shape[0]):
         for x in range(errmap.shape[1]):
             errmap[y, x] = 0.0
-    _evaluate(t, lay, nv, npal, s, errmap, out, -1.0, nv >= 0, np.int64(0))  # (typed, not literal: as in _climb)
+    _evaluate(t, lay, nv, npal, s, errmap, out, -1.0, nv >= 0, np.int64(0), np.empty((0, 0), np.int64), np.zeros((0, 4), np.int64), np.int64(4), s.px, s.py)  # (typed: as in _climb)
     return out[0], out[1]
+
+
+@jit
+def _removal_errors(t, lay, nv, npal, out):
+    """``out[j]``: the error of the layout without its vertex j (by the local estimate, exact where
+    it cannot be made)."""
+    s = _scratch(np.int64(CACHE_SLOTS))
+    res = np.zeros(4)
+    em = np.zeros((1, 1))
+    _evaluate(t, lay, nv, npal, s, em, res, -1.0, nv >= 0, np.int64(0), np.empty((0, 0), np.int64), np.zeros((0, 4), np.int64), np.int64(4), s.px, s.py)  # (typed: as in _climb)
+    m = int(res[3])
+    _keep_triangles(s, m)
+    mesh, loc = _mesh(), _local(s)
+    _keep_mesh(s, mesh, nv + 4, m, True)
+    cand, total, c_nv = _copy(lay), res[0], nv
+    for j in range(nv):
+        e = _local_error(t, mesh, loc, total, lay.vx[j], lay.vy[j], -1, -1, s.colour, 0, lay.occ.shape[1], lay.occ.shape[0], em)
+        if e < 0:
+            _assign(cand, c_nv, lay, nv, npal)
+            cand.occ[cand.vy[j], cand.vx[j]] = -1
+            cand.vx[j], cand.vy[j] = cand.vx[nv - 1], cand.vy[nv - 1]
+            c_nv = nv - 1
+            _evaluate(t, cand, nv - 1, npal, s, em, res, -1.0, True, np.int64(0), np.empty((0, 0), np.int64), np.zeros((0, 4), np.int64), np.int64(4), s.px, s.py)
+            e = res[0]
+        out[j] = e
 
 
 @jit
@@ -806,12 +1215,14 @@ def _kmeans_palette(tgt: np.ndarray, k: int, seed: int) -> np.ndarray:
     ycc = np.stack([(1 + 2 * g + r + b) / 16, (256 + r - b) / 8, (512 + 2 * g - r - b) / 16], 1)
     rng = np.random.default_rng(seed)
     centres = ycc[rng.choice(len(ycc), size=min(k, len(ycc)), replace=False)]
+    k = len(centres)
     for _ in range(12):
-        d = ((ycc[:, None] - centres[None]) ** 2).sum(-1)
-        lab = d.argmin(1)
-        for i in range(len(centres)):
-            if np.any(lab == i):
-                centres[i] = ycc[lab == i].mean(0)
+        # |p - c|^2 = |p|^2 - 2 p.c + |c|^2; |p|^2 is the same for every centre
+        lab = ((centres * centres).sum(1)[None] - 2.0 * (ycc @ centres.T)).argmin(1)
+        count = np.bincount(lab, minlength=k)
+        used = count > 0
+        for c in range(3):
+            centres[used, c] = np.bincount(lab, ycc[:, c], minlength=k)[used] / count[used]
     q = np.clip(np.floor(centres), 0, 63).astype(np.int64)
     q = np.unique(q, axis=0)
     while len(q) < 2:  # a flat image: any second colour
@@ -894,12 +1305,7 @@ def _fit_size(tgt, wts, s: _State, target: int, tol: int) -> tuple[_State, bytes
             s = c
         elif len(data) > target and s.nv > 0:
             costs = np.empty(s.nv)
-            for j in range(s.nv):
-                c = s.copy()
-                c.occ[c.vy[j], c.vx[j]] = -1
-                c.vx[j], c.vy[j] = c.vx[c.nv - 1], c.vy[c.nv - 1]
-                c.nv -= 1
-                costs[j], _ = _error_bits(tgt, wts, c)
+            _removal_errors(Target(tgt, wts), s.layout(), s.nv, s.npal, costs)
             drop = set(np.argsort(costs)[: max(1, (len(data) - target) // 3)].tolist())
             keep = [j for j in range(s.nv) if j not in drop]
             c = s.copy()
@@ -957,7 +1363,7 @@ def encode_image(
     lam = max(e0, 1.0) / max(b0, 1.0) * 0.2
     cdf = np.cumsum(_MOVE_WEIGHTS)
     tol = cfg.tolerance if cfg.tolerance is not None else tolerance_for_budget(target_bytes)
-    schedule = Schedule(cfg.iterations, seed, lam, target_bits, tol, cdf)
+    schedule = Schedule(cfg.iterations, seed, lam, target_bits, tol, cdf, cfg.local_estimate)
     nv, npal, lam, err, bits = _climb(Target(tgt, wts), s.layout(), s.nv, s.npal, schedule, np.zeros((1, 1)))
     s.nv, s.npal = int(nv), int(npal)
     s, data = _fit_size(tgt, wts, s, target_bytes, cfg.byte_tolerance)

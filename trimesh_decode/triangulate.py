@@ -51,6 +51,18 @@ def _incircle(ax, ay, bx, by, cx, cy, dx, dy):
     return adx * (bdy * cd - bd * cdy) - ady * (bdx * cd - bd * cdx) + ad * (bdx * cdy - bdy * cdx)
 
 
+SNAP_EVERY = 16  # points between two saved states of triangulate_from
+
+
+@jit
+def snapshots(n_points):
+    """Buffers for :func:`triangulate_from`'s saved states with up to ``n_points`` points: the
+    states (uninitialised: only what is written is read) and their (nt, nlive, last, valid)."""
+    cap = 5 * n_points + 80
+    k = max(1, (n_points - 4) // SNAP_EVERY)
+    return np.empty((k, 7 * cap), np.int64), np.zeros((k, 4), np.int64)
+
+
 @jit
 def triangulate_into(px, py, n, tv, tn, work):
     """Triangulate points ``(px[i], py[i])``, i < n (int64; 0..3 the corners TL, TR, BL, BR).
@@ -59,6 +71,21 @@ def triangulate_into(px, py, n, tv, tn, work):
     int64 scratch of length ``>= 4 * cap + 2 * n``. On return ``tv[:m]`` holds the ``m`` live
     triangles, positively oriented; returns ``m``, or -1 for points this rule cannot take.
     """
+    return triangulate_from(px, py, n, tv, tn, work, np.empty((0, 0), np.int64), np.zeros((0, 4), np.int64), 4)
+
+
+@jit
+def triangulate_from(px, py, n, tv, tn, work, snaps, meta, start):
+    """:func:`triangulate_into`, resumable: the same triangles, in the same order.
+
+    Before inserting point ``4 + c * SNAP_EVERY`` (c >= 1, while there is room in ``snaps``,
+    from :func:`snapshots`) the state is saved in ``snaps[c - 1]``. Insertion resumes from the
+    latest valid saved state before point ``start``: the caller guarantees that points ``[0,
+    start)`` are those of the triangulation that saved it (the hill climb changes a few points of
+    the last one). States from points at or after ``n`` are marked invalid. A caller that moves on
+    from a triangulation other than the one that saved the states marks those after ``start``
+    invalid (``meta[c - 1, 3] = 0``).
+    """
     cap = tv.shape[0]
     alive = work[:cap]
     stack = work[cap : 2 * cap]
@@ -66,21 +93,48 @@ def triangulate_into(px, py, n, tv, tn, work):
     mark = work[3 * cap : 4 * cap]
     first_of = work[4 * cap : 4 * cap + n]  # new triangle whose first vertex is v
     second_of = work[4 * cap + n : 4 * cap + 2 * n]  # new triangle whose second vertex is v
-    # Corners: TL(0) TR(1) BL(2) BR(3); triangles (0, 1, 3) and (0, 3, 2).
-    tv[0, 0], tv[0, 1], tv[0, 2] = 0, 1, 3
-    tv[1, 0], tv[1, 1], tv[1, 2] = 0, 3, 2
-    # tn[t, i]: the triangle across the edge opposite vertex i.
-    tn[0, 0], tn[0, 1], tn[0, 2] = -1, 1, -1
-    tn[1, 0], tn[1, 1], tn[1, 2] = -1, -1, 0
-    alive[0] = 1
-    alive[1] = 1
-    mark[0] = 0
-    mark[1] = 0
-    nt = 2
-    nlive = 2
-    last = 0
-    stamp = 0
-    for p in range(4, n):
+    nsnap = snaps.shape[0] if snaps.shape[1] >= 7 * cap else 0
+    c = min((start - 4) // SNAP_EVERY, nsnap)
+    while c >= 1 and meta[c - 1, 3] == 0:
+        c -= 1
+    if c >= 1:  # resume from a saved state
+        nt, nlive, last = meta[c - 1, 0], meta[c - 1, 1], meta[c - 1, 2]
+        row = snaps[c - 1]
+        for t in range(nt):
+            for i in range(3):
+                tv[t, i] = row[7 * t + i]
+                tn[t, i] = row[7 * t + 3 + i]
+            alive[t] = row[7 * t + 6]
+            mark[t] = 0
+        p0 = 4 + c * SNAP_EVERY
+    else:
+        # Corners: TL(0) TR(1) BL(2) BR(3); triangles (0, 1, 3) and (0, 3, 2).
+        tv[0, 0], tv[0, 1], tv[0, 2] = 0, 1, 3
+        tv[1, 0], tv[1, 1], tv[1, 2] = 0, 3, 2
+        # tn[t, i]: the triangle across the edge opposite vertex i.
+        tn[0, 0], tn[0, 1], tn[0, 2] = -1, 1, -1
+        tn[1, 0], tn[1, 1], tn[1, 2] = -1, -1, 0
+        alive[0] = 1
+        alive[1] = 1
+        mark[0] = 0
+        mark[1] = 0
+        nt = 2
+        nlive = 2
+        last = 0
+        p0 = 4
+    for c in range(max((n - 5) // SNAP_EVERY, 0), nsnap):  # states before points not there
+        meta[c, 3] = 0
+    for p in range(p0, n):
+        if p > 4 and (p - 4) % SNAP_EVERY == 0 and (p - 4) // SNAP_EVERY <= nsnap:
+            c = (p - 4) // SNAP_EVERY - 1
+            row = snaps[c]
+            for t in range(nt):
+                for i in range(3):
+                    row[7 * t + i] = tv[t, i]
+                    row[7 * t + 3 + i] = tn[t, i]
+                row[7 * t + 6] = alive[t]
+            meta[c, 0], meta[c, 1], meta[c, 2], meta[c, 3] = nt, nlive, last, 1
+        stamp = p - 3  # (marks of a resumed state are 0: below every stamp to come)
         x, y = px[p], py[p]
         # Room for the largest possible cavity's new triangles (at most live + 2): compact the
         # dead ones away when it runs short.
@@ -126,7 +180,6 @@ def triangulate_into(px, py, n, tv, tn, work):
             if px[v] == x and py[v] == y:
                 return -1
         # Cavity: triangles whose circumcircle holds the point strictly (connected, star-shaped).
-        stamp += 1
         ncav = 0
         sp = 0
         stack[sp] = t
