@@ -5,13 +5,13 @@ The 24 Kodak images, centre-cropped to a square and resized to 256x256 (Lanczos)
 0..255. The peer is the reference point of ../shared/specs/triangle_preview.md (the WebP 2 C++
 encoder on this kind of machine: 18.75 dB at 206.5 bytes, median 8.3 s per image), which cannot be
 run here, and WebP / JPEG (scan bytes) at the same budget via Pillow, measured in the same run.
-Then images/s with every core (``encode_images``), PSNR and seconds at 1500 to 30000 iterations
+Then images/s with every core (``encode_images``), PSNR and seconds at 3000 to 30000 iterations
 (what more search buys), and the RD curve: PSNR against bytes from 16
 to 400 B, with ThumbHash and BlurHash at their own sizes (``thumbhash-python``, ``blurhash-python``:
 the peers extra), measured in the same run. Writes results/benchmarks/preview_encoder.json and the
 curve's plot, preview_encoder.png.
 
-    python benchmarks/preview_encoder.py [--count 24] [--iterations N (default: the encoder's, 6000)]
+    python benchmarks/preview_encoder.py [--count 24] [--iterations N (default: the encoder's, 16000)]
     python benchmarks/preview_encoder.py --images DIR -o out/previews.json   # any folder: centre squares
 """
 
@@ -112,7 +112,7 @@ def rd_curve(images, cfg) -> dict:
     return curve
 
 
-ITERATIONS = (1500, 3000, 6000, 12000, 30000)
+ITERATIONS = (3000, 6000, 12000, 16000, 30000)
 
 
 def iterations_curve(images, budget: int, cfg) -> list[dict]:
