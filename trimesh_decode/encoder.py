@@ -51,7 +51,7 @@ from scipy import ndimage
 from trimesh_decode import bitstream
 from trimesh_decode.bitstream import MAX_COLOURS, MAX_GRID, MAX_VERTICES, Preview, estimate_bits_after, palette_bits
 from trimesh_decode.colour import palette_key, palette_keys, rgb_to_ycocg6_1, ycocg6_to_rgb, ycocg6_to_rgb_1
-from trimesh_decode.triangulate import SNAP_EVERY, _incircle, _orient, snapshots, triangulate_from, triangulate_into
+from trimesh_decode.triangulate import SNAP_EVERY, _incircle, _orient, capacity, snapshots, triangulate_from, triangulate_into
 
 __all__ = [
     "EncoderConfig",
@@ -246,7 +246,7 @@ CACHE_SLOTS = 1 << 13  # triangles remembered by a climb (a mesh of 200 B has ab
 def _scratch(cache_slots):
     """Buffers for evaluations; ``cache_slots`` (a power of 2, or 1: no cache) for the triangle cache."""
     cap_pts = MAX_VERTICES + 4
-    cap = 5 * cap_pts + 80
+    cap = capacity(cap_pts)
     return Scratch(
         np.zeros(cap_pts, np.int64),
         np.zeros(cap_pts, np.int64),
@@ -272,7 +272,7 @@ def _scratch(cache_slots):
 @jit
 def _mesh():
     cap_pts = MAX_VERTICES + 4
-    cap = 5 * cap_pts + 80
+    cap = capacity(cap_pts)
     return Mesh(
         np.zeros(cap_pts, np.int64),
         np.zeros(cap_pts, np.int64),
@@ -294,7 +294,7 @@ def _mesh():
 def _local(s):
     """Buffers of the local estimate; its Scratch shares ``s``'s triangle cache."""
     n = LOCAL_POINTS + 4
-    cap = 5 * n + 80
+    cap = capacity(n)
     cap_mesh = s.tv.shape[0]
     ls = Scratch(
         np.zeros(n, np.int64),

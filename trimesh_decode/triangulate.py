@@ -55,10 +55,16 @@ SNAP_EVERY = 16  # points between two saved states of triangulate_from
 
 
 @jit
+def capacity(n_points):
+    """Triangle slots that triangulate_into needs for ``n_points`` points (live and dead ones)."""
+    return 5 * n_points + 80
+
+
+@jit
 def snapshots(n_points):
     """Buffers for :func:`triangulate_from`'s saved states with up to ``n_points`` points: the
     states (uninitialised: only what is written is read) and their (nt, nlive, last, valid)."""
-    cap = 5 * n_points + 80
+    cap = capacity(n_points)
     k = max(1, (n_points - 4) // SNAP_EVERY)
     return np.empty((k, 7 * cap), np.int64), np.zeros((k, 4), np.int64)
 
@@ -270,7 +276,7 @@ def _compact(tv, tn, alive, nt, newid):
 
 def scratch(n_points: int):
     """Scratch buffers for :func:`triangulate_into` with up to ``n_points`` points."""
-    cap = 5 * n_points + 80
+    cap = capacity(n_points)
     return (
         np.zeros((cap, 3), np.int64),
         np.zeros((cap, 3), np.int64),
