@@ -51,7 +51,15 @@ from scipy import ndimage
 from trimesh_decode import bitstream
 from trimesh_decode.bitstream import MAX_COLOURS, MAX_GRID, MAX_VERTICES, Preview, estimate_bits_after, palette_bits
 from trimesh_decode.colour import palette_key, palette_keys, rgb_to_ycocg6_1, ycocg6_to_rgb, ycocg6_to_rgb_1
-from trimesh_decode.triangulate import SNAP_EVERY, _incircle, _orient, capacity, snapshots, triangulate_from, triangulate_into
+from trimesh_decode.triangulate import (
+    SNAP_EVERY,
+    _incircle,
+    _orient,
+    capacity,
+    snapshots,
+    triangulate_from,
+    triangulate_into,
+)
 
 __all__ = [
     "EncoderConfig",
@@ -669,7 +677,7 @@ def _local_error(t, mesh, loc, total, ox, oy, nx, ny, colour, ckey, gw, gh, errm
     move on the exact evaluation only (``_evaluate``), and uses this one to skip the moves that
     would not be taken."""
     px, py, tv, tn = mesh.px, mesh.py, mesh.tv, mesh.tn
-    n, m = mesh.n[0], mesh.m[0]
+    m = mesh.m[0]
     region, flag = loc.region, loc.flag
     nr = 0
     a = -1
@@ -779,10 +787,10 @@ def _local_error(t, mesh, loc, total, ox, oy, nx, ny, colour, ckey, gw, gh, errm
     # the new triangles inside the hole (by their centroid): they must cover its area exactly
     keep, nk, got = loc.keep, 0, 0
     for k in range(lm):
-        i, j, l = loc.tv[k, 0], loc.tv[k, 1], loc.tv[k, 2]
-        if i < 4 or j < 4 or l < 4:
+        i, j, w = loc.tv[k, 0], loc.tv[k, 1], loc.tv[k, 2]
+        if i < 4 or j < 4 or w < 4:
             continue
-        cx, cy = lpx[i] + lpx[j] + lpx[l], lpy[i] + lpy[j] + lpy[l]
+        cx, cy = lpx[i] + lpx[j] + lpx[w], lpy[i] + lpy[j] + lpy[w]
         for r in range(nr):
             h = region[r]
             va, vb, vc = tv[h, 0], tv[h, 1], tv[h, 2]
@@ -791,9 +799,9 @@ def _local_error(t, mesh, loc, total, ox, oy, nx, ny, colour, ckey, gw, gh, errm
                 and _orient(3 * px[vb], 3 * py[vb], 3 * px[vc], 3 * py[vc], cx, cy) >= 0
                 and _orient(3 * px[vc], 3 * py[vc], 3 * px[va], 3 * py[va], cx, cy) >= 0
             ):
-                keep[nk, 0], keep[nk, 1], keep[nk, 2] = i, j, l
+                keep[nk, 0], keep[nk, 1], keep[nk, 2] = i, j, w
                 nk += 1
-                got += _orient(lpx[i], lpy[i], lpx[j], lpy[j], lpx[l], lpy[l])
+                got += _orient(lpx[i], lpy[i], lpx[j], lpy[j], lpx[w], lpy[w])
                 break
     if got != area:
         return -1.0
@@ -1129,7 +1137,23 @@ def _error_map(t, lay, nv, npal, errmap):
     for y in range(errmap.shape[0]):
         for x in range(errmap.shape[1]):
             errmap[y, x] = 0.0
-    _evaluate(t, lay, nv, npal, s, errmap, out, -1.0, nv >= 0, np.int64(0), np.empty((0, 0), np.int64), np.zeros((0, 4), np.int64), np.int64(4), s.px, s.py)  # (typed: as in _climb)
+    _evaluate(
+        t,
+        lay,
+        nv,
+        npal,
+        s,
+        errmap,
+        out,
+        -1.0,
+        nv >= 0,
+        np.int64(0),
+        np.empty((0, 0), np.int64),
+        np.zeros((0, 4), np.int64),
+        np.int64(4),
+        s.px,
+        s.py,
+    )  # (typed: as in _climb)
     return out[0], out[1]
 
 
@@ -1140,20 +1164,54 @@ def _removal_errors(t, lay, nv, npal, out):
     s = _scratch(np.int64(CACHE_SLOTS))
     res = np.zeros(4)
     em = np.zeros((1, 1))
-    _evaluate(t, lay, nv, npal, s, em, res, -1.0, nv >= 0, np.int64(0), np.empty((0, 0), np.int64), np.zeros((0, 4), np.int64), np.int64(4), s.px, s.py)  # (typed: as in _climb)
+    _evaluate(
+        t,
+        lay,
+        nv,
+        npal,
+        s,
+        em,
+        res,
+        -1.0,
+        nv >= 0,
+        np.int64(0),
+        np.empty((0, 0), np.int64),
+        np.zeros((0, 4), np.int64),
+        np.int64(4),
+        s.px,
+        s.py,
+    )  # (typed: as in _climb)
     m = int(res[3])
     _keep_triangles(s, m)
     mesh, loc = _mesh(), _local(s)
     _keep_mesh(s, mesh, nv + 4, m, True)
     cand, total, c_nv = _copy(lay), res[0], nv
     for j in range(nv):
-        e = _local_error(t, mesh, loc, total, lay.vx[j], lay.vy[j], -1, -1, s.colour, 0, lay.occ.shape[1], lay.occ.shape[0], em)
+        e = _local_error(
+            t, mesh, loc, total, lay.vx[j], lay.vy[j], -1, -1, s.colour, 0, lay.occ.shape[1], lay.occ.shape[0], em
+        )
         if e < 0:
             _assign(cand, c_nv, lay, nv, npal)
             cand.occ[cand.vy[j], cand.vx[j]] = -1
             cand.vx[j], cand.vy[j] = cand.vx[nv - 1], cand.vy[nv - 1]
             c_nv = nv - 1
-            _evaluate(t, cand, nv - 1, npal, s, em, res, -1.0, True, np.int64(0), np.empty((0, 0), np.int64), np.zeros((0, 4), np.int64), np.int64(4), s.px, s.py)
+            _evaluate(
+                t,
+                cand,
+                nv - 1,
+                npal,
+                s,
+                em,
+                res,
+                -1.0,
+                True,
+                np.int64(0),
+                np.empty((0, 0), np.int64),
+                np.zeros((0, 4), np.int64),
+                np.int64(4),
+                s.px,
+                s.py,
+            )
             e = res[0]
         out[j] = e
 
