@@ -107,3 +107,51 @@ def test_pack_then_unpack_gives_the_same_previews_and_crops_within_the_jpeg_erro
     (kit / "photos" / "sub" / "small.jpg").unlink()
     assert main(["unpack", str(kit), "-o", str(tmp_path / "y")]) == 2
     assert "lacks 1 of its photos, e.g. photos/sub/small.jpg" in capsys.readouterr().err
+
+
+def test_several_folders_an_excluded_test_set_and_a_range_of_encoder_strengths(tmp_path, capsys):
+    """--images twice takes both folders' photos, --exclude keeps a subfolder (the ImageNet-domain test
+    set) out of every crop, --iterations LO:HI gives each crop its own budget (in the manifest, within
+    the range), and the pack keeps the two folders apart; a pattern matching nothing and LO > HI are
+    refused in one line with nothing written."""
+    from trimesh_decode.cli import main
+    from trimesh_decode.dataset import read_manifest
+
+    rng = np.random.default_rng(2)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, names in ((a / "train", ["x.png", "y.png"]), (a / "nips17_dev", ["t.png"]), (b, ["x.png"])):
+        folder.mkdir(parents=True)
+        for n in names:
+            Image.fromarray(rng.integers(0, 256, (70, 80, 3), dtype=np.uint8)).save(folder / n)
+    ds = tmp_path / "ds"
+    common = ["--crops", "12", "--size", "64", "--processes", "1"]
+    args = ["dataset", "--images", str(a), "--exclude", "nips17_dev", "--images", str(b), "-o", str(ds)]
+    assert main([*args, *common, "--iterations", "5:50"]) == 0
+    recs = read_manifest(ds)
+    assert len(recs) == 12
+    sources = {Path(r["source"]).relative_to(tmp_path).as_posix() for r in recs.values()}
+    assert sources <= {"a/train/x.png", "a/train/y.png", "b/x.png"} and "b/x.png" in sources
+    its = [r["iterations"] for r in recs.values()]
+    assert all(5 <= i <= 50 for i in its) and len(set(its)) > 3
+    meta = json.loads((ds / "dataset.json").read_text())
+    assert meta["exclude"] == ["nips17_dev"] and meta["iterations"] == [5, 50] and meta["files"] == 3
+    assert main([*args, *common, "--iterations", "5:60"]) == 2  # another range: another folder
+    assert "other settings" in capsys.readouterr().err
+    kit = tmp_path / "kit"
+    assert main(["pack", str(ds), "-o", str(kit)]) == 0
+    capsys.readouterr()
+    packed = {p.relative_to(kit / "photos").as_posix() for p in (kit / "photos").rglob("*.jpg")}
+    assert packed <= {"0_a/train/x.jpg", "0_a/train/y.jpg", "1_b/x.jpg"} and "1_b/x.jpg" in packed
+
+    for bad, message in (
+        (["--exclude", "nips17_dv"], "--exclude 'nips17_dv' matches no image under"),
+        (["--iterations", "50:5"], "LO <= HI"),
+    ):
+        fresh = tmp_path / "fresh"
+        try:
+            status = main(["dataset", "--images", str(a), "-o", str(fresh), *common, *bad])
+        except SystemExit as e:  # argparse's own refusal (usage line + error line)
+            status = e.code
+        assert status == 2
+        err = capsys.readouterr().err
+        assert message in err.splitlines()[-1] and not fresh.exists()

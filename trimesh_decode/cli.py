@@ -37,6 +37,8 @@ EXAMPLE = """examples:
   trimesh-decode evaluate --images ../shared/data/kodak --limit 4 -o out/previews
   trimesh-decode evaluate --dataset data/previews --limit 400 -o out/seen --no-baselines --model mobile
   trimesh-decode dataset --images ../shared/data/photos --out data/previews --crops 1000 --size 256
+  trimesh-decode dataset --images ../shared/data/photos_4k --exclude nips17_dev --images ../shared/data/photos \\
+      --out data/previews_4k --crops 4000 --iterations 3000:30000 --max-scale 4
   trimesh-decode pack data/previews -o .kit/previews && trimesh-decode unpack .kit/previews -o /tmp/previews
 """
 
@@ -49,6 +51,16 @@ def _positive(text: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
     return v
+
+
+def _iterations(text: str) -> int | tuple[int, int]:
+    """``N`` or ``LO:HI`` (a log-uniform range per crop), positive, LO <= HI."""
+    if ":" not in text:
+        return _positive(text)
+    lo, hi = (_positive(t) for t in text.split(":", 1))
+    if lo > hi:
+        raise argparse.ArgumentTypeError(f"expected LO:HI with LO <= HI, got {text!r}")
+    return lo, hi
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,7 +131,20 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLE,
         formatter_class=fmt,
     )
-    s.add_argument("--images", required=True, help="folder of photos (searched recursively)")
+    s.add_argument(
+        "--images",
+        required=True,
+        action="append",
+        help="folder of photos (searched recursively); repeat it for several folders",
+    )
+    s.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out the photos whose path inside their --images folder matches GLOB or lies under the folder "
+        "GLOB (repeatable), e.g. --exclude nips17_dev: the neural decoder's ImageNet-domain test set",
+    )
     s.add_argument("--out", "-o", required=True, help="output folder: crops/*.png, previews/*.tri, manifest.jsonl")
     s.add_argument("--crops", type=_positive, required=True, help="number of crops to encode")
     s.add_argument("--size", type=_positive, default=256, help="crop side in pixels (default 256)")
@@ -127,9 +152,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the crop choice and of the encoder")
     s.add_argument(
         "--iterations",
-        type=_positive,
+        type=_iterations,
         default=3000,
-        help="hill-climbing iterations (default 3000: the shipped decoder's training previews)",
+        help="hill-climbing iterations, N or LO:HI (each crop its own, log-uniform; recorded in the manifest); "
+        "default 3000",
     )
     s.add_argument(
         "--max-scale",
@@ -363,6 +389,7 @@ def dataset_command(args) -> str:
         seed=args.seed,
         iterations=args.iterations,
         max_scale=args.max_scale,
+        exclude=tuple(args.exclude),
         processes=args.processes,
     )
 

@@ -10,6 +10,12 @@ downscaled 2-3x, with far more detail per pixel. ``max_scale=S`` cuts a square o
 with ``s`` log-uniform in ``[1, min(S, short side / size)]`` and resizes it to ``size`` (Lanczos), so
 the training set spans both. ``box`` in the manifest is in the photo's pixels; ``scale`` is the
 resize factor (``size / side``).
+``images`` may be several folders (their photos in the order given), and ``exclude`` drops the
+photos whose path inside their folder matches a glob or lies under a named subfolder (e.g.
+``nips17_dev``: the neural decoder's ImageNet-domain test set, which must stay out of training); a
+pattern that matches no photo is refused as a likely typo. ``iterations=(lo, hi)`` encodes each
+crop with its own hill-climbing budget, log-uniform in ``[lo, hi]`` (recorded in the manifest), so
+a decoder can learn previews of every encoder strength.
 Crop ``i`` depends only on ``(seed, i)``, so the work splits over processes in any order, and a
 rerun of the same command continues where an interrupted one stopped (finished crops are read
 from the manifest, whose torn last line, if the builder was killed mid-write, is dropped first; a
@@ -28,6 +34,7 @@ import base64
 import binascii
 import contextlib
 import ctypes
+import fnmatch
 import io
 import json
 import math
@@ -135,8 +142,42 @@ def _drop_torn_line(path: Path) -> None:
         os.replace(tmp, path)
 
 
+def _excluded(rel: str, patterns) -> bool:
+    """``rel`` (a photo's posix path inside its --images folder) matches a glob of ``patterns`` or
+    lies under one of them taken as a folder."""
+    return any(fnmatch.fnmatchcase(rel, p) or rel.startswith(p.rstrip("/") + "/") for p in patterns)
+
+
+def _photos(roots: list[Path], exclude) -> list[Path]:
+    """The photos of ``roots`` in order, less the excluded ones; a pattern matching none is refused."""
+    paths, used = [], set()
+    for root in roots:
+        if not root.is_dir():
+            raise DatasetError(f"--images {root} is not a folder")
+        for path in list_images(root):
+            rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
+            hit = [p for p in exclude if _excluded(rel, [p])]
+            used.update(hit)
+            if not hit:
+                paths.append(path)
+    unused = [p for p in exclude if p not in used]
+    if unused:
+        raise DatasetError(f"--exclude {unused[0]!r} matches no image under {', '.join(map(str, roots))}")
+    return paths
+
+
+def _iterations_of(iterations, seed: int, index: int) -> int:
+    """Crop ``index``'s hill-climbing budget: ``iterations``, or log-uniform in ``(lo, hi)``."""
+    if isinstance(iterations, int):
+        return iterations
+    lo, hi = iterations
+    u = np.random.default_rng([seed, index, 1]).uniform(np.log(lo), np.log(hi))
+    return int(round(float(np.exp(u))))
+
+
 def _job(args):
     index, path, out, size, target, seed, iterations, max_scale = args
+    iterations = _iterations_of(iterations, seed, index)
     rng = np.random.default_rng([seed, index])
     image = load_image(path)
     h, w = image.shape[:2]
@@ -168,6 +209,7 @@ def _job(args):
         "preview": f"previews/{name}.tri",
         "bytes": res.num_bytes,
         "seed": seed * 1_000_003 + index,
+        "iterations": iterations,
         "work_psnr": round(res.work_psnr, 3),
         "seconds": round(res.seconds, 3),
     }
@@ -181,8 +223,9 @@ def build_dataset(
     size: int = 256,
     target_bytes: int = 200,
     seed: int = 0,
-    iterations: int = 3000,
+    iterations: int | tuple[int, int] = 3000,
     max_scale: float = 1.0,
+    exclude: tuple[str, ...] = (),
     processes: int | None = None,
     progress: bool = True,
 ) -> str:
@@ -193,22 +236,29 @@ def build_dataset(
         raise DatasetError(f"--size must be in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {size}")
     if not 1 <= target_bytes <= MAX_PREVIEW_BYTES:
         raise DatasetError(f"--bytes must be in 1..{MAX_PREVIEW_BYTES}, got {target_bytes}")
-    root, out = Path(images), Path(out)
-    if not root.is_dir():
-        raise DatasetError(f"--images {root} is not a folder")
-    paths = list_images(root)
+    if not isinstance(iterations, int):
+        iterations = tuple(int(v) for v in iterations)
+        if len(iterations) != 2 or not 1 <= iterations[0] <= iterations[1]:
+            raise DatasetError(f"--iterations LO:HI needs 1 <= LO <= HI, got {iterations}")
+    roots = [Path(images)] if isinstance(images, (str, os.PathLike)) else [Path(r) for r in images]
+    if not roots:
+        raise DatasetError("no --images folder given")
+    out = Path(out)
+    paths = _photos(roots, list(exclude))
     if not paths:
-        raise DatasetError(f"no images under {root}")
+        raise DatasetError(f"no images under {', '.join(map(str, roots))}")
     settings = {
-        "images": str(root.resolve()),
+        "images": str(roots[0].resolve()) if len(roots) == 1 else [str(r.resolve()) for r in roots],
         "files": len(paths),
         "size": size,
         "bytes": target_bytes,
         "seed": seed,
-        "iterations": iterations,
+        "iterations": iterations if isinstance(iterations, int) else list(iterations),
         "max_scale": float(max_scale),
+        "exclude": list(exclude),
     }
-    defaults = {"max_scale": 1.0}  # folders written before a setting existed were built with its default
+    # folders written before a setting existed were built with its default
+    defaults = {"max_scale": 1.0, "exclude": []}
     if out.exists() and not out.is_dir():
         raise DatasetError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -288,7 +338,7 @@ def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progre
     recs = read_manifest(src)
     if not recs:
         raise DatasetError(f"{src} has no finished crops")
-    root = Path(settings["images"])
+    roots = [Path(r) for r in ([settings["images"]] if isinstance(settings["images"], str) else settings["images"])]
     names: dict[str, str] = {}
     for rec in recs.values():
         photo = Path(rec["source"]).resolve()
@@ -297,7 +347,10 @@ def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progre
                 f"source photo {rec['source']} of crop {rec['index']} is missing (manifest paths are "
                 f"relative to the folder the dataset was built from)"
             )
-        rel = photo.relative_to(root) if photo.is_relative_to(root) else Path(photo.name)
+        inside = [r for r in roots if photo.is_relative_to(r)]
+        rel = photo.relative_to(inside[0]) if inside else Path(photo.name)
+        if inside and len(roots) > 1:  # several folders: each keeps its own subfolder in the kit
+            rel = Path(f"{roots.index(inside[0])}_{inside[0].name}") / rel
         names.setdefault(rec["source"], (Path("photos") / rel).with_suffix(".jpg").as_posix())
     if len(set(names.values())) != len(names):
         raise DatasetError(f"two source photos of {src} map to one name in the pack")
