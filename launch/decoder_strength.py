@@ -35,7 +35,7 @@ def study(images: str, out: Path, iterations: list[int], models: list[str], limi
         keys = [k for k in per[0] if k == "neural" or k.startswith("neural_")]
         interp = np.array([r["interp"]["psnr"] for r in per])
         row = {"iterations": n, "images": len(per), "interp_psnr": round(float(interp.mean()), 3)}
-        for label, k in zip(models, keys):
+        for label, k in zip(labels(models), keys):
             p = np.array([r[k]["psnr"] for r in per])
             s = np.array([r[k]["ssim"] - r["interp"]["ssim"] for r in per])
             row[label] = {
@@ -44,7 +44,12 @@ def study(images: str, out: Path, iterations: list[int], models: list[str], limi
                 "improved": round(float(np.mean(p > interp)), 3),
             }
         rows.append(row)
-    return {"images": images, "limit": limit, "models": models, "rows": rows}
+    return {"images": images, "limit": limit, "models": models, "labels": labels(models), "rows": rows}
+
+
+def labels(models: list[str]) -> list[str]:
+    """The table's name of each model: a shipped name as it is, a file or run folder by its stem."""
+    return [Path(m).stem if ("/" in m or m.endswith(".npz")) else m for m in models]
 
 
 def write(res: dict, out: Path) -> None:
@@ -54,7 +59,7 @@ def write(res: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     (out / "strength.json").write_text(json.dumps(res, indent=1) + "\n")
-    models = res["models"]
+    models = res["labels"]
     lines = [
         f"# Neural gain against encoder strength ({res['images']}, {res['rows'][0]['images']} images, 200 B)",
         "",
