@@ -569,6 +569,28 @@ def _evaluate(t, lay, nv, npal, s, errmap, out, head, moved, m_cur, snaps, smeta
 
 
 @inline
+def _evaluate_whole(t, lay, nv, npal, s, errmap, out, moved):
+    """``_evaluate`` of a layout triangulated from the start (no saved state, no current mesh)."""
+    return _evaluate(
+        t,
+        lay,
+        nv,
+        npal,
+        s,
+        errmap,
+        out,
+        -1.0,
+        moved,
+        np.int64(0),
+        np.empty((0, 0), np.int64),
+        np.zeros((0, 4), np.int64),
+        np.int64(4),
+        s.px,
+        s.py,
+    )  # (typed: as in _climb)
+
+
+@inline
 def _keep_triangles(s, m):
     """The candidate's triangles become the current layout's."""
     for k in range(m):
@@ -1137,23 +1159,7 @@ def _error_map(t, lay, nv, npal, errmap):
     for y in range(errmap.shape[0]):
         for x in range(errmap.shape[1]):
             errmap[y, x] = 0.0
-    _evaluate(
-        t,
-        lay,
-        nv,
-        npal,
-        s,
-        errmap,
-        out,
-        -1.0,
-        nv >= 0,
-        np.int64(0),
-        np.empty((0, 0), np.int64),
-        np.zeros((0, 4), np.int64),
-        np.int64(4),
-        s.px,
-        s.py,
-    )  # (typed: as in _climb)
+    _evaluate_whole(t, lay, nv, npal, s, errmap, out, nv >= 0)
     return out[0], out[1]
 
 
@@ -1164,23 +1170,7 @@ def _removal_errors(t, lay, nv, npal, out):
     s = _scratch(np.int64(CACHE_SLOTS))
     res = np.zeros(4)
     em = np.zeros((1, 1))
-    _evaluate(
-        t,
-        lay,
-        nv,
-        npal,
-        s,
-        em,
-        res,
-        -1.0,
-        nv >= 0,
-        np.int64(0),
-        np.empty((0, 0), np.int64),
-        np.zeros((0, 4), np.int64),
-        np.int64(4),
-        s.px,
-        s.py,
-    )  # (typed: as in _climb)
+    _evaluate_whole(t, lay, nv, npal, s, em, res, nv >= 0)
     m = int(res[3])
     _keep_triangles(s, m)
     mesh, loc = _mesh(), _local(s)
@@ -1195,23 +1185,7 @@ def _removal_errors(t, lay, nv, npal, out):
             cand.occ[cand.vy[j], cand.vx[j]] = -1
             cand.vx[j], cand.vy[j] = cand.vx[nv - 1], cand.vy[nv - 1]
             c_nv = nv - 1
-            _evaluate(
-                t,
-                cand,
-                nv - 1,
-                npal,
-                s,
-                em,
-                res,
-                -1.0,
-                True,
-                np.int64(0),
-                np.empty((0, 0), np.int64),
-                np.zeros((0, 4), np.int64),
-                np.int64(4),
-                s.px,
-                s.py,
-            )
+            _evaluate_whole(t, cand, nv - 1, npal, s, em, res, True)
             e = res[0]
         out[j] = e
 
