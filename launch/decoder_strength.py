@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def study(images: str, out: Path, iterations: list[int], models: list[str], limit: int | None) -> dict:
-    from trimesh_decode.evaluate import evaluate
+    from trimesh_decode.evaluate import evaluate  # lazy: JAX and the models load only for a study
 
     rows = []
     for n in iterations:
@@ -53,10 +53,10 @@ def labels(models: list[str]) -> list[str]:
 
 
 def write(res: dict, out: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: only the plot needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: as above
 
     (out / "strength.json").write_text(json.dumps(res, indent=1) + "\n")
     models = res["labels"]
