@@ -142,10 +142,15 @@ def _drop_torn_line(path: Path) -> None:
         os.replace(tmp, path)
 
 
-def _excluded(rel: str, patterns) -> bool:
-    """``rel`` (a photo's posix path inside its --images folder) matches a glob of ``patterns`` or
-    lies under one of them taken as a folder."""
-    return any(fnmatch.fnmatchcase(rel, p) or rel.startswith(p.rstrip("/") + "/") for p in patterns)
+def _roots(images) -> list[Path]:
+    """The --images folders of a build (one path, or several) or of a ``dataset.json``."""
+    return [Path(images)] if isinstance(images, (str, os.PathLike)) else [Path(r) for r in images]
+
+
+def _excluded(rel: str, pattern: str) -> bool:
+    """``rel`` (a photo's posix path inside its --images folder) matches the glob ``pattern`` or lies
+    under it taken as a folder."""
+    return fnmatch.fnmatchcase(rel, pattern) or rel.startswith(pattern.rstrip("/") + "/")
 
 
 def _photos(roots: list[Path], exclude) -> list[Path]:
@@ -156,7 +161,7 @@ def _photos(roots: list[Path], exclude) -> list[Path]:
             raise DatasetError(f"--images {root} is not a folder")
         for path in list_images(root):
             rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
-            hit = [p for p in exclude if _excluded(rel, [p])]
+            hit = [p for p in exclude if _excluded(rel, p)]
             used.update(hit)
             if not hit:
                 paths.append(path)
@@ -240,7 +245,7 @@ def build_dataset(
         iterations = tuple(int(v) for v in iterations)
         if len(iterations) != 2 or not 1 <= iterations[0] <= iterations[1]:
             raise DatasetError(f"--iterations LO:HI needs 1 <= LO <= HI, got {iterations}")
-    roots = [Path(images)] if isinstance(images, (str, os.PathLike)) else [Path(r) for r in images]
+    roots = _roots(images)
     if not roots:
         raise DatasetError("no --images folder given")
     out = Path(out)
@@ -338,7 +343,7 @@ def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progre
     recs = read_manifest(src)
     if not recs:
         raise DatasetError(f"{src} has no finished crops")
-    roots = [Path(r) for r in ([settings["images"]] if isinstance(settings["images"], str) else settings["images"])]
+    roots = _roots(settings["images"])
     names: dict[str, str] = {}
     for rec in recs.values():
         photo = Path(rec["source"]).resolve()

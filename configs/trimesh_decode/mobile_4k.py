@@ -9,8 +9,8 @@ and ``../shared/data/photos``, each encoded with its own hill-climbing budget, l
 
 Starts from the shipped ``mobile`` (``model.init``); aligned 128x128 crops of the rendered inputs,
 all 8 symmetries of the square, Adam at 3e-4 cosine-decayed over ``steps``. Expected on a 2-core
-CPU: the dataset about 9 minutes (~0.2 s per crop on each core), training about 1 s per step (batch 32),
-so the default 3000 steps take about 50 minutes. ``trimesh_decode/models/mobile.json`` records the
+CPU: the dataset about 6 minutes (~0.2 s per crop on each core), training about 1.1 s per step
+(batch 32), so the default 3000 steps take about 54 minutes. ``trimesh_decode/models/mobile.json`` records the
 command and the evaluation of the model shipped from it.
 """
 
