@@ -339,3 +339,39 @@ def test_weight_average_follows_every_step_resumes_and_is_what_the_run_decodes_w
 
     with pytest.raises(ValueError, match=r"optim.ema=1.0: expected between 0.0 and"):
         make_task(smoke_config(tiny_dataset, **{"optim.ema": 1.0}))
+
+
+def test_the_perceptual_objective_adds_its_weight_times_the_lpips_of_the_last_image_and_moves_the_gradient():
+    from compat import metrics
+    from trimesh_decode.task import loss_fn, make_model
+
+    config = smoke_config("unused", **{"model.stacks": 2})
+    model = make_model(config)
+    rng = np.random.default_rng(0)
+    channels = jnp.asarray(rng.random((2, 64, 64, 8), np.float32))
+    targets = jnp.asarray(rng.random((2, 64, 64, 3), np.float32))
+    v = model.init(jax.random.key(0), channels, train=False, interp=channels[..., 2:5])
+    mse_only, (images, _, terms) = loss_fn(v["params"], v["batch_stats"], channels, targets, config, model)
+    assert len(terms) == 2  # one MSE per loss module, no perceptual term at weight 0
+    config.loss.lpips = 0.5
+    both, (_, _, terms) = loss_fn(v["params"], v["batch_stats"], channels, targets, config, model)
+    perceptual = float(jnp.mean(metrics.lpips(images[-1] * 255.0, targets * 255.0)))
+    assert len(terms) == 3 and abs(float(terms[-1]) - perceptual) < 1e-5
+    assert abs(float(both) - (float(mse_only) + 0.5 * perceptual)) < 1e-5
+
+    def grad(weight):
+        config.loss.lpips = weight
+        return jax.grad(lambda p: loss_fn(p, v["batch_stats"], channels, targets, config, model)[0])(v["params"])
+
+    g0, g1 = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(grad(w))]) for w in (0.0, 0.5))
+    assert np.all(np.isfinite(g1)) and np.linalg.norm(g1 - g0) > 1e-3 * np.linalg.norm(g0)
+
+
+def test_an_unknown_perceptual_network_is_a_config_error_by_name():
+    from compat.config import ConfigError
+    from trimesh_decode.settings import base_config, validate_config
+
+    c = base_config()
+    c.loss.lpips_net = "resnet"
+    with pytest.raises(ConfigError, match="loss.lpips_net"):
+        validate_config(c)

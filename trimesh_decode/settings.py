@@ -68,6 +68,11 @@ def base_config():
     c.optim = ml_collections.ConfigDict(
         {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "warmup": 100, "decay_steps": 0, "ema": 0.0}
     )
+    # the objective: MSE at every loss module (the paper's), plus `lpips` times the LPIPS distance
+    # (compat.metrics.lpips, network `lpips_net`) of the last module's image - the perceptual variant
+    # the paper suggests. Evaluation's classifier (EfficientNet-Lite0) is another network, so a
+    # decoder trained on LPIPS is not scored by the features it was trained to match
+    c.loss = ml_collections.ConfigDict({"lpips": 0.0, "lpips_net": "alex"})
     return c
 
 
@@ -96,6 +101,8 @@ CONFIG_RULES = {
     "optim.warmup": at_least(0),
     "optim.decay_steps": at_least(0),
     "optim.ema": between(0.0, 0.999999999),
+    "loss.lpips": between(0.0, 1000.0),
+    "loss.lpips_net": choice("alex", "vgg"),
 }
 
 
@@ -113,5 +120,5 @@ def upgrade_config(old: Mapping) -> dict:
     """A run's ``config.json`` (or a shipped model's recorded config) as this version's config:
     fields added since take their :func:`base_config` values, which are what the runs and models
     before them computed with (e.g. ``model.depth`` 4, ``model.channels`` all, ``model.output``
-    image, ``optim.ema`` 0)."""
+    image, ``optim.ema`` 0, ``loss.lpips`` 0)."""
     return upgrade(old, base_config())

@@ -6,7 +6,7 @@ sizes) -> :func:`trimesh_decode.raster.decoder_channels` on the device (the 8 ch
 -> a random horizontal flip (``data.dihedral``: any of the square's 8 symmetries), optionally a
 random order of the colour channels (``data.colour_permute``) and an optional aligned random crop
 (the same for input and target) -> the stacked hourglass -> MSE at every loss module (intermediate
-supervision) -> Adam.
+supervision), optionally plus LPIPS of the last module's image (``loss.lpips``) -> Adam.
 
 BatchNorm across devices: the batch is one global array sharded over the ``data`` mesh axis and the
 step is one ``jax.jit`` program, so the batch mean and variance a BatchNorm layer takes are over the
@@ -113,13 +113,21 @@ def network_inputs(channels: jax.Array, config) -> tuple[jax.Array, jax.Array]:
 
 
 def loss_fn(params, batch_stats, channels, targets, config, model):
-    """Sum over loss modules of the MSE (images in [0, 1]); returns ``(loss, (images, new stats))``."""
+    """Sum over loss modules of the MSE (images in [0, 1]), plus ``loss.lpips`` times the mean LPIPS
+    distance of the last module's image when that weight is not 0; returns ``(loss, (images, new
+    stats, the terms))``."""
     x, interp = network_inputs(channels, config)
     images, updates = model.apply(
         {"params": params, "batch_stats": batch_stats}, x, train=True, interp=interp, mutable=["batch_stats"]
     )
     losses = [jnp.mean(jnp.square(im - targets)) for im in images]
-    return sum(losses), (images, updates["batch_stats"], losses)
+    total = sum(losses)
+    if config.loss.lpips:
+        # the perceptual term on the image the decoder outputs (the inputs to LPIPS are 0..255)
+        perceptual = jnp.mean(metrics.lpips(images[-1] * 255.0, targets * 255.0, net=config.loss.lpips_net))
+        losses = [*losses, perceptual]
+        total = total + config.loss.lpips * perceptual
+    return total, (images, updates["batch_stats"], losses)
 
 
 def _augment(channels, targets, rng, config):
@@ -205,7 +213,8 @@ def make_task(config) -> Task:
             "psnr": jnp.mean(psnr),
             "psnr_interp": jnp.mean(psnr_interp),
             "psnr_gain": jnp.mean(psnr - psnr_interp),  # neural minus interpolation, this batch (train mode)
-            **{f"mse_{i}": v for i, v in enumerate(losses)},
+            **{f"mse_{i}": v for i, v in enumerate(losses[: len(images)])},
+            **({"lpips": losses[-1]} if config.loss.lpips else {}),
         }
         return guard_update(u.ok, new, state), out
 
