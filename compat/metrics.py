@@ -331,17 +331,23 @@ def _classify(variables, images):
     return logits.reshape(lead + (logits.shape[-1],))
 
 
-def semantic_similarity(orig: jax.Array, recon: jax.Array) -> dict[str, jax.Array]:
+def semantic_similarity(
+    orig: jax.Array, recon: jax.Array, orig_logits: jax.Array | None = None
+) -> dict[str, jax.Array]:
     """The second paper's Table 1 measure, per image pair.
 
     Returns ``logit_l2`` (L2 distance between the two logit vectors) and ``top1_in_top1``,
     ``top1_in_top5``, ``top1_in_top10``: whether the original's top-1 class is among the
-    reconstruction's top 1 / 5 / 10.
+    reconstruction's top 1 / 5 / 10. ``orig_logits``: ``classify(orig)`` when the caller already
+    has it (one pass over the originals for many reconstructions of them).
     """
     orig, recon = _check_pair(orig, recon, "semantic_similarity")
     # Two separate passes: identical images then give exactly identical logits (distance 0), which
     # rows of one batch need not (XLA may order their float sums differently).
-    lo, lr = classify(orig), classify(recon)
+    lo = classify(orig) if orig_logits is None else jnp.asarray(orig_logits)
+    if lo.shape != orig.shape[:-3] + (1000,):
+        raise ValueError(f"semantic_similarity: orig_logits {lo.shape} do not fit images {orig.shape}")
+    lr = classify(recon)
     label = jnp.argmax(lo, axis=-1)
     # Rank of the original's class in the reconstruction's logits (0 = its top class).
     score = jnp.take_along_axis(lr, label[..., None], axis=-1)

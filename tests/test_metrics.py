@@ -168,6 +168,11 @@ def test_semantic_similarity(natural_pair):
     assert not bool(other["top1_in_top1"])
     noisy = M.semantic_similarity(x, y)
     assert 0.0 < float(noisy["logit_l2"]) < float(other["logit_l2"])
+    # the originals' logits handed in (one pass for many reconstructions) give the same measures
+    given = M.semantic_similarity(x, y, orig_logits=M.classify(x))
+    assert all(np.array_equal(np.asarray(given[k]), np.asarray(noisy[k])) for k in noisy)
+    with pytest.raises(ValueError, match="orig_logits"):
+        M.semantic_similarity(x, y, orig_logits=np.zeros((2, 1000), np.float32))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -131,17 +131,23 @@ def test_tile_views_are_the_images_own_pixels_on_a_centred_grid():
         views_of("k", image, "corners")
 
 
-def test_scores_taken_in_chunks_equal_the_scores_of_the_whole_set():
-    from trimesh_decode.evaluate import SEMANTIC, _scores
+def test_scores_taken_in_chunks_with_the_originals_classified_once_equal_the_scores_of_the_whole_set():
+    from compat import metrics
+    from trimesh_decode.evaluate import SEMANTIC, _logits, _scores
 
     rng = np.random.default_rng(2)
     originals = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
     recons = np.clip(originals.astype(int) + rng.integers(-40, 41, originals.shape), 0, 255).astype(np.uint8)
-    whole, chunked = _scores(originals, recons, chunk=5), _scores(originals, recons, chunk=2)
+    logits = _logits(originals, chunk=2)
+    np.testing.assert_allclose(logits, metrics.classify(originals.astype(np.float32)), rtol=1e-4, atol=1e-3)
+    whole, chunked = _scores(originals, recons, logits, chunk=5), _scores(originals, recons, logits, chunk=2)
     assert set(whole) == set(chunked) == {"psnr", "ssim", *SEMANTIC}
+    direct = metrics.semantic_similarity(originals.astype(np.float32), recons.astype(np.float32))
     for k in whole:
         assert chunked[k].shape == (5,)
         np.testing.assert_allclose(chunked[k], whole[k], rtol=1e-5, atol=1e-4, err_msg=k)
+        if k in SEMANTIC:  # the same as classifying the originals beside each reconstruction
+            np.testing.assert_allclose(whole[k], np.asarray(direct[k], np.float64), rtol=1e-4, atol=1e-3, err_msg=k)
 
 
 def test_recall_test_counts_the_images_only_one_decoder_gets_right():

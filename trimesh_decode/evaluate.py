@@ -175,15 +175,29 @@ def dataset_views(root: str | Path, limit: int | None = None):
     return names, np.stack(originals), previews, sizes
 
 
-def _scores(originals: np.ndarray, recons: np.ndarray, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
+def _logits(originals: np.ndarray, chunk: int = SCORE_CHUNK) -> np.ndarray:
+    """The classifier's logits of the originals, ``chunk`` images at a time: computed once for every
+    decoder's scores."""
+    return np.concatenate(
+        [
+            np.asarray(metrics.classify(np.asarray(originals[i : i + chunk], np.float32)))
+            for i in range(0, len(originals), chunk)
+        ]
+    )
+
+
+def _scores(
+    originals: np.ndarray, recons: np.ndarray, logits: np.ndarray, chunk: int = SCORE_CHUNK
+) -> dict[str, np.ndarray]:
     """Per-image PSNR, SSIM and semantic measures, ``chunk`` images at a time (memory stays flat
-    however large the folder: the classifier's activations for 400 images at once took 8 GB)."""
+    however large the folder: the classifier's activations for 400 images at once took 8 GB);
+    ``logits``: :func:`_logits` of the originals."""
 
     parts: dict[str, list] = {}
     for i in range(0, len(originals), chunk):
         x = np.asarray(originals[i : i + chunk], np.float32)
         y = np.asarray(recons[i : i + chunk], np.float32)
-        sem = metrics.semantic_similarity(x, y)
+        sem = metrics.semantic_similarity(x, y, logits[i : i + chunk])
         got = {"psnr": metrics.psnr(x, y), "ssim": metrics.ssim(x, y), **{k: sem[k] for k in SEMANTIC}}
         for k, v in got.items():
             parts.setdefault(k, []).append(np.asarray(v, np.float64 if k in SEMANTIC else None))
@@ -290,7 +304,8 @@ def evaluate(
                 recons[codec] = np.stack([r.decoded for r in rs])
                 baseline_bytes[codec] = [r.num_bytes for r in rs]
 
-    scores = {k: _scores(originals, v) for k, v in recons.items()}
+    logits = _logits(originals)
+    scores = {k: _scores(originals, v, logits) for k, v in recons.items()}
     per_image = []
     for i, n in enumerate(names):
         row = {"image": n, "preview_bytes": sizes[i]}
