@@ -72,6 +72,7 @@ def fit_log(x: list[float], y: list[float]) -> dict | None:
 
 
 def study(datasets: list[tuple[int, str]], images: str, out: Path, runs: Path, limit: int | None, overrides: str):
+    from trimesh_decode.dataset import read_manifest  # lazy: as below
     from trimesh_decode.evaluate import evaluate  # lazy: JAX and the models load only for a study
 
     models = {}
@@ -85,7 +86,8 @@ def study(datasets: list[tuple[int, str]], images: str, out: Path, runs: Path, l
     interp_ssim = float(np.mean([r["interp"]["ssim"] for r in per]))
     rows = []
     for photos, folder in datasets:
-        distinct = len({json.loads(line)["source"] for line in (Path(folder) / "manifest.jsonl").open()})
+        crops = list(read_manifest(folder).values())
+        distinct, count = len({c["source"] for c in crops}), len(crops)
         for step, path in models[photos]:
             rec = [r[f"neural_{path.stem}"] for r in per]
             p = np.array([r["psnr"] for r in rec])
@@ -93,7 +95,7 @@ def study(datasets: list[tuple[int, str]], images: str, out: Path, runs: Path, l
                 {
                     "photos": photos,
                     "distinct_photos_in_crops": distinct,
-                    "crops": sum(1 for _ in (Path(folder) / "manifest.jsonl").open()),
+                    "crops": count,
                     "step": step,
                     "gain_db": round(float((p - interp).mean()), 3),
                     "gain_ssim": round(float(np.mean([r["ssim"] for r in rec])) - interp_ssim, 4),
