@@ -1,11 +1,13 @@
-"""Encoding speed: seconds per image for ``jpegedit encode`` with a shipped learned model (VGG16
-features and attention on the CPU, JAX, compile excluded; trellis quantisation; progressive file),
-its parts, the ``--target-bpp`` search over the family's ladder, and one fresh ``jpegedit encode``
-command (imports and compilation included), beside libjpeg (Pillow, 4:4:4, optimised Huffman) and
+"""Encoding speed: seconds per image for ``jpegedit encode`` with shipped learned models - one per
+backbone (VGG16, the paper's; EfficientNet-Lite0, the fast one) - on the CPU (JAX, compile
+excluded; features, attention, trellis quantisation, progressive file), its parts, the
+``--target-bpp`` search over the default family's ladder, and one fresh ``jpegedit encode`` command
+per model (imports and compilation included), beside libjpeg (Pillow, 4:4:4, optimised Huffman) and
 mozjpeg (jpeglib, 4:4:4, trellis, progressive) on the same images in the same run. Writes
 results/benchmarks/encode_<backend>.json.
 
-    python benchmarks/encode.py [--images ../shared/data/kodak] [--count 6] [--model attention_bits_lam0.002]
+    python benchmarks/encode.py [--images ../shared/data/kodak] [--count 6] \
+        [--models attention_bits_lam0.002,attention_lite0_lam0.002]
 """
 
 from __future__ import annotations
@@ -47,57 +49,54 @@ def main() -> None:
         "--images", default=str(Path(os.environ.get("COMPAT_SHARED_DATA", ROOT.parent / "shared" / "data")) / "kodak")
     )
     ap.add_argument("--count", type=int, default=6)
-    ap.add_argument("--model", default="attention_bits_lam0.002")
+    ap.add_argument("--models", default="attention_bits_lam0.002,attention_lite0_lam0.002")
     args = ap.parse_args()
     paths = list_images(args.images)[: args.count]
     images = [load_image(p) for p in paths]
-    model = load_model(args.model)
+    models = [load_model(m) for m in args.models.split(",")]
     family = encoder.choose_models()
-    quantise = {}
+    times, command = {}, {}
+    for model in models:
+        quantise = {}
 
-    def parts(x):  # the default encode, step by step (features -> attention -> trellis -> file)
-        q = quantise[id(x)] = encoder.Quantiser(x, [model])
-        jax.block_until_ready(q.feats)
+        def parts(x, model=model, quantise=quantise):  # the encode step by step: features -> attention, trellis, file
+            q = quantise[id(x)] = encoder.Quantiser(x, [model])
+            jax.block_until_ready(q.feats)
 
-    def trellis(x):
-        q = quantise[id(x)]
-        co, t = q(model)
-        jpegfile.write(co, t, progressive=True)
+        def trellis(x, model=model, quantise=quantise):
+            co, t = quantise[id(x)](model)
+            jpegfile.write(co, t, progressive=True)
 
-    times = {
-        "jpegedit": per_image(lambda x: encoder.encode_learned(x, [model]), images),
-        "jpegedit_features": per_image(parts, images),
-        "jpegedit_attention_trellis_file": per_image(trellis, images),
-        "jpegedit_no_trellis": per_image(lambda x: encoder.encode_learned(x, [model], trellis=None), images),
-        "jpegedit_target_bpp_0.5": per_image(lambda x: encoder.encode_learned(x, family, 0.5), images[:2]),
-        "libjpeg": per_image(lambda x: baselines.encode("libjpeg-444-opt", x, 50), images),
-        "mozjpeg": per_image(lambda x: baselines.encode("mozjpeg-444", x, 50), images),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        cmd = [
-            sys.executable,
-            "-m",
-            "jpegedit.cli",
-            "encode",
-            str(paths[0]),
-            "-o",
-            f"{tmp}/a.jpg",
-            "--model",
-            model.name,
-        ]
-        subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-        command = time.perf_counter() - t
+        k = model.backbone
+        times[f"jpegedit_{k}"] = per_image(lambda x, model=model: encoder.encode_learned(x, [model]), images)
+        times[f"jpegedit_{k}_features"] = per_image(parts, images)
+        times[f"jpegedit_{k}_attention_trellis_file"] = per_image(trellis, images)
+        times[f"jpegedit_{k}_no_trellis"] = per_image(
+            lambda x, model=model: encoder.encode_learned(x, [model], trellis=None), images
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            cmd = [sys.executable, "-m", "jpegedit.cli", "encode", str(paths[0]), "-o", f"{tmp}/a.jpg"]
+            subprocess.run(cmd + ["--model", model.name], check=True, capture_output=True, cwd=ROOT)
+            command[model.name] = round(time.perf_counter() - t, 2)
+    times[f"jpegedit_target_bpp_0.5 ({encoder.DEFAULT_BACKBONE})"] = per_image(
+        lambda x: encoder.encode_learned(x, family, 0.5), images[:2]
+    )
+    times["libjpeg"] = per_image(lambda x: baselines.encode("libjpeg-444-opt", x, 50), images)
+    times["mozjpeg"] = per_image(lambda x: baselines.encode("mozjpeg-444", x, 50), images)
     med = {k: float(np.median(v)) for k, v in times.items()}
     res = {
         "images": len(images),
         "size": list(images[0].shape[:2]),
-        "model": model.name,
+        "models": {m.backbone: m.name for m in models},
         "device": str(jax.devices()[0]),
         "seconds_per_image_median": {k: round(v, 4) for k, v in med.items()},
-        "seconds_fresh_command": round(command, 2),
-        "ratio_jpegedit_to_libjpeg": round(med["jpegedit"] / med["libjpeg"], 1),
-        "ratio_jpegedit_to_mozjpeg": round(med["jpegedit"] / med["mozjpeg"], 1),
+        "seconds_fresh_command": command,
+        **{
+            f"ratio_jpegedit_{m.backbone}_to_{peer}": round(med[f"jpegedit_{m.backbone}"] / med[peer], 1)
+            for m in models
+            for peer in ("libjpeg", "mozjpeg")
+        },
         "cores": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
     }

@@ -20,7 +20,7 @@ from PIL import Image
 from compat.cli import OneLineParser, UsageError, check_output_file, check_output_folder, run_subcommand, write_atomic
 from compat.images import load_folder, load_image
 from jpegedit import baselines, codec, encoder, jpegfile, libjpeg, report
-from jpegedit.models import list_models
+from jpegedit.models import SHIPPED_BACKBONES, list_models
 
 EXAMPLE = """examples:
   jpegedit encode -o astronaut.jpg --quality 50             # the embedded default photo
@@ -97,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
         default="bits",
         help="which shipped models --lambda and --target-bpp choose from: those trained on the file's estimated "
         "bits (default) or on the paper's rate proxies ||1/Q|| and mean A",
+    )
+    e.add_argument(
+        "--backbone",
+        choices=SHIPPED_BACKBONES,
+        default=None,
+        help="learned models: the attention models on this frozen backbone: lite0 (EfficientNet-Lite0, fast) or "
+        f"vgg16 (the paper's VGG; default {encoder.DEFAULT_BACKBONE})",
     )
     e.add_argument(
         "--baseline",
@@ -236,7 +243,9 @@ def encode_command(args: argparse.Namespace) -> str:
     if args.tune != "psnr" and not learned:
         raise UsageError("--tune is for learned models (--learned --quality, --model, --lambda, --target-bpp)")
     candidates = (
-        encoder.choose_models(model=args.model, lam=args.lam, rate_term=args.rate_term, tune=args.tune)
+        encoder.choose_models(
+            model=args.model, lam=args.lam, rate_term=args.rate_term, tune=args.tune, backbone=args.backbone
+        )
         if learned
         else []
     )

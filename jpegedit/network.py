@@ -27,7 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from compat.nets import VGG16Features, VGG19Features, backbone_params, vgg19_params
+from compat.nets import (
+    EfficientNetLite0,
+    VGG16Features,
+    VGG19Features,
+    backbone_params,
+    efficientnet_lite0_variables,
+    vgg19_params,
+)
 
 __all__ = [
     "TABLE_SCALE",
@@ -49,6 +56,19 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 # The convolutions before the third max-pool: VGG16 conv1_1 .. conv3_3, VGG19 conv1_1 .. conv3_4.
 BACKBONE_CONVS = {"vgg16": 7, "vgg19": 8}
 _BACKBONES = {"vgg16": VGG16Features, "vgg19": VGG19Features}
+# lite0: EfficientNet-Lite0's stem and first 11 MBConv blocks (to the end of its stride-16 stage).
+LITE0_BLOCKS = 11
+BACKBONES = (*_BACKBONES, "lite0")
+
+
+def lite0_block_features(outs: list[jax.Array], rows: int, cols: int) -> jax.Array:
+    """The ``lite0`` backbone's features per 8x8 block from its stage outputs (stride 2, 4, 8, 16,
+    16): the stride-4 stage average-pooled 2x2 (24 channels), the stride-8 stage (40) and the last
+    stride-16 stage repeated 2x2 (112), 176 channels at ``(rows, cols)``."""
+    s4, s8, s16 = outs[1], outs[2], outs[-1]
+    s4 = nn.avg_pool(s4, (2, 2), strides=(2, 2))
+    s16 = jnp.repeat(jnp.repeat(s16, 2, axis=-3), 2, axis=-2)[..., :rows, :cols, :]
+    return jnp.concatenate([s4, s8, s16], axis=-1)
 
 
 def pad_to_blocks(image: jax.Array) -> jax.Array:
@@ -89,13 +109,18 @@ class AttentionNet(nn.Module):
         ``(..., ceil(H/8), ceil(W/8), 256)`` the head reads (see :func:`attention_head`)."""
         if self.head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {self.head!r}")
-        if self.backbone not in _BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(_BACKBONES)}, got {self.backbone!r}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
         x = pad_to_blocks(jnp.asarray(image, jnp.float32))
-        x = (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-        net = _BACKBONES[self.backbone](num_convs=BACKBONE_CONVS[self.backbone], name="backbone")
-        feats = net(x)[-1]
-        feats = nn.max_pool(feats, (2, 2), strides=(2, 2))  # the third max-pool: 1/8 resolution
+        if self.backbone == "lite0":
+            # the TF Lite0 checkpoint's normalisation (compat.metrics.classifier_preprocess)
+            net = EfficientNetLite0(num_blocks=LITE0_BLOCKS, folded=True, name="backbone")
+            feats = lite0_block_features(net((x - 127.0) / 128.0), x.shape[-3] // 8, x.shape[-2] // 8)
+        else:
+            x = (x / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+            net = _BACKBONES[self.backbone](num_convs=BACKBONE_CONVS[self.backbone], name="backbone")
+            feats = net(x)[-1]
+            feats = nn.max_pool(feats, (2, 2), strides=(2, 2))  # the third max-pool: 1/8 resolution
         if features_only:
             return feats
         if self.head == "coeff":
@@ -135,6 +160,10 @@ def pretrained_backbone(backbone: str = "vgg16", weights_path: str | None = None
                 "the vgg19 backbone needs model.backbone_weights: the path of vgg19-*.pth or a Keras vgg19 .h5"
             )
         return vgg19_params(weights_path, BACKBONE_CONVS["vgg19"])
+    if backbone == "lite0":
+        full = efficientnet_lite0_variables(folded=True)["params"]
+        keep = {"conv_stem", *(f"blocks_{b}" for b in range(LITE0_BLOCKS))}
+        return {k: v for k, v in full.items() if k in keep}
     full = backbone_params("vgg")
     return {f"Conv_{i}": full[f"Conv_{i}"] for i in range(BACKBONE_CONVS["vgg16"])}
 

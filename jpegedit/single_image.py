@@ -4,10 +4,10 @@ them trained at once - vmapped over a model axis inside one jit, the model axis 
 
 Each model is a pair of Q-tables and an attention head, started from a trained model (a shipped one
 by default) and refined on its own image alone (batch 1, the full image) at its own lambda. The
-VGG16 backbone is frozen and shared - the shipped models' setting - so its features are computed
-once per image and every model only runs its head, the codec and the loss. Images of one run share
-one shape: portrait images are transposed to landscape (Kodak: all 512x768 then), and transposed
-back for the files.
+backbone (the starting models', VGG16 or Lite0) is frozen and shared - the shipped models' setting -
+so its features are computed once per image and every model only runs its head, the codec and the
+loss. Images of one run share one shape: portrait images are transposed to landscape (Kodak: all
+512x768 then), and transposed back for the files.
 
     python -m jpegedit.single_image --data ../shared/data/kodak -o out/single_image \\
         --lambdas 0.001,0.003,0.01,0.03,0.1,0.3 --steps 2000
@@ -127,10 +127,13 @@ def make_step(tx: optax.GradientTransformation, alpha: float = 10.0, beta: float
     return step
 
 
-def backbone_features(images: np.ndarray) -> jax.Array:
-    """The frozen backbone's features of every image, once: (N, H/8, W/8, 256)."""
-
-    return jnp.stack([features(x) for x in images])
+def backbone_features(images: np.ndarray, models: Sequence = ()) -> jax.Array:
+    """The frozen backbone's features of every image, once: (N, H/8, W/8, C). The backbone is the
+    starting ``models``' (one for all of them; VGG16 when none is given)."""
+    backbones = sorted({m.backbone for m in models if m.head is not None}) or ["vgg16"]
+    if len(backbones) > 1:
+        raise ValueError(f"the starting models read different backbones ({', '.join(backbones)}): give one family")
+    return jnp.stack([features(x, backbones[0]) for x in images])
 
 
 def _per_lambda(model, nl: int) -> list:
@@ -210,7 +213,7 @@ def make_task(config, images: np.ndarray, model) -> Task:
         raise ValueError(f"batch_size {config.batch_size} is not the {len(index)} models of this run")
     repl = meshlib.replicated_sharding(mesh)
     imgs = jax.device_put(jnp.asarray(images, jnp.float32), repl)
-    feats = jax.device_put(backbone_features(images), repl)
+    feats = jax.device_put(backbone_features(images, starts), repl)
 
     def init(rng):
         del rng  # the models start from trained ones
@@ -317,7 +320,7 @@ def evaluate_models(
     standard Huffman tables; and the starting model on the same image, for comparison."""
 
     starts = _per_lambda(model, len(lams))
-    feats = backbone_features(images)
+    feats = backbone_features(images, starts)
 
     def file_scores(image, tables, attention):
         data = jpegfile.write(encode_for_file(image, tables, attention), tables)

@@ -2,6 +2,8 @@
 field ``evaluation``), from the curves ``jpegedit evaluate`` measured into a results folder:
 
     python launch/fill_model_evaluations.py results/kodak [--check]
+    python launch/fill_model_evaluations.py results/kodak_lite0 --data ../shared/data/kodak
+
 
 For every model: the mean bpp, PSNR, MS-SSIM and LPIPS of its files over the folder's images, per
 file kind (``std``: baseline, standard Huffman - the paper's; ``opt``: baseline, optimised Huffman;
@@ -27,7 +29,10 @@ from jpegedit.models import MODELS_DIR, list_models  # noqa: E402
 KINDS = ("std", "opt", "prog")
 
 
-def evaluations(results: Path) -> dict[str, dict]:
+def evaluations(results: Path, data: str | None = None) -> dict[str, dict]:
+    """Each model's evaluation in ``results`` (measured on the images of ``data``, default
+    ``../shared/data/<results folder's name>``); LPIPS is None where the folder was measured without it."""
+    data = data or f"../shared/data/{results.name}"
     shown = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
     out: dict[str, dict] = {}
     for name in list_models():
@@ -40,12 +45,12 @@ def evaluations(results: Path) -> dict[str, dict]:
             mean = [m for m in doc["mean"] if m["model"] == name]
             if mean:
                 m = mean[0]
-                rows[kind] = {k: m[k] for k in ("bpp", "psnr", "ms_ssim", "lpips", "images")}
+                rows[kind] = {k: m.get(k) for k in ("bpp", "psnr", "ms_ssim", "lpips", "images")}
                 rows[kind]["file"] = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
         if rows:
             out[name] = {
-                "set": results.name,
-                "command": f"jpegedit evaluate --data ../shared/data/{results.name} -o {shown} --force",
+                "set": Path(data).name,
+                "command": f"jpegedit evaluate --data {data} -o {shown} --force",
                 "files": rows,
             }
     return out
@@ -54,9 +59,10 @@ def evaluations(results: Path) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", help="a jpegedit evaluate folder, e.g. results/kodak")
+    ap.add_argument("--data", default=None, help="the images it measured (default ../shared/data/<RESULTS name>)")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if any recorded evaluation differs")
     args = ap.parse_args(argv)
-    found = evaluations(Path(args.results).resolve())
+    found = evaluations(Path(args.results).resolve(), args.data)
     stale = []
     for name, ev in found.items():
         path = MODELS_DIR / f"{name}.json"

@@ -139,7 +139,14 @@ def test_lambda_and_target_bpp_pick_a_shipped_model_and_files_are_progressive_by
     prog, opt, std = tmp_path / "prog.jpg", tmp_path / "o.jpg", tmp_path / "s.jpg"
     assert cli.main(["encode", str(png), "-o", str(prog), "--lambda", "0.001"]) == 0
     out = capsys.readouterr().out
-    assert "attention_bits_lam0.001" in out and "progressive" in out  # the attention model of that lambda, bits family
+    # the attention model of that lambda, bits family, on the default (Lite0) backbone
+    assert "attention_lite0_lam0.001" in out and "progressive" in out
+    vgg = tmp_path / "vgg.jpg"
+    assert cli.main(["encode", str(png), "-o", str(vgg), "--lambda", "0.001", "--backbone", "vgg16"]) == 0
+    assert "attention_bits_lam0.001" in capsys.readouterr().out  # the paper's VGG16 family
+    with pytest.raises(SystemExit) as e:  # argparse's choices: exit 2, one line
+        cli.main(["encode", str(png), "-o", str(tmp_path / "v.jpg"), "--lambda", "0.001", "--backbone", "x"])
+    assert e.value.code == 2 and "invalid choice: 'x'" in capsys.readouterr().err
     assert b"\xff\xc2" in prog.read_bytes()[:1000]  # SOF2
     assert cli.main(["encode", str(png), "-o", str(opt), "--lambda", "0.001", "--baseline"]) == 0
     assert "baseline, optimised Huffman" in capsys.readouterr().out
@@ -212,7 +219,7 @@ def test_tune_ms_ssim_encodes_with_the_tables_trained_on_ms_ssim(png, tmp_path, 
     assert "learned model qtables_msssim_lam0.004: Q-tables" in capsys.readouterr().out
     ms_tables = jpegfile.read_coefficients(out.read_bytes())[1]
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "p.jpg"), "--lambda", "0.004"]) == 0
-    assert "attention_bits_lam0.004" in capsys.readouterr().out
+    assert "attention_lite0_lam0.004" in capsys.readouterr().out
     assert not np.array_equal(ms_tables, jpegfile.read_coefficients((tmp_path / "p.jpg").read_bytes())[1])
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "x.jpg"), "-q", "50", "--tune", "ms-ssim"]) == 2
     assert "--tune is for learned models" in capsys.readouterr().err

@@ -32,6 +32,22 @@ def test_the_backbone_is_the_pretrained_vgg16_up_to_conv3_3():
     np.testing.assert_array_equal(params["net"]["backbone"]["Conv_0"]["kernel"], b["Conv_0"]["kernel"])
 
 
+def test_the_lite0_backbone_gives_176_features_per_block_at_any_size():
+    net = network.AttentionNet(backbone="lite0")
+    x = jnp.asarray(photos()["chelsea"][:41, :65], jnp.float32)[None]  # padded to 48x72: 6x9 blocks
+    params = jax.jit(net.init)(jax.random.key(0), x)["params"]
+    params = {**params, "backbone": network.pretrained_backbone("lite0")}
+    feats = jax.jit(lambda p, x: net.apply({"params": p}, x, features_only=True))(params, x)
+    assert feats.shape == (1, 6, 9, 176) and bool(jnp.all(jnp.isfinite(feats)))
+    assert params["head"]["kernel"].shape == (1, 1, 176, 128)
+    a_l, a_c = jax.jit(net.apply)({"params": params}, x)
+    assert a_l.shape == a_c.shape == (1, 6, 9, 8, 8)
+    # the pretrained stack is the classifier's (batch norm folded), up to the end of its stride-16 stage
+    assert sorted(network.pretrained_backbone("lite0")) == sorted(["conv_stem"] + [f"blocks_{b}" for b in range(11)])
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        network.AttentionNet(backbone="resnet").init(jax.random.key(0), x)
+
+
 def test_attention_of_ones_is_the_plain_codec():
     x = jnp.asarray(photos()["noise_37x53"][:32, :48], jnp.float32)
     t = codec.quality_to_tables(60)

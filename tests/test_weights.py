@@ -136,6 +136,49 @@ def test_efficientnet_tree_fits_the_flax_module():
         nets.check_variables(nets.EfficientNetLite0(), bad, (1, 224, 224, 3))
 
 
+@pytest.mark.parametrize("k,stride,h,w", [(3, 1, 17, 20), (5, 2, 17, 20), (3, 2, 16, 19), (5, 2, 15, 8), (3, 2, 1, 1)])
+def test_depthwise_convolution_as_slices_equals_the_grouped_convolution(k, stride, h, w):
+    import jax
+
+    from compat import nets
+
+    rng = np.random.default_rng(k * 100 + h)
+    x = rng.standard_normal((2, h, w, 6)).astype(np.float32)
+    kernel = rng.standard_normal((k, k, 1, 6)).astype(np.float32)
+    ref = jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=6
+    )
+    got = nets.depthwise_conv(x, kernel, stride)
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
+
+
+def test_folded_lite0_gives_the_batch_norm_networks_logits_and_stage_outputs():
+    import jax.numpy as jnp
+
+    from compat import nets
+
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (1, 64, 96, 3)), jnp.float32)
+    plain = nets.efficientnet_lite0_variables()
+    folded = nets.efficientnet_lite0_variables(folded=True)
+    assert set(folded) == {"params"} and "bias" in folded["params"]["blocks_3"]["depthwise_conv"]
+    nets.check_variables(nets.EfficientNetLite0(folded=True), folded, (1, 224, 224, 3))
+    a = nets.EfficientNetLite0().apply(plain, x)
+    b = nets.EfficientNetLite0(folded=True).apply(folded, x)
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-3 * float(jnp.abs(a).max()))
+    # the feature stack: every stage's output up to the block asked for, at strides 2, 4, 8, 16, 16
+    outs = nets.EfficientNetLite0(num_blocks=11, folded=True).apply(folded, x)
+    assert [o.shape for o in outs] == [
+        (1, 32, 48, 16),
+        (1, 16, 24, 24),
+        (1, 8, 12, 40),
+        (1, 4, 6, 80),
+        (1, 4, 6, 112),
+    ]
+    partial = nets.EfficientNetLite0(num_blocks=4, folded=True).apply(folded, x)  # mid-stage: its output so far
+    assert [o.shape[-1] for o in partial] == [16, 24, 40]
+
+
 # ----------------------------------------------------------------------------------------------
 # torch's zip format, and VGG-19 files of the real layouts (torchvision .pth, Keras .h5)
 

