@@ -273,9 +273,13 @@ def _fold_batch_norms(variables: dict) -> dict:
         out = {}
         for name, p in params.items():
             if name in pairs and pairs[name] in params:
-                bn, st = params[pairs[name]], stats[pairs[name]]
-                g = bn["scale"] / jnp.sqrt(st["var"] + _BN_EPS)
-                out[name] = {"kernel": p["kernel"] * g, "bias": bn["bias"] - st["mean"] * g}
+                # in numpy: eager jnp would compile each shape's ops (7 s for the whole tree)
+                bn, st = ({k: np.asarray(v) for k, v in d[pairs[name]].items()} for d in (params, stats))
+                g = bn["scale"] / np.sqrt(st["var"] + _BN_EPS)
+                out[name] = {
+                    "kernel": jnp.asarray(np.asarray(p["kernel"]) * g),
+                    "bias": jnp.asarray(bn["bias"] - st["mean"] * g),
+                }
             elif name.startswith("blocks_"):
                 out[name] = fold(p, stats[name])
             elif not name.startswith("bn"):
