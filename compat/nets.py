@@ -3,7 +3,8 @@
 Flax Linen modules written here from the architectures' definitions; their weights come from
 :mod:`compat.weights`. The VGG16 feature stack is also the attention network's backbone in
 ``jpegedit`` (conv1_1 .. conv3_3), which is why it exposes every ReLU and takes its depth as an
-argument.
+argument; EfficientNet-Lite0's first blocks are its fast backbone (``EfficientNetLite0(num_blocks=...,
+folded=True)``).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Arra
     """Depthwise 2-D convolution of ``(..., H, W, C)`` with a ``(k, k, 1, C)`` kernel, TF "SAME"
     padding, as a sum of ``k * k`` shifted, strided slices. The same numbers as
     ``lax.conv_general_dilated(..., feature_group_count=C)``, which XLA's CPU backend runs about 20x
-    slower (a 3x3 kernel over 256x384x96: 340 ms grouped, 17 ms as slices, 2 cores)."""
+    slower (a 3x3 kernel over 256x384x96: 694 ms grouped, 38 ms as slices, 2 cores; benchmarks/encode.py)."""
     k = kernel.shape[0]
     h, w = x.shape[-3:-1]
     pads = []
