@@ -6,10 +6,11 @@ The 24 Kodak images, centre-cropped to a square and resized to 256x256 (Lanczos)
 encoder on this kind of machine: 18.75 dB at 206.5 bytes, median 8.3 s per image), which cannot be
 run here, and WebP / JPEG (scan bytes) at the same budget via Pillow, measured in the same run.
 Then images/s with every core (``encode_images``), PSNR and seconds at 3000 to 30000 iterations
-(what more search buys), and the RD curve: PSNR against bytes from 16
-to 400 B, with ThumbHash and BlurHash at their own sizes (``thumbhash-python``, ``blurhash-python``:
-the peers extra), measured in the same run. Writes results/benchmarks/preview_encoder.json and the
-curve's plot, preview_encoder.png.
+(what more search buys), and the RD curve: PSNR and SSIM against bytes from 16 to 400 B, with
+ThumbHash and BlurHash at their own sizes (``thumbhash-python``, ``blurhash-python``: the peers
+extra), measured in the same run. Writes results/benchmarks/preview_encoder.json and its plot,
+preview_encoder.png (PSNR and SSIM against bytes, PSNR against one-core seconds).
+``preview_encoder_history.py`` puts the current encoder beside the code of an earlier commit.
 
     python benchmarks/preview_encoder.py [--count 24] [--iterations N (default: the encoder's, 16000)]
     python benchmarks/preview_encoder.py --images DIR -o out/previews.json   # any folder: centre squares
@@ -52,11 +53,20 @@ def psnr(a, b) -> float:
     return float(10 * np.log10(255.0**2 / np.mean((a.astype(float) - b.astype(float)) ** 2)))
 
 
-def mean_psnr(results, images) -> float:
-    """Mean PSNR of the previews decoded by interpolation at 256x256."""
-    return round(
-        float(np.mean([psnr(raster_cpu.interpolate(r.preview, 256), im) for r, im in zip(results, images)])), 3
-    )
+def ssim(a, b) -> float:
+    """SSIM (compat.metrics: Gaussian 11x11, sigma 1.5, mean over RGB) of two uint8 images."""
+    from compat import metrics
+
+    return float(metrics.ssim(np.asarray(a, np.float32), np.asarray(b, np.float32)))
+
+
+def mean_scores(results, images) -> dict:
+    """Mean PSNR and SSIM of the previews decoded by interpolation at 256x256."""
+    dec = [raster_cpu.interpolate(r.preview, 256) for r in results]
+    return {
+        "psnr_mean": round(float(np.mean([psnr(d, im) for d, im in zip(dec, images)])), 3),
+        "ssim_mean": round(float(np.mean([ssim(d, im) for d, im in zip(dec, images)])), 4),
+    }
 
 
 BUDGETS = (16, 20, 24, 32, 48, 64, 100, 150, 200, 300, 400)
@@ -76,7 +86,7 @@ def rd_curve(images, cfg) -> dict:
                 "target": budget,
                 "bytes_mean": round(float(np.mean([r.num_bytes for r in rs])), 2),
                 "bytes_min": int(min(r.num_bytes for r in rs)),
-                "psnr_mean": mean_psnr(rs, images),
+                **mean_scores(rs, images),
                 "seconds_median": round(float(np.median([r.seconds for r in rs])), 3),
             }
         )
@@ -88,25 +98,35 @@ def rd_curve(images, cfg) -> dict:
         import thumbhash
     except ImportError:
         return curve  # pip install -e '.[peers]'
-    ps, ns = [], []
+    ps, ss, ns = [], [], []
     for img in images:
         h = thumbhash.image_to_thumbhash(Image.fromarray(img))
         ns.append(len(base64.b64decode(h)))
-        dec = thumbhash.thumbhash_to_image(h).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR)
-        ps.append(psnr(np.asarray(dec), img))
-    curve["thumbhash"] = [{"bytes_mean": round(float(np.mean(ns)), 2), "psnr_mean": round(float(np.mean(ps)), 3)}]
+        dec = np.asarray(thumbhash.thumbhash_to_image(h).convert("RGB").resize((256, 256), Image.Resampling.BILINEAR))
+        ps.append(psnr(dec, img))
+        ss.append(ssim(dec, img))
+    curve["thumbhash"] = [
+        {
+            "bytes_mean": round(float(np.mean(ns)), 2),
+            "psnr_mean": round(float(np.mean(ps)), 3),
+            "ssim_mean": round(float(np.mean(ss)), 4),
+        }
+    ]
     curve["blurhash"] = []
     for nx, ny in BLURHASH_COMPONENTS:
-        ps, ns = [], []
+        ps, ss, ns = [], [], []
         for img in images:
             h = blurhash.encode(Image.fromarray(img), nx, ny)
             ns.append(len(h))
-            ps.append(psnr(np.asarray(blurhash.decode(h, 256, 256).convert("RGB")), img))
+            dec = np.asarray(blurhash.decode(h, 256, 256).convert("RGB"))
+            ps.append(psnr(dec, img))
+            ss.append(ssim(dec, img))
         curve["blurhash"].append(
             {
                 "components": [nx, ny],
                 "bytes_mean": round(float(np.mean(ns)), 2),
                 "psnr_mean": round(float(np.mean(ps)), 3),
+                "ssim_mean": round(float(np.mean(ss)), 4),
             }
         )
     return curve
@@ -125,7 +145,7 @@ def iterations_curve(images, budget: int, cfg) -> list[dict]:
         rows.append(
             {
                 "iterations": n,
-                "psnr_mean": mean_psnr(rs, images),
+                **mean_scores(rs, images),
                 "seconds_median_one_core": round(float(np.median([r.seconds for r in rs])), 3),
             }
         )
@@ -133,28 +153,52 @@ def iterations_curve(images, budget: int, cfg) -> list[dict]:
     return rows
 
 
-def plot(curve: dict, path: Path) -> None:
+def plot(curve: dict, iterations: list[dict], title: str, path: Path) -> None:
+    """Three panels: PSNR and SSIM against bytes (ours at every budget, ThumbHash, BlurHash; WebP 2's
+    reference point), and PSNR against one-core seconds per image (ours at each iteration count at
+    the budget, WebP 2's reference)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, style in (("ours", "o-"), ("blurhash", "s--"), ("thumbhash", "D")):
-        pts = curve.get(name)
-        if pts:
-            ax.plot([q["bytes_mean"] for q in pts], [q["psnr_mean"] for q in pts], style, label=name)
-    ax.set_xscale("log")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     ticks = [16, 24, 32, 48, 64, 100, 150, 200, 300, 400]
-    ax.set_xticks(ticks, [str(t) for t in ticks])
-    ax.minorticks_off()
-    ax.set_xlabel("bytes (mean over the images)")
+    for ax, key, label in ((axes[0], "psnr_mean", "PSNR (dB, RGB)"), (axes[1], "ssim_mean", "SSIM")):
+        for name, style in (("ours", "o-"), ("blurhash", "s--"), ("thumbhash", "D")):
+            pts = [q for q in curve.get(name) or [] if key in q]
+            if pts:
+                ax.plot([q["bytes_mean"] for q in pts], [q[key] for q in pts], style, label=name)
+        if key == "psnr_mean":
+            ax.plot([REFERENCE["bytes_mean"]], [REFERENCE["psnr"]], "kx", ms=9, label="WebP 2 (reference figure)")
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("bytes (mean over the images)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax = axes[2]
+    ax.plot(
+        [r["seconds_median_one_core"] for r in iterations], [r["psnr_mean"] for r in iterations], "o-", label="ours"
+    )
+    for r in iterations:
+        ax.annotate(
+            f"{r['iterations']}",
+            (r["seconds_median_one_core"], r["psnr_mean"]),
+            fontsize=7,
+            xytext=(3, -9),
+            textcoords="offset points",
+        )
+    ax.plot([REFERENCE["seconds_median"]], [REFERENCE["psnr"]], "kx", ms=9, label="WebP 2 (reference figure)")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per image, median, one core (log; labels: iterations)")
     ax.set_ylabel("PSNR (dB, RGB)")
-    ax.set_title("Previews vs the web's placeholders (Kodak squares, 256x256)")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -193,6 +237,7 @@ def main() -> None:
                 "image": paths[i - 1].stem,
                 "bytes": r.num_bytes,
                 "psnr": round(psnr(dec, img), 3),
+                "ssim": round(ssim(dec, img), 4),
                 "seconds": round(r.seconds, 3),
                 "vertices": len(r.preview.vertices) + 4,
                 "colours": r.preview.num_colours,
@@ -214,6 +259,7 @@ def main() -> None:
         "psnr_mean": round(col("psnr").mean(), 3),
         "psnr_min": round(col("psnr").min(), 3),
         "psnr_max": round(col("psnr").max(), 3),
+        "ssim_mean": round(col("ssim").mean(), 4),
         "bytes_mean": round(col("bytes").mean(), 2),
         "bytes_min": int(col("bytes").min()),
         "bytes_max": int(col("bytes").max()),
@@ -233,7 +279,9 @@ def main() -> None:
     out = Path(args.out) if args.out else ROOT / "results" / "benchmarks" / "preview_encoder.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"summary": summary, "rd_curve": curve, "images": rows}, indent=1) + "\n")
-    plot(curve, out.with_suffix(".png"))
+    where = Path(args.images).name if args.images else "Kodak"
+    title = f"Previews vs the web's placeholders ({where} squares, 256x256; seconds at {args.bytes} B)"
+    plot(curve, summary["iterations_curve"], title, out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
