@@ -112,8 +112,8 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         choices=SYMMETRIES,
         default=1,
-        help="neural decoder: average the decodings of this many flips/transposes of the input (default 1; 8 gains "
-        "about 0.02 dB for 8x the time)",
+        help="neural decoder: average the decodings of this many flips/transposes of the input, with either "
+        "--backend (default 1; 8 gains about 0.02 dB for 8x the time)",
     )
     d.add_argument(
         "--backend",
@@ -319,12 +319,10 @@ def decode_command(args) -> str:
     if args.decoder != "neural" and (args.model or args.symmetries != 1 or args.backend != "jax"):
         used = "--model" if args.model else "--symmetries" if args.symmetries != 1 else "--backend"
         raise UsageError(f"{used} is for --decoder neural")
-    if args.backend == "onnx" and args.symmetries != 1:
-        raise UsageError("--symmetries is for --backend jax")
     decoder = None
     if args.decoder == "neural":
         decoder = _onnx_decoder(args.model) if args.backend == "onnx" else _neural_decoder(args.model)
-        decoder = decoder.averaged(args.symmetries) if args.backend == "jax" else decoder
+        decoder = decoder.averaged(args.symmetries)
     try:
         data = Path(args.input).read_bytes()
     except OSError as e:

@@ -11,35 +11,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trimesh_decode import SIZE, check_symmetries, raster
-from trimesh_decode.hourglass import INTERP, StackedHourglass, select_channels
+from trimesh_decode import SIZE, raster
+from trimesh_decode.hourglass import StackedHourglass, select_channels
 from trimesh_decode.meshes import Mesh, pack
+from trimesh_decode.symmetry import averaged, dihedral
 
 __all__ = ["SIZE", "dihedral", "decode_channels", "predict"]
 
 
-def dihedral(x, k: int, inverse: bool = False):
-    """Symmetry ``k`` (0..7) of the square applied to (B, H, W, C) images: a transpose if bit 4 is
-    set, then a horizontal flip (bit 1), then a vertical flip (bit 2); ``inverse=True`` undoes it.
-    The first 1, 2, 4 and 8 symmetries are subgroups (:data:`trimesh_decode.SYMMETRIES`): the
-    identity; with horizontal flips; with vertical flips too; with transposes too."""
-    steps = [(4, lambda a: jnp.swapaxes(a, 1, 2)), (1, lambda a: a[:, :, ::-1]), (2, lambda a: a[:, ::-1])]
-    for bit, f in reversed(steps) if inverse else steps:
-        if k & bit:
-            x = f(x)
-    return x
-
-
 def decode_channels(apply, channels, symmetries: int = 1):
     """``apply(x, interp)``'s decoding of the rendered channels (B, H, W, 8), averaged over the first
-    ``symmetries`` symmetries of the square: each transformed input decoded, the decodings turned
-    back and averaged. In one batch of ``symmetries * B`` (the 8 need a square input). The average
-    over a subgroup is exactly equivariant to it, whatever the network learnt."""
-    check_symmetries(symmetries)
-    b = channels.shape[0]
-    x = jnp.concatenate([dihedral(channels, k) for k in range(symmetries)])
-    y = jnp.clip(apply(x, x[..., INTERP]), 0.0, 1.0)
-    return sum(dihedral(y[k * b : (k + 1) * b], k, inverse=True) for k in range(symmetries)) / symmetries
+    ``symmetries`` symmetries of the square (:func:`trimesh_decode.symmetry.averaged`)."""
+    return averaged(apply, channels, symmetries, jnp.concatenate)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "channels", "symmetries"))

@@ -47,7 +47,6 @@ CHANNEL_SETS: dict[str, tuple[int, ...]] = {
     "no_interp": (0, 1, 5, 6, 7),  # without the interpolated image
     "interp_only": (2, 3, 4),  # the interpolated image alone
 }
-INTERP = slice(2, 5)
 
 
 def select_channels(channels: jax.Array, name: str) -> jax.Array:

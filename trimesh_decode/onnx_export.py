@@ -17,13 +17,15 @@ rounds, as :func:`trimesh_decode.decoding.predict` does).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 
-from trimesh_decode import SIZE, raster_cpu
+from trimesh_decode import SIZE, check_symmetries, raster_cpu
 from trimesh_decode.hourglass import CHANNEL_SETS
 from trimesh_decode.meshes import pack
+from trimesh_decode.symmetry import averaged
 
 __all__ = ["OPSET", "export_onnx", "OnnxDecoder"]
 
@@ -142,17 +144,30 @@ def export_onnx(decoder, path: str | Path, *, float16: bool = False) -> Path:
 
 class OnnxDecoder:
     """Decodes previews with an exported model in onnxruntime: the channels rendered by
-    :mod:`trimesh_decode.raster_cpu` (no JAX), the network, then clip and round as the JAX decoder."""
+    :mod:`trimesh_decode.raster_cpu` (no JAX), the network, then clip and round as the JAX decoder;
+    averaged over ``symmetries`` symmetries of the square as the JAX decoder averages them."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path, threads: int | None = None, symmetries: int = 1):
         import onnxruntime as ort  # lazy: the optional onnx extra
 
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
         self.path = Path(path)
+        self.threads = threads
+        self.symmetries = check_symmetries(symmetries)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        self.label = f"{self.path.stem} (onnxruntime)"
+
+    @property
+    def label(self) -> str:
+        x = "" if self.symmetries == 1 else f"_x{self.symmetries}"
+        return f"{self.path.stem}{x} (onnxruntime)"
+
+    def averaged(self, symmetries: int) -> "OnnxDecoder":
+        """The same session, decoding as the average over ``symmetries`` symmetries (1, 2, 4 or 8)."""
+        twin = copy.copy(self)
+        twin.symmetries = check_symmetries(symmetries)
+        return twin
 
     @staticmethod
     def check_installed() -> None:
@@ -162,5 +177,9 @@ class OnnxDecoder:
 
     def decode(self, previews) -> np.ndarray:
         channels = raster_cpu.decoder_channels(pack(list(previews)), SIZE, SIZE)
-        (y,) = self.session.run(["image"], {"channels": channels})
-        return np.clip(np.round(np.clip(y, 0.0, 1.0) * 255.0), 0, 255).astype(np.uint8)
+
+        def apply(x, interp):  # the graph takes the interpolated channels from its input
+            return self.session.run(["image"], {"channels": np.ascontiguousarray(x)})[0]
+
+        y = averaged(apply, channels, self.symmetries, np.concatenate)
+        return np.clip(np.round(y * 255.0), 0, 255).astype(np.uint8)

@@ -28,8 +28,8 @@ import optax
 
 from compat import metrics
 from compat.trainer import Task, apply_gradients, guard_update
-from trimesh_decode import SIZE, raster
-from trimesh_decode.hourglass import CHANNEL_SETS, INTERP, StackedHourglass, select_channels, widen
+from trimesh_decode import INTERP, SIZE, raster
+from trimesh_decode.hourglass import CHANNEL_SETS, StackedHourglass, select_channels, widen
 from trimesh_decode.meshes import MESH_KEYS, Mesh
 from trimesh_decode.models import load_model
 from trimesh_decode.pipeline import preview_batches
