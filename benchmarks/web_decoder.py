@@ -2,12 +2,14 @@
 headless Chromium (web/index.html measures itself), against the Python decoder
 (``raster_cpu.interpolate``, numba, one thread) on the same previews in the same run; and the file's
 gzipped size (the minified size needs terser: ``npx terser web/tri.mjs --module -c -m | gzip -9 | wc -c``).
-And the neural decoder (the shipped ``mobile`` exported as the web's float16 ONNX file): milliseconds
-per preview in Chromium through onnxruntime-web (web/index.html measures itself, wasm, 1 thread and
-the page's default), against onnxruntime in Python (``OnnxDecoder``, one thread) in the same run;
-needs the onnx extra and ``npm ci --prefix web``. Writes results/benchmarks/web_decoder.json.
+And the neural decoders (each shipped model of ``--models``, default ``mobile`` and the browser's
+``mobile_web``, exported as the web's float16 ONNX file): milliseconds per preview in Chromium
+through onnxruntime-web (web/index.html measures itself, wasm, 1 thread and the page's default),
+against onnxruntime in Python (``OnnxDecoder``, one thread) in the same run, and each network's
+multiply-adds; needs the onnx extra and ``npm ci --prefix web``. Writes
+results/benchmarks/web_decoder.json.
 
-    python benchmarks/web_decoder.py [--seconds 2]
+    python benchmarks/web_decoder.py [--seconds 2] [--models mobile,mobile_web]
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ def chromium_rate() -> float | None:
     return float(m.group(1)) if m else None
 
 
-def neural_ms(seconds: float) -> dict:
-    """ms per preview: onnxruntime (Python, one thread, channels included) and the page in Chromium."""
+def neural_ms(seconds: float, name: str) -> dict:
+    """ms per preview of the shipped model ``name``: onnxruntime (Python, one thread, channels
+    included) and the page in Chromium (wasm, 1 thread and the page's default)."""
     import tempfile
 
     from launch.check_report import evaluate_served, find_browser
@@ -87,7 +90,9 @@ def neural_ms(seconds: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp)
         (site / "models").mkdir()
-        model = export_onnx(load_model("mobile"), site / "models" / "mobile.onnx", float16=True)
+        decoder = load_model(name)
+        out["multiply_adds_g"] = round(multiply_adds(decoder.settings) / 1e9, 3)
+        model = export_onnx(decoder, site / "models" / f"{name}.onnx", float16=True)
         out["onnx_float16_mib"] = round(model.stat().st_size / 2**20, 2)
         dec = OnnxDecoder(model, threads=1)
         previews = [from_bytes(p.read_bytes()) for p in PHOTOS]
@@ -101,10 +106,10 @@ def neural_ms(seconds: float) -> dict:
         out["onnxruntime_python_1_thread_ms"] = round(1000 * float(sorted(times)[len(times) // 2]), 1)
         if find_browser() is None or not (WEB / "node_modules" / "onnxruntime-web").is_dir():
             return out
-        for name in ("index.html", "page.mjs", "tri.mjs", "neural.mjs", "node_modules"):
-            (site / name).symlink_to(WEB / name)
-        for label, query in (("1_thread", "?threads=1"), ("default_threads", "")):
-            dom = evaluate_served(site, "index.html" + query, "document.body.dataset.neural")
+        for part in ("index.html", "page.mjs", "tri.mjs", "neural.mjs", "node_modules"):
+            (site / part).symlink_to(WEB / part)
+        for label, query in (("1_thread", "&threads=1"), ("default_threads", "")):
+            dom = evaluate_served(site, f"index.html?model=models/{name}.onnx" + query, "document.body.dataset.neural")
             ms = re.search(r'data-neural-ms="([0-9.]+)"', dom)
             threads = re.search(r'data-neural-threads="([0-9]+)"', dom)
             out[f"chromium_wasm_{label}_ms"] = float(ms.group(1)) if ms else None
@@ -115,9 +120,30 @@ def neural_ms(seconds: float) -> dict:
     return out
 
 
+def multiply_adds(settings: dict, size: int = 256) -> int:
+    """Multiply-adds of one decoding by the hourglass of ``settings`` (width, stacks, depth) at
+    ``size`` x ``size``: the convolutions (stem 7x7/2 on 8 channels and 3x3/2; per level a 3x3
+    skip, a 3x3 after SpaceToDepth(2), a 3x3 after DepthToSpace(2); the bottom 3x3; the heads' 1x1)."""
+    w, stacks, depth = settings["width"], settings["stacks"], settings["depth"]
+    s = size // 2
+    total = 49 * 8 * w * s * s
+    s //= 2
+    total += 9 * w * w * s * s
+    glass, side = 0, s
+    for _ in range(depth):
+        glass += 9 * w * w * side * side  # skip
+        glass += 9 * 4 * w * w * (side // 2) ** 2  # down, after SpaceToDepth(2)
+        glass += 9 * (w // 4) * w * side * side  # up, after DepthToSpace(2)
+        side //= 2
+    glass += 9 * w * w * side * side  # bottom
+    head = (w // 16) * 3 * size * size
+    return total + stacks * (glass + head)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=2.0, help="how long each rate is measured")
+    ap.add_argument("--models", default="mobile,mobile_web", help="the shipped neural decoders to time")
     args = ap.parse_args()
     py = python_rate(args.seconds)
     res = {
@@ -129,7 +155,7 @@ def main() -> None:
         res[f"{name}_per_s"] = None if rate is None else round(rate, 1)
         res[f"{name}_ratio_to_python"] = None if rate is None else round(rate / py, 2)
     try:
-        res["neural"] = neural_ms(args.seconds)
+        res["neural"] = {name: neural_ms(args.seconds, name) for name in args.models.split(",")}
     except ImportError:
         res["neural"] = None  # the onnx extra is not installed
     print(json.dumps(res, indent=1))

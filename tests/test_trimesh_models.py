@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 
-@pytest.mark.parametrize("name", ["mobile", "mobile_perceptual", "mobile_photos126"])
+@pytest.mark.parametrize("name", ["mobile", "mobile_perceptual", "mobile_photos126", "mobile_web"])
 def test_each_shipped_decoder_records_its_command_config_and_held_out_evaluation(name):
     from trimesh_decode.models import list_models, load_model
     from trimesh_decode.settings import upgrade_config

@@ -99,10 +99,10 @@ def _rgba(tag: str, key: str) -> np.ndarray:
 
 
 def test_the_page_replaces_each_preview_by_the_neural_decoding_of_onnxruntime_web(tmp_path):
-    """web/index.html with the shipped mobile decoder exported as the web's float16 ONNX file: after
-    the plain decodings, every canvas holds onnxruntime-web's neural decoding, which is what
-    onnxruntime gives from the same file in Python (within 1 level: wasm sums in another order), and
-    the page states the time per preview."""
+    """web/index.html with its default model, the shipped mobile_web decoder exported as the web's
+    float16 ONNX file: after the plain decodings, every canvas holds onnxruntime-web's neural
+    decoding, which is what onnxruntime gives from the same file in Python (within 1 level: wasm
+    sums in another order), and the page states the time per preview."""
     import re
 
     pytest.importorskip("onnxruntime", reason="the onnx extra (pip install -e '.[onnx]') is not installed")
@@ -119,7 +119,7 @@ def test_the_page_replaces_each_preview_by_the_neural_decoding_of_onnxruntime_we
     (site / "models").mkdir(parents=True)
     for name in ("index.html", "page.mjs", "tri.mjs", "neural.mjs", "node_modules"):
         (site / name).symlink_to(WEB / name)
-    model = export_onnx(load_model("mobile"), site / "models" / "mobile.onnx", float16=True)
+    model = export_onnx(load_model("mobile_web"), site / "models" / "mobile_web.onnx", float16=True)
     dom = evaluate_served(site, "index.html?export=1", "document.body.dataset.neural")
     assert 'data-neural="done"' in dom, re.search(r'<p id="neural">(.*?)</p>', dom, re.S).group(1)
     assert float(re.search(r'data-neural-ms="([0-9.]+)"', dom).group(1)) > 0

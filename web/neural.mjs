@@ -1,7 +1,9 @@
 // neural.mjs: the neural decoder of compat-codecs triangle previews, in the browser (or Node).
 //
 // The same bitstream as tri.mjs, decoded by the stacked-hourglass network exported with
-//   python -m trimesh_decode.models export-onnx mobile --float16 -o web/models/mobile.onnx
+//   python -m trimesh_decode.models export-onnx mobile_web --float16 -o web/models/mobile_web.onnx
+// (mobile_web: 32 filters, sized for the browser's CPU back end; `mobile`, 64 filters, decodes
+// slightly better at three times the multiply-adds)
 // and run by onnxruntime-web (passed in, so that this module has no import of its own beyond
 // tri.mjs). The network's input is the preview's 8 channels at 256x256, rendered here exactly as
 // trimesh_decode.raster_cpu.decoder_channels renders them: 0 edge map (pixels whose right or lower
@@ -10,7 +12,7 @@
 //
 //   import * as ort from "./node_modules/onnxruntime-web/dist/ort.wasm.min.mjs";
 //   import { NeuralDecoder } from "./neural.mjs";
-//   const neural = await NeuralDecoder.create(ort, "models/mobile.onnx");
+//   const neural = await NeuralDecoder.create(ort, "models/mobile_web.onnx");
 //   const { width, height, data } = await neural.decode(bytes); // RGBA, ImageData-ready
 
 import { parsePreview, render, roundHalfEven } from "./tri.mjs";

@@ -1,7 +1,7 @@
 // page.mjs: web/index.html's script. Every <canvas data-tri="(base64 preview)"> is decoded at once
 // by tri.mjs (the plain decoder), the plain decoding speed is measured, and then each canvas is
 // replaced by the neural decoding (neural.mjs on onnxruntime-web), with the time per preview.
-// Query: ?model=URL (default models/mobile.onnx), ?ep=wasm|webgpu (default: webgpu where the
+// Query: ?model=URL (default models/mobile_web.onnx), ?ep=wasm|webgpu (default: webgpu where the
 // browser offers a GPU adapter), ?threads=N (default: up to 4 where the page is
 // cross-origin isolated, else 1), ?export=1 (each canvas's pixels as base64 in
 // data-rgba and data-neural-rgba, for tests/test_web.py).
@@ -65,11 +65,11 @@ async function neural() {
   // ?ep= asks for one
   const gpu = typeof navigator.gpu !== "undefined" && (await navigator.gpu.requestAdapter().catch(() => null));
   const eps = params.has("ep") ? [params.get("ep")] : gpu ? ["webgpu", "wasm"] : ["wasm"];
-  const url = params.get("model") ?? "models/mobile.onnx";
+  const url = params.get("model") ?? "models/mobile_web.onnx";
   const response = await fetch(url).catch(() => null);
   if (!response || !response.ok) {
     return unavailable(
-      `no model at ${url} (python -m trimesh_decode.models export-onnx mobile --float16 -o web/models/mobile.onnx)`,
+      `no model at ${url} (python -m trimesh_decode.models export-onnx mobile_web --float16 -o web/models/mobile_web.onnx)`,
     );
   }
   const model = new Uint8Array(await response.arrayBuffer());
