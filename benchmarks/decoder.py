@@ -1,8 +1,9 @@
-"""Neural decoder speed: ms per 256x256 preview on one CPU core (goal for ``mobile``: <= 50 ms), and
+"""Neural decoder speed: ms per 256x256 preview on one CPU core (goal for ``mobile``: <= 50 ms; also
+``mobile_web``, the same network at 32 filters, and ``paper``), and
 training images/s, against interpolation decoding of the same previews measured in the same run.
 
 Decoding: batch 1, channels rendered from the preview plus the network, jit-compiled (compile
-excluded), median of ``--repeats``; for ``mobile`` also the network exported to ONNX in onnxruntime
+excluded), median of ``--repeats``; for ``mobile`` and ``mobile_web`` also the network exported to ONNX in onnxruntime
 (channels rendered by raster_cpu; ``decode --backend onnx``), against the JAX figure; one core
 means the process is pinned to one CPU and XLA runs
 single-threaded. Loading (one core): ms per training element on the host - the crop's PNG read, the
@@ -58,8 +59,8 @@ def decoding(repeats: int) -> dict:
     preview = random_preview(rng, 64, 64, 170, 8)
     mesh = raster.pack([preview])
     out = {"interp_ms": round(_median_ms(lambda: raster.render(mesh, 256, 256), repeats), 2)}
-    for name, width in (("mobile", 64), ("paper", 256)):
-        model = StackedHourglass(width=width, stacks=2, output="residual" if name == "mobile" else "image")
+    for name, width in (("mobile", 64), ("mobile_web", 32), ("paper", 256)):
+        model = StackedHourglass(width=width, stacks=2, output="image" if name == "paper" else "residual")
         v = model.init(jax.random.key(0), jnp.zeros((1, 256, 256, 8)), interp=jnp.zeros((1, 256, 256, 3)))
         params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v["params"]))
         ms = _median_ms(lambda: _predict(v, mesh, model, "all"), max(3, repeats // (4 if name == "paper" else 1)))
@@ -72,16 +73,17 @@ def decoding(repeats: int) -> dict:
             ms8 = _median_ms(lambda: _predict(v, mesh, model, "all", 8), max(3, repeats // 4))
             out[name]["ms_per_preview_x8"] = round(ms8, 1)
             out[name]["ratio_x8_to_single"] = round(ms8 / ms, 1)
-            onnx_ms = _onnx_ms(v, preview, repeats)
+        if name != "paper":
+            onnx_ms = _onnx_ms(v, width, preview, repeats)
             if onnx_ms is not None:  # the same network exported, in onnxruntime (decode --backend onnx)
                 out[name]["onnx_ms_per_preview"] = round(onnx_ms, 1)
                 out[name]["onnx_ratio_to_jax"] = round(onnx_ms / ms, 2)
     return out
 
 
-def _onnx_ms(variables, preview, repeats: int) -> float | None:
-    """ms per preview of ``mobile``'s shape exported to ONNX, onnxruntime on one thread; None without
-    the onnx extra."""
+def _onnx_ms(variables, width: int, preview, repeats: int) -> float | None:
+    """ms per preview of the residual hourglass of ``width`` filters (``mobile``'s shape at 64,
+    ``mobile_web``'s at 32) exported to ONNX, onnxruntime on one thread; None without the onnx extra."""
     import tempfile
 
     try:
@@ -91,9 +93,9 @@ def _onnx_ms(variables, preview, repeats: int) -> float | None:
         OnnxDecoder.check_installed()
     except ImportError:
         return None
-    settings = {"width": 64, "stacks": 2, "depth": 4, "channels": "all", "output": "residual"}
+    settings = {"width": width, "stacks": 2, "depth": 4, "channels": "all", "output": "residual"}
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(NeuralDecoder("mobile", variables, settings, {}), Path(tmp) / "m.onnx")
+        path = export_onnx(NeuralDecoder(f"w{width}", variables, settings, {}), Path(tmp) / "m.onnx")
         dec = OnnxDecoder(path, threads=1)
         return _median_ms(lambda: dec.decode([preview]), repeats)
 
