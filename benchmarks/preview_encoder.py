@@ -153,6 +153,19 @@ def iterations_curve(images, budget: int, cfg) -> list[dict]:
     return rows
 
 
+def seconds_curve(ax, rows: list[dict], style: str, label: str) -> None:
+    """PSNR against median one-core seconds, each point labelled with its iteration count."""
+    ax.plot([r["seconds_median_one_core"] for r in rows], [r["psnr_mean"] for r in rows], style, label=label)
+    for r in rows:
+        ax.annotate(
+            str(r["iterations"]),
+            (r["seconds_median_one_core"], r["psnr_mean"]),
+            fontsize=7,
+            xytext=(3, -9),
+            textcoords="offset points",
+        )
+
+
 def plot(curve: dict, iterations: list[dict], title: str, path: Path) -> None:
     """Three panels: PSNR and SSIM against bytes (ours at every budget, ThumbHash, BlurHash; WebP 2's
     reference point), and PSNR against one-core seconds per image (ours at each iteration count at
@@ -179,17 +192,7 @@ def plot(curve: dict, iterations: list[dict], title: str, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     ax = axes[2]
-    ax.plot(
-        [r["seconds_median_one_core"] for r in iterations], [r["psnr_mean"] for r in iterations], "o-", label="ours"
-    )
-    for r in iterations:
-        ax.annotate(
-            f"{r['iterations']}",
-            (r["seconds_median_one_core"], r["psnr_mean"]),
-            fontsize=7,
-            xytext=(3, -9),
-            textcoords="offset points",
-        )
+    seconds_curve(ax, iterations, "o-", "ours")
     ax.plot([REFERENCE["seconds_median"]], [REFERENCE["psnr"]], "kx", ms=9, label="WebP 2 (reference figure)")
     ax.set_xscale("log")
     ax.set_xlabel("seconds per image, median, one core (log; labels: iterations)")

@@ -75,8 +75,8 @@ def _worker(tree: str, images_npz: str, iterations: str, budget: int, out: str, 
     Path(out).write_text(json.dumps({"default_iterations": default, "rows": rows}))
 
 
-def _run_tree(tree: Path, images_npz: Path, iterations: str, budget: int, core: int, tmp: Path) -> dict:
-    out = tmp / f"rows_{abs(hash(str(tree)))}.json"
+def _run_tree(label: str, tree: Path, images_npz: Path, iterations: str, budget: int, core: int, tmp: Path) -> dict:
+    out = tmp / f"rows_{label}.json"
     cmd = [
         sys.executable,
         __file__,
@@ -107,9 +107,8 @@ def _export(rev: str, dest: Path) -> str:
 def _score(raw: dict, images: np.ndarray, who: str) -> list[dict]:
     """Decode every preview with the current plain decoder; rows per iteration count."""
     # imported here, not at the top: the worker must import trimesh_decode from its own tree
-    from preview_encoder import psnr
+    from preview_encoder import psnr, ssim
 
-    from compat import metrics
     from trimesh_decode import raster_cpu
     from trimesh_decode.bitstream import from_bytes
 
@@ -121,7 +120,7 @@ def _score(raw: dict, images: np.ndarray, who: str) -> list[dict]:
         dec = np.stack([raster_cpu.interpolate(from_bytes(bytes.fromhex(r["data"])), 256) for r in rs])
         ref = images[[r["image"] for r in rs]]
         ps = [psnr(d, o) for d, o in zip(dec, ref)]
-        ss = [float(metrics.ssim(d.astype(np.float32), o.astype(np.float32))) for d, o in zip(dec, ref)]
+        ss = [ssim(d, o) for d, o in zip(dec, ref)]
         secs = [r["seconds"] for r in rs]
         out.append(
             {
@@ -180,21 +179,14 @@ def verdict(past: list[dict], now: list[dict], goal_seconds: float = 0.5) -> dic
 
 def plot(past: list[dict], now: list[dict], rev: str, title: str, path: Path) -> None:
     import matplotlib
+    from preview_encoder import seconds_curve
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for rows, label, style in ((past, f"encoder at {rev}", "s--"), (now, "current encoder", "o-")):
-        ax.plot([r["seconds_median_one_core"] for r in rows], [r["psnr_mean"] for r in rows], style, label=label)
-        for r in rows:
-            ax.annotate(
-                str(r["iterations"]),
-                (r["seconds_median_one_core"], r["psnr_mean"]),
-                fontsize=7,
-                xytext=(3, -9),
-                textcoords="offset points",
-            )
+        seconds_curve(ax, rows, style, label)
     d = next(r for r in now if r["default"])
     ax.plot([d["seconds_median_one_core"]], [d["psnr_mean"]], "r*", ms=12, label="current default")
     ax.axvline(0.5, color="grey", lw=0.8, ls=":")
@@ -244,8 +236,8 @@ def main() -> None:
         np.savez(tmp / "images.npz", images=images)
         sha = _export(args.rev, tmp / "past")
         print(f"{len(images)} images from {folder}; earlier code {sha[:12]}", flush=True)
-        raw_past = _run_tree(tmp / "past", tmp / "images.npz", args.past, args.bytes, args.core, tmp)
-        raw_now = _run_tree(ROOT, tmp / "images.npz", args.now, args.bytes, args.core, tmp)
+        raw_past = _run_tree("past", tmp / "past", tmp / "images.npz", args.past, args.bytes, args.core, tmp)
+        raw_now = _run_tree("now", ROOT, tmp / "images.npz", args.now, args.bytes, args.core, tmp)
     past = _score(raw_past, images, args.rev)
     now = _score(raw_now, images, "current")
     v = verdict(past, now)

@@ -154,7 +154,6 @@ class OnnxDecoder:
         if threads:
             opts.intra_op_num_threads = threads
         self.path = Path(path)
-        self.threads = threads
         self.symmetries = check_symmetries(symmetries)
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 
