@@ -27,6 +27,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -189,8 +190,9 @@ HUFFMAN = {
 
 def family(model_name: str) -> str:
     """The variant a model belongs to: its name without the ``_lam<lambda>`` suffix
-    (``attention_lam0.01`` -> ``attention``, ``qtables_lam0.1`` -> ``qtables``)."""
-    return model_name.rsplit("_lam", 1)[0]
+    (``attention_lam0.01`` -> ``attention``, ``qtables_lam0.1`` -> ``qtables``) or the ``_q<quality>``
+    suffix of fitted tables (``qtables_msssim_q40`` -> ``qtables_msssim``)."""
+    return re.sub(r"_(lam[0-9.e+-]+|q[0-9]+)$", "", model_name)
 
 
 def is_learned(codec: str) -> bool:

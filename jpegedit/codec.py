@@ -37,6 +37,8 @@ __all__ = [
     "CHROMA_MODES",
     "STD_LUMA_TABLE",
     "STD_CHROMA_TABLE",
+    "MOZJPEG_TABLE",
+    "TABLE_BASES",
     "Coefficients",
     "quality_scale",
     "quality_to_tables",
@@ -90,6 +92,25 @@ STD_CHROMA_TABLE[:4, :4] = [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99]
 STD_LUMA_TABLE.setflags(write=False)
 STD_CHROMA_TABLE.setflags(write=False)
 
+# mozjpeg's default table (its quant_tbl_master_idx 3, N. Robidoux's table for ImageMagick), for luma
+# and chroma alike, scaled by the same IJG quality factor; tests/test_codec.py checks it against
+# jpeglib's mozjpeg 4.0.3 at every quality.
+MOZJPEG_TABLE = np.array(
+    [
+        [16, 16, 16, 18, 25, 37, 56, 85],
+        [16, 17, 20, 27, 34, 40, 53, 75],
+        [16, 20, 24, 31, 43, 62, 91, 135],
+        [18, 27, 31, 40, 53, 74, 106, 156],
+        [25, 34, 43, 53, 69, 94, 131, 189],
+        [37, 40, 62, 74, 94, 124, 169, 238],
+        [56, 53, 91, 106, 131, 169, 226, 311],
+        [85, 75, 135, 156, 189, 238, 311, 418],
+    ],
+    dtype=np.int32,
+)
+MOZJPEG_TABLE.setflags(write=False)
+TABLE_BASES = {"ijg": (STD_LUMA_TABLE, STD_CHROMA_TABLE), "mozjpeg": (MOZJPEG_TABLE, MOZJPEG_TABLE)}
+
 
 def quality_scale(quality: int) -> int:
     """IJG quality (1..100) to libjpeg's percentage scale factor (``jpeg_quality_scaling``)."""
@@ -100,14 +121,17 @@ def quality_scale(quality: int) -> int:
     return 5000 // quality if quality < 50 else 200 - 2 * quality
 
 
-def quality_to_tables(quality: int, *, baseline: bool = True) -> np.ndarray:
-    """The ``(2, 8, 8)`` int32 tables (luma, chroma) libjpeg uses at IJG ``quality``.
+def quality_to_tables(quality: int, *, baseline: bool = True, base: str = "ijg") -> np.ndarray:
+    """The ``(2, 8, 8)`` int32 tables (luma, chroma) libjpeg uses at IJG ``quality``
+    (``base="mozjpeg"``: mozjpeg's default tables, :data:`MOZJPEG_TABLE`, at that quality).
 
     ``(basic * scale + 50) // 100`` clamped to 1..32767, and to 1..255 when ``baseline`` (what
     ``jpeg_set_quality(cinfo, quality, TRUE)`` does, and what Pillow calls).
     """
+    if base not in TABLE_BASES:
+        raise ValueError(f"base must be one of {', '.join(TABLE_BASES)}, got {base!r}")
     scale = quality_scale(quality)
-    tables = (np.stack([STD_LUMA_TABLE, STD_CHROMA_TABLE]).astype(np.int64) * scale + 50) // 100
+    tables = (np.stack(TABLE_BASES[base]).astype(np.int64) * scale + 50) // 100
     return np.clip(tables, 1, 255 if baseline else 32767).astype(np.int32)
 
 

@@ -45,7 +45,8 @@ def base_config():
             "head": "linear",
             "hidden": 128,
         }
-    )  # init: start from a shipped / exported model's tables and head (name or .npz), e.g. to refine it;
+    )  # init: start from a shipped / exported model's tables and head (name or .npz), e.g. to refine it,
+    # or from a standard encoder's tables at an IJG quality ("mozjpeg:40", "ijg:75");
     # identity_head: a head that starts at A = sigmoid(5) = 0.993 everywhere (zero kernel), i.e. from the
     # files of the Q-tables the model starts with, instead of a random head's A ~ 0.5 (which halves every
     # coefficient, DC included, before training can undo it)
@@ -107,6 +108,9 @@ def validate_config(config) -> None:
             f"loss.distortion='ms_ssim' needs crops of at least 176 pixels (5 scales of an 11x11 window), "
             f"got data.crop={config.data.crop}"
         )
+    base, sep, quality = config.model.init.partition(":")
+    if sep and base in codec.TABLE_BASES and not (quality.isdigit() and 1 <= int(quality) <= 100):
+        raise ConfigError(f"model.init={config.model.init!r}: the quality after {base}: must be an integer in 1..100")
     if config.model.backbone == "vgg19" and not config.model.backbone_weights:
         raise ConfigError(
             "model.backbone='vgg19' needs model.backbone_weights (the path of vgg19-*.pth or a Keras .h5)"

@@ -26,7 +26,7 @@ ATT_LAMS=${ATT_LAMS-"0.001 0.003 0.006 0.01 0.02 0.03 0.1 0.3"}  # stage 2 (1: Q
 BITS_LAMS=${BITS_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}
 BITS_ATT_LAMS=${BITS_ATT_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}
 LITE_LAMS=${LITE_LAMS-"0.0003 0.0006 0.001 0.002 0.004 0.01 0.03"}  # attention_lite0_lam*
-MS_LAMS=${MS_LAMS-"0.001 0.002 0.004 0.01 0.03"}  # --tune ms-ssim
+MS_LAMS=${MS_LAMS-"0.001 0.002 0.004"}  # --tune ms-ssim below ~0.4 bpp (above it: launch/fit_msssim_tables.py)
 LPIPS_LAMS=${LPIPS_LAMS-"0.001 0.004 0.01 0.03"}  # --tune lpips
 LPIPS_GAMMA=${LPIPS_GAMMA:-1000}
 RUNS=${RUNS:-runs}
@@ -68,6 +68,9 @@ done
 
 # --tune ms-ssim (qtables_msssim_lam*): the bits Q-tables of the same lambda trained 300 more steps on
 # loss.distortion=ms_ssim (batch 4 of 176x176 crops: MS-SSIM's five scales need 161 px; ~4 min each).
+# These serve the low rates. Above ~0.4 bpp this training loses to mozjpeg's own tables on real files
+# (lambda 0.01 and 0.03, shipped until 2026-12-07, are in git history), so the family's finer tables,
+# qtables_msssim_q*, are fitted on real files by `python launch/fit_msssim_tables.py -o jpegedit/models --force`.
 # (lambda 0.1 from the 0.03 bits tables was tried and dropped: above 1 bpp its files were worse in
 # MS-SSIM than 0.03's tables scaled finer, BD-rate against mozjpeg +45% against +14%.)
 for lam in $MS_LAMS; do
@@ -77,6 +80,9 @@ done
 
 # --tune lpips (qtables_lpips_lam*): the MS-SSIM Q-tables of the same lambda trained 300 more steps on
 # 1300 (1 - MS-SSIM) + gamma * LPIPS (AlexNet; the paper's perceptual term), batch 4 of 176x176 crops.
+# (lambda 0.01 and 0.03 started from qtables_msssim_lam0.01 / 0.03, no longer shipped: to retrain them,
+# git show 344a992:jpegedit/models/qtables_msssim_lam0.01.npz > runs/qtables_msssim_lam0.01.npz (and its
+# .json) and set model.init to that path.)
 # (From the bits tables on MSE + gamma LPIPS they came out worse in LPIPS than the MS-SSIM tables.)
 for lam in $LPIPS_LAMS; do
   train_and_export "configs/jpegedit/qtables_only.py:lam=$lam,rate=bits,loss.distortion=ms_ssim,loss.gamma=$LPIPS_GAMMA,steps=300,batch_size=4,data.crop=176,model.init=qtables_msssim_lam$lam,optim.lr=0.0003,optim.cosine=true,log_every=50,checkpoint_every=100" \

@@ -36,6 +36,22 @@ def test_quality_tables_clamp_to_baseline_and_reject_bad_qualities():
             codec.quality_to_tables(bad)
     with pytest.raises(TypeError):
         codec.quality_to_tables(50.5)
+    with pytest.raises(ValueError, match="base must be one of ijg, mozjpeg"):
+        codec.quality_to_tables(50, base="jpegli")
+
+
+def test_mozjpeg_base_gives_the_tables_mozjpeg_writes_at_every_quality(tmp_path):
+    import jpeglib
+
+    image = np.zeros((16, 16, 3), np.uint8)
+    for q in range(1, 101):
+        with jpeglib.version("mozjpeg403"):
+            im = jpeglib.from_spatial(image)
+            im.samp_factor = "4:4:4"
+            im.write_spatial(str(tmp_path / "m.jpg"), qt=q)
+            written = np.asarray(jpeglib.read_dct(str(tmp_path / "m.jpg")).qt)[:2]
+        np.testing.assert_array_equal(codec.quality_to_tables(q, baseline=False, base="mozjpeg"), written, f"q{q}")
+    assert codec.quality_to_tables(20, base="mozjpeg").max() == 255  # the baseline clamp
 
 
 # --- the exact path --------------------------------------------------------------------------

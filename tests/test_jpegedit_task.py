@@ -9,7 +9,7 @@ from jax.sharding import Mesh
 from jpeg_helpers import jpeg_batch, jpeg_config
 
 from compat import sharding as meshlib
-from jpegedit import network, task
+from jpegedit import codec, network, task
 
 
 def _step_on(devices, config, state0, batch):
@@ -115,6 +115,23 @@ def test_training_can_start_from_a_shipped_model_and_read_a_subset_of_a_folder(t
         Image.fromarray(np.full((40, 40, 3), i * 40, np.uint8)).save(tmp_path / f"kodim{i:02d}.png")
     got = datalib.training_images(tmp_path, include=["kodim0[3-4].png"])
     assert [p[-11:] for p in got] == ["kodim03.png", "kodim04.png"]
+
+
+def test_training_can_start_from_a_standard_encoders_tables_and_refuses_a_bad_quality():
+    from compat.config import ConfigError
+    from jpegedit.settings import validate_config
+
+    c = jpeg_config()
+    c.model.init = "mozjpeg:40"
+    params, _ = task.init_params(c, jax.random.key(0))
+    np.testing.assert_array_equal(network.export_tables(params["q"]), codec.quality_to_tables(40, base="mozjpeg"))
+    c.model.init = "ijg:75"
+    params, _ = task.init_params(c, jax.random.key(0))
+    np.testing.assert_array_equal(network.export_tables(params["q"]), codec.quality_to_tables(75))
+    for bad in ("mozjpeg:0", "mozjpeg:x", "ijg:"):
+        c.model.init = bad
+        with pytest.raises(ConfigError, match="integer in 1..100"):
+            validate_config(c)
 
 
 def test_the_refinement_config_trains_on_kodim13_to_24_from_the_shipped_model():
