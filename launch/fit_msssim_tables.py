@@ -126,10 +126,10 @@ def _floats(s: str) -> list[float]:
     try:
         return [float(v) for v in s.split(",") if v]
     except ValueError:
-        raise UsageError(f"expected comma-separated numbers, got {s!r}") from None
+        raise ValueError(f"expected comma-separated numbers, got {s!r}") from None
 
 
-def command(args) -> str:
+def fit_command(args) -> str:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out} is not a folder")
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chromas", default="0.85,1", help="chroma factors to try (default 0.85,1)")
     p.add_argument("--alphas", default="0.2,0.3", help="trellis rate weights to try (default 0.2,0.3)")
     p.add_argument("--qualities", default="18,27,40,60", help="the models to write (default 18,27,40,60)")
-    return run(p.prog, p, command, argv, expected=(FileNotFoundError, ValueError))
+    return run(p.prog, p, fit_command, argv, expected=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":
