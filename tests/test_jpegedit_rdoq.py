@@ -161,3 +161,24 @@ def test_the_quality_dial_is_monotone_in_bytes_along_the_ladder(photo):
     )  # scaled beyond both ends
     sizes = [len(encoder.encode_learned(x, models, quality=q).data) for q in (1, 25, 50, 75, 100)]
     assert sizes == sorted(sizes) and sizes[-1] > 4 * sizes[0]
+
+
+def test_tune_ms_ssim_ladder_grows_in_bytes_and_more_bytes_never_give_a_lower_ms_ssim(photo):
+    from jpegedit.scoring import score
+
+    x = photo[:176, :224]  # MS-SSIM's five scales need 161 px
+    models = encoder.choose_models(tune="ms-ssim")
+    assert {m.name.rsplit("_", 1)[1][0] for m in models} == {"l", "q"}  # trained (lam) and fitted (q) tables
+    trellis = encoder.TRELLIS_BY_TUNE["ms-ssim"]
+    sizes = [
+        len(encoder.encode_learned(x, models, quality=q, trellis=trellis, tune="ms-ssim").data)
+        for q in (1, 30, 50, 70, 100)
+    ]
+    assert sizes == sorted(sizes) and sizes[-1] > 4 * sizes[0]
+    last = -np.inf
+    for target in (0.3, 0.6, 1.2):
+        e = encoder.encode_learned(x, models, target, trellis=trellis, tune="ms-ssim")
+        assert 8 * len(e.data) / (x.shape[0] * x.shape[1]) <= target
+        value = score(x, e.data)["ms_ssim"]
+        assert value >= last
+        last = value
