@@ -19,7 +19,7 @@ from PIL import Image
 
 from compat.cli import OneLineParser, UsageError, check_output_file, check_output_folder, run_subcommand, write_atomic
 from compat.images import load_folder, load_image
-from jpegedit import baselines, codec, encoder, jpegfile, libjpeg, report
+from jpegedit import baselines, codec, encoder, jpegfile, libjpeg, report, scoring
 from jpegedit.models import SHIPPED_BACKBONES, list_models
 
 EXAMPLE = """examples:
@@ -286,7 +286,13 @@ def encode_command(args: argparse.Namespace) -> str:
     h, w = image.shape[:2]
     err = np.mean((image.astype(np.float64) - decoded) ** 2)
     psnr = 10 * np.log10(255.0**2 / err) if err > 0 else float("inf")
-    head = f"{what} -> {out}: {len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp, PSNR {psnr:.2f} dB, {seconds:.2f} s"
+    tuned = ""
+    if args.tune != "psnr" and min(h, w) >= encoder.MIN_SIDE[args.tune]:  # the metric the file was tuned for
+        key = args.tune.replace("-", "_")
+        value = scoring.score(image, data, lpips=key == "lpips", ms_ssim=key == "ms_ssim", decoded=decoded)[key]
+        tuned = f", {args.tune.upper()} {value:.4f}"
+    size = f"{len(data)} bytes, {8 * len(data) / (h * w):.3f} bpp"
+    head = f"{what} -> {out}: {size}, PSNR {psnr:.2f} dB{tuned}, {seconds:.2f} s"
     if fallback is not None:
         return f"{head} ({fallback}: it scores higher than every learned file within the target)"
     if model is not None:

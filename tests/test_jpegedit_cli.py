@@ -216,7 +216,10 @@ def test_target_bpp_between_two_trained_lambdas_finds_a_better_file_than_the_mod
 def test_tune_ms_ssim_encodes_with_the_tables_trained_on_ms_ssim(png, tmp_path, capsys):
     out = tmp_path / "m.jpg"
     assert cli.main(["encode", str(png), "-o", str(out), "--tune", "ms-ssim", "--lambda", "0.004"]) == 0
-    assert "learned model qtables_msssim_lam0.004: Q-tables" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "learned model qtables_msssim_lam0.004: Q-tables" in said
+    ms = scoring.score(np.asarray(Image.open(png).convert("RGB")), out.read_bytes())["ms_ssim"]
+    assert f"MS-SSIM {ms:.4f}" in said  # the metric it was tuned for, beside PSNR
     ms_tables = jpegfile.read_coefficients(out.read_bytes())[1]
     assert cli.main(["encode", str(png), "-o", str(tmp_path / "p.jpg"), "--lambda", "0.004"]) == 0
     assert "attention_lite0_lam0.004" in capsys.readouterr().out
