@@ -93,5 +93,12 @@ def test_export_onnx_and_decode_with_the_onnx_backend_from_the_command_line(tmp_
     assert "mobile_x8 (onnxruntime)" in capsys.readouterr().out
     assert _psnr(outs["onnx8"], outs["jax8"]) >= 50.0
     assert _psnr(outs["onnx8"], outs["onnx"]) < 50.0  # the average is not the single decoding
+    # the correction scaled by --gain: the same on both back ends
+    for name, extra in (("onnxg", ["--backend", "onnx", "--model", str(onnx_file)]), ("jaxg", [])):
+        out = tmp_path / f"{name}.png"
+        assert trimesh(["decode", tri, "-o", str(out), "--decoder", "neural", "--gain", "1.5", *extra]) == 0
+        outs[name] = np.asarray(Image.open(out))
+    assert "mobile_g1.5 (onnxruntime)" in capsys.readouterr().out
+    assert _psnr(outs["onnxg"], outs["jaxg"]) >= 50.0 and _psnr(outs["onnxg"], outs["onnx"]) < 50.0
     assert trimesh(["decode", tri, "-o", str(tmp_path / "c.png"), "--backend", "onnx"]) == 2
     assert "--backend is for --decoder neural" in capsys.readouterr().err

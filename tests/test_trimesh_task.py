@@ -146,6 +146,22 @@ def test_training_lowers_the_loss_and_exports_a_decoder(tiny_dataset, tmp_path, 
     assert not np.array_equal(n1, n8)  # (16 steps on 8 unflipped crops: far from equivariant)
     assert main(["decode", str(tri), "-o", str(tmp_path / "i8.png"), "--symmetries", "8"]) == 2
     assert "--symmetries is for --decoder neural" in capsys.readouterr().err
+    # --gain scales the network's correction of interpolation: 1.5 lands half as far again past it
+    args = ["decode", str(tri), "--decoder", "neural", "--model", str(npz)]
+    assert main([*args, "-o", str(tmp_path / "g.png"), "--gain", "1.5"]) == 0
+    assert "neural decoder tiny_g1.5" in capsys.readouterr().out
+    g = np.asarray(Image.open(tmp_path / "g.png")).astype(float)
+    interp = np.asarray(Image.open(tmp_path / "i.png")).astype(float)
+    want = np.clip(interp + 1.5 * (n1.astype(float) - interp), 0, 255)
+    assert np.abs(g - want).max() <= 2.0 and np.abs(g - n1).max() > 2.0  # rounding of the two decodings
+    np.testing.assert_array_equal(dec.amplified(1.0).decode([preview]), dec.decode([preview]))
+    for bad in ("0", "-1", "5", "x"):
+        with pytest.raises(SystemExit) as exit_:  # argparse's own refusal: one line, exit 2
+            main([*args, "-o", str(tmp_path / "bad.png"), "--gain", bad])
+        assert exit_.value.code == 2 and "--gain" in capsys.readouterr().err
+    assert main(["decode", str(tri), "-o", str(tmp_path / "ig.png"), "--gain", "1.5"]) == 2
+    assert "--gain is for --decoder neural" in capsys.readouterr().err
+    assert not (tmp_path / "bad.png").exists() and not (tmp_path / "ig.png").exists()
 
     # fine-tuning starts from the run's weights and BatchNorm statistics; another model is refused
     tuned = smoke_config(tiny_dataset, **{"model.output": "residual", "model.init": str(work)})

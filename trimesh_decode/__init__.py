@@ -21,3 +21,26 @@ def check_symmetries(symmetries: int) -> int:
     if symmetries not in SYMMETRIES:
         raise ValueError(f"symmetries must be one of {', '.join(map(str, SYMMETRIES))}, got {symmetries}")
     return symmetries
+
+
+# The largest --gain: how far a decoding may push past the network's correction of interpolation
+# (out = interp + gain * (network - interp); 1 is the network as trained).
+MAX_GAIN = 4.0
+
+
+def check_gain(gain: float) -> float:
+    gain = float(gain)
+    if not 0.0 < gain <= MAX_GAIN:
+        raise ValueError(f"gain must be in (0, {MAX_GAIN:g}], got {gain:g}")
+    return gain
+
+
+def gain_label(gain: float) -> str:
+    """``""`` for the trained decoding, else ``_g1.5`` (etc.), for a decoder's label."""
+    return "" if gain == 1.0 else f"_g{gain:g}"
+
+
+def amplify(interp, out, gain: float):
+    """``interp + gain * (out - interp)``: the network's correction of interpolation scaled by
+    ``gain`` (NumPy or JAX arrays in [0, 1]); ``out`` itself when ``gain`` is 1."""
+    return out if gain == 1.0 else interp + gain * (out - interp)

@@ -20,7 +20,7 @@ from PIL import Image
 
 from compat.cli import OneLineParser, UsageError, check_output_file, check_output_folder, run_subcommand, write_atomic
 from compat.images import load_image, save_png
-from trimesh_decode import SYMMETRIES, raster_cpu
+from trimesh_decode import MAX_GAIN, SYMMETRIES, check_gain, raster_cpu
 from trimesh_decode.bitstream import PreviewFormatError, from_bytes
 from trimesh_decode.dataset import DatasetError, build_dataset, pack_dataset, unpack_dataset
 from trimesh_decode.encoder import MIN_TARGET, EncoderConfig, encode_image
@@ -41,6 +41,13 @@ EXAMPLE = """examples:
       --out data/previews_4k --crops 4000 --iterations 3000:30000 --max-scale 4
   trimesh-decode pack data/previews -o .kit/previews && trimesh-decode unpack .kit/previews -o /tmp/previews
 """
+
+
+def _gain(text: str) -> float:
+    try:
+        return check_gain(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, {MAX_GAIN:g}], got {text!r}") from None
 
 
 def _positive(text: str) -> int:
@@ -114,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="neural decoder: average the decodings of this many flips/transposes of the input, with either "
         "--backend (default 1; 8 gains about 0.02 dB for 8x the time)",
+    )
+    d.add_argument(
+        "--gain",
+        type=_gain,
+        default=1.0,
+        help="neural decoder: scale the network's correction of interpolation by this factor (default 1: as "
+        f"trained; 1.5 keeps the image's class more often for about 0.07 dB; up to {MAX_GAIN:g})",
     )
     d.add_argument(
         "--backend",
@@ -215,6 +229,12 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="also score the first model averaged over this many symmetries of the square (default 1: not)",
     )
+    v.add_argument(
+        "--gain",
+        type=_gain,
+        default=1.0,
+        help="also score the first model with its correction of interpolation scaled by this factor (default 1: not)",
+    )
     v.add_argument("--figures", type=int, default=6, help="comparison figures to draw (default 6)")
     v.add_argument("--no-baselines", action="store_true", help="skip WebP/JPEG at equal bytes")
     k = sub.add_parser(
@@ -272,6 +292,7 @@ def evaluate_command(args) -> str:
         limit=args.limit,
         views=args.views,
         symmetries=args.symmetries,
+        gain=args.gain,
         dataset=args.dataset,
     )
     m = s["mean"]
@@ -316,13 +337,21 @@ def encode_command(args) -> str:
 
 def decode_command(args) -> str:
     out = check_output_file(args.out, args.force)
-    if args.decoder != "neural" and (args.model or args.symmetries != 1 or args.backend != "jax"):
-        used = "--model" if args.model else "--symmetries" if args.symmetries != 1 else "--backend"
+    if args.decoder != "neural" and (args.model or args.symmetries != 1 or args.gain != 1.0 or args.backend != "jax"):
+        used = (
+            "--model"
+            if args.model
+            else "--symmetries"
+            if args.symmetries != 1
+            else "--gain"
+            if args.gain != 1.0
+            else "--backend"
+        )
         raise UsageError(f"{used} is for --decoder neural")
     decoder = None
     if args.decoder == "neural":
         decoder = _onnx_decoder(args.model) if args.backend == "onnx" else _neural_decoder(args.model)
-        decoder = decoder.averaged(args.symmetries)
+        decoder = decoder.averaged(args.symmetries).amplified(args.gain)
     try:
         data = Path(args.input).read_bytes()
     except OSError as e:

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from trimesh_decode import SIZE, raster
+from trimesh_decode import INTERP, SIZE, amplify, raster
 from trimesh_decode.hourglass import StackedHourglass, select_channels
 from trimesh_decode.meshes import Mesh, pack
 from trimesh_decode.symmetry import averaged, dihedral
@@ -25,20 +25,27 @@ def decode_channels(apply, channels, symmetries: int = 1):
     return averaged(apply, channels, symmetries, jnp.concatenate)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "channels", "symmetries"))
-def _predict(variables, mesh: Mesh, model: StackedHourglass, channels: str, symmetries: int = 1):
+@functools.partial(jax.jit, static_argnames=("model", "channels", "symmetries", "gain"))
+def _predict(variables, mesh: Mesh, model: StackedHourglass, channels: str, symmetries: int = 1, gain: float = 1.0):
     def apply(x, interp):
         return model.apply(variables, select_channels(x, channels), train=False, interp=interp)[-1]
 
-    return decode_channels(apply, raster.decoder_channels(mesh, SIZE, SIZE), symmetries)
+    x = raster.decoder_channels(mesh, SIZE, SIZE)
+    return amplify(x[..., INTERP], decode_channels(apply, x, symmetries), gain)
 
 
 def predict(
-    variables: dict, previews, model: StackedHourglass, channels: str = "all", symmetries: int = 1
+    variables: dict,
+    previews,
+    model: StackedHourglass,
+    channels: str = "all",
+    symmetries: int = 1,
+    gain: float = 1.0,
 ) -> np.ndarray:
     """Neural decoding of previews: uint8 (B, 256, 256, 3). ``variables``: ``{"params", "batch_stats"}``;
     ``symmetries``: average the decodings of that many symmetries of the input
-    (:data:`trimesh_decode.SYMMETRIES`; 8 gives +0.02 dB on Kodak for 8x the time)."""
+    (:data:`trimesh_decode.SYMMETRIES`; 8 gives +0.02 dB on Kodak for 8x the time); ``gain``: scale
+    the network's correction of interpolation (:func:`trimesh_decode.amplify`; 1: as trained)."""
     mesh = pack(list(previews))
-    out = _predict(variables, mesh, model, channels, symmetries)
+    out = _predict(variables, mesh, model, channels, symmetries, float(gain))
     return np.clip(np.round(np.asarray(out) * 255.0), 0, 255).astype(np.uint8)

@@ -238,11 +238,14 @@ def evaluate(
     limit: int | None = None,
     views: str = "centre",
     symmetries: int = 1,
+    gain: float = 1.0,
     dataset: str | Path | None = None,
 ) -> dict:
     """Run the evaluation (see the module docstring); returns the summary. ``symmetries`` > 1 adds
     the first model's decodings averaged over that many symmetries of the square (``neural_<name>_x8``),
-    scored against the single pass image by image like any further model. ``dataset``: score a
+    scored against the single pass image by image like any further model; ``gain`` != 1 adds the first
+    model with its correction of interpolation scaled by ``gain`` (``neural_<name>_g1.5``,
+    :func:`trimesh_decode.amplify`) the same way. ``dataset``: score a
     ``trimesh-decode dataset`` folder's crops on its stored previews (:func:`dataset_views`) instead
     of encoding views of ``images`` (which is then ignored)."""
 
@@ -270,6 +273,13 @@ def evaluate(
             raise EvaluationError("--symmetries averages a neural decoder's decodings; give a --model")
         try:
             decoders.append(decoders[0].averaged(symmetries))
+        except ValueError as e:
+            raise EvaluationError(str(e)) from None
+    if gain != 1.0:
+        if not decoders:
+            raise EvaluationError("--gain scales a neural decoder's correction; give a --model")
+        try:
+            decoders.append(decoders[0].amplified(gain))
         except ValueError as e:
             raise EvaluationError(str(e)) from None
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trimesh_decode import SIZE, check_symmetries, raster_cpu
+from trimesh_decode import INTERP, SIZE, amplify, check_gain, check_symmetries, gain_label, raster_cpu
 from trimesh_decode.hourglass import CHANNEL_SETS
 from trimesh_decode.meshes import pack
 from trimesh_decode.symmetry import averaged
@@ -155,17 +155,25 @@ class OnnxDecoder:
             opts.intra_op_num_threads = threads
         self.path = Path(path)
         self.symmetries = check_symmetries(symmetries)
+        self.gain = 1.0
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
 
     @property
     def label(self) -> str:
         x = "" if self.symmetries == 1 else f"_x{self.symmetries}"
-        return f"{self.path.stem}{x} (onnxruntime)"
+        return f"{self.path.stem}{x}{gain_label(self.gain)} (onnxruntime)"
 
     def averaged(self, symmetries: int) -> "OnnxDecoder":
         """The same session, decoding as the average over ``symmetries`` symmetries (1, 2, 4 or 8)."""
         twin = copy.copy(self)
         twin.symmetries = check_symmetries(symmetries)
+        return twin
+
+    def amplified(self, gain: float) -> "OnnxDecoder":
+        """The same session, scaling the network's correction of interpolation by ``gain``
+        (:func:`trimesh_decode.amplify`), as the JAX decoder does."""
+        twin = copy.copy(self)
+        twin.gain = check_gain(gain)
         return twin
 
     @staticmethod
@@ -180,5 +188,5 @@ class OnnxDecoder:
         def apply(x, interp):  # the graph takes the interpolated channels from its input
             return self.session.run(["image"], {"channels": np.ascontiguousarray(x)})[0]
 
-        y = averaged(apply, channels, self.symmetries, np.concatenate)
+        y = amplify(channels[..., INTERP], averaged(apply, channels, self.symmetries, np.concatenate), self.gain)
         return np.clip(np.round(y * 255.0), 0, 255).astype(np.uint8)

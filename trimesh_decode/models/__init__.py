@@ -24,7 +24,7 @@ import numpy as np
 from compat.checkpoint import read_run
 from compat.cli import UsageError, check_output_file
 from compat.export import export_main, find_model, read_model, write_model
-from trimesh_decode import check_symmetries
+from trimesh_decode import check_gain, check_symmetries, gain_label
 from trimesh_decode.decoding import predict
 from trimesh_decode.hourglass import CHANNEL_SETS, StackedHourglass
 from trimesh_decode.settings import base_config, upgrade_config
@@ -45,15 +45,23 @@ class NeuralDecoder:
     settings: dict  # the config's "model" section: width, stacks, depth, channels, output (always all five)
     meta: dict
     symmetries: int = 1
+    gain: float = 1.0
 
     def averaged(self, symmetries: int) -> "NeuralDecoder":
         """The same weights, decoding as the average over ``symmetries`` symmetries (1, 2, 4 or 8)."""
         return replace(self, symmetries=check_symmetries(symmetries))
 
+    def amplified(self, gain: float) -> "NeuralDecoder":
+        """The same weights, scaling the network's correction of interpolation by ``gain``
+        (:func:`trimesh_decode.amplify`)."""
+        return replace(self, gain=check_gain(gain))
+
     @property
     def label(self) -> str:
-        """The name, with ``_x8`` (etc.) when decodings are averaged over symmetries."""
-        return self.name if self.symmetries == 1 else f"{self.name}_x{self.symmetries}"
+        """The name, with ``_x8`` (etc.) when decodings are averaged over symmetries and ``_g1.5``
+        (etc.) when the correction is scaled."""
+        x = "" if self.symmetries == 1 else f"_x{self.symmetries}"
+        return f"{self.name}{x}{gain_label(self.gain)}"
 
     @property
     def module(self):
@@ -61,7 +69,7 @@ class NeuralDecoder:
         return StackedHourglass(width=s["width"], stacks=s["stacks"], depth=s["depth"], output=s["output"])
 
     def decode(self, previews) -> np.ndarray:
-        return predict(self.variables, previews, self.module, self.settings["channels"], self.symmetries)
+        return predict(self.variables, previews, self.module, self.settings["channels"], self.symmetries, self.gain)
 
 
 def list_models() -> list[str]:
