@@ -41,3 +41,28 @@ def test_refuses_bad_arguments_and_existing_models_with_one_line(tmp_path, capsy
         assert words in err and "\n" not in err and "Traceback" not in err
     assert (tmp_path / "out" / "qtables_msssim_q40.npz").read_bytes() == b"mine"
     assert not (tmp_path / "new").exists()
+
+
+def test_the_search_scores_real_files_and_writes_models_the_ms_ssim_tune_can_load(tmp_path, monkeypatch, capsys):
+    from jpeg_helpers import photos as test_photos
+
+    from jpegedit.models import load_model
+
+    # two photos that ship with scikit-image instead of ../shared/data/photos, and a shorter curve
+    crops = [(n, np.ascontiguousarray(test_photos()[n][:176, :232])) for n in ("astronaut", "coffee")]
+    monkeypatch.setattr(fit, "training_photos", lambda root: crops)
+    monkeypatch.setattr(fit, "FIT_QUALITIES", (8, 20, 40, 75))
+    monkeypatch.setattr(fit, "MOZ_QUALITIES", (5, 10, 20, 40, 60, 80, 95))
+    photos = tmp_path / "photos"
+    for sub in ("cbsd68", "mcmaster", "wikipedia"):
+        (photos / sub).mkdir(parents=True)
+    argv = ["-o", str(tmp_path / "m"), "--data", str(photos), "--tilts", "0,1", "--chromas", "1", "--alphas", "0.3"]
+    assert fit.main([*argv, "--qualities", "30,50"]) == 0
+    said = capsys.readouterr().out
+    assert "2 candidates on 2 photos" in said and "wrote qtables_msssim_q30, qtables_msssim_q50" in said
+    m = load_model(tmp_path / "m" / "qtables_msssim_q30.npz")  # its sha256 checked against the .json
+    search = m.meta["fit"]["search"]
+    assert [r["tilt"] for r in search] == [0.0, 1.0] and all(len(r["bd_ms_ssim"]) == 3 for r in search)
+    best = min(search, key=lambda r: r["objective"])
+    assert m.meta["fit"]["tilt"] == best["tilt"] and m.distortion == "ms_ssim" and m.rate == "bits"
+    np.testing.assert_array_equal(m.tables, fit.shaped_tables(30, best["tilt"], 1.0))
