@@ -14,11 +14,13 @@ MS-SSIM on the whole photo.
 The family: mozjpeg's default table (:data:`jpegedit.codec.MOZJPEG_TABLE`) at IJG quality ``Q``,
 tilted towards coarse high frequencies by ``exp(tilt * (d - mean d))`` (``d = (u + v) / 14``), the
 chroma table that times ``chroma``. The search runs every (tilt, chroma, trellis alpha) of the grid
-over qualities 6..75 and keeps the lowest sum of the BD-rates against mozjpeg over 0.2-0.4 and 0.4-1
-bpp. Training photos only (never Kodak): 3 CBSD68, 3 McMaster and 3 Wikipedia photos (centre
+over qualities 6..92 and keeps the lowest sum of the BD-rates against mozjpeg over the ``--objective``
+ranges (default 0.2-0.4 and 0.4-1 bpp). Training photos only (never Kodak): 3 CBSD68, 3 McMaster and 3 Wikipedia photos (centre
 768x512 crops), the same 9 that chose the trellis' step weighting.
 
-    python launch/fit_msssim_tables.py -o jpegedit/models --force     # ~15 min on 2 cores
+    python launch/fit_msssim_tables.py -o jpegedit/models --force     # q12 ... q60, ~6 min on 2 cores
+    python launch/fit_msssim_tables.py -o jpegedit/models --force --qualities 75,90 --objective 1-2 \
+        --tilts 0,0.5,1,1.5 --chromas 1 --alphas 0.3                    # q75, q90 for 1-2 bpp, ~2 min
 
 (The trellis' alpha the search picks is :data:`jpegedit.encoder.TRELLIS_BY_TUNE`'s for ms-ssim; the
 script prints it and records it in each model's provenance, it does not edit the encoder.)
@@ -45,9 +47,10 @@ from jpegedit import baselines, codec, encoder, jpegfile, rdoq  # noqa: E402
 from jpegedit.report import _monotone  # noqa: E402
 from jpegedit.scoring import score  # noqa: E402
 
-FIT_QUALITIES = (6, 9, 12, 16, 20, 25, 30, 40, 50, 60, 75)  # the curve each candidate is scored on
+FIT_QUALITIES = (6, 9, 12, 16, 20, 25, 30, 40, 50, 60, 75, 85, 92)  # the curve each candidate is scored on
 MOZ_QUALITIES = (3, 5, 8, 11, 14, 17, 20, 25) + tuple(range(30, 96, 5))
 RANGES = ((0.2, 0.4), (0.4, 1.0), (1.0, 2.0))
+RANGE_NAMES = ("0.2-0.4", "0.4-1", "1-2")  # --objective's names of RANGES
 _D = np.add.outer(np.arange(8), np.arange(8)) / 14.0
 
 
@@ -89,7 +92,9 @@ def bd_rates(ref: list[dict], test: list[dict], key: str = "ms_ssim") -> list[fl
     return out
 
 
-def fit(photos, grid, progress=print) -> tuple[dict, list[dict]]:
+def fit(photos, grid, progress=print, objective=(0, 1)) -> tuple[dict, list[dict]]:
+    """Score every (tilt, chroma, alpha) of ``grid``; the best is the lowest sum of the MS-SSIM
+    BD-rates over the :data:`RANGES` whose indices ``objective`` names."""
     ref = mean_curve(
         [{"k": q, **score(x, baselines.encode("mozjpeg-444", x, q))} for _, x in photos for q in MOZ_QUALITIES]
     )
@@ -106,9 +111,10 @@ def fit(photos, grid, progress=print) -> tuple[dict, list[dict]]:
                 pts.append({"k": q, **score(x, jpegfile.write(co, tables, progressive=True))})
         cur = mean_curve(pts)
         ms, ps = bd_rates(ref, cur), bd_rates(ref, cur, "psnr")
-        objective = ms[0] + ms[1] if None not in ms[:2] else float("inf")
+        picked = [ms[i] for i in objective]
+        value = sum(picked) if None not in picked else float("inf")
         rows.append(
-            {"tilt": tilt, "chroma": chroma, "alpha": alpha, "bd_ms_ssim": ms, "bd_psnr": ps, "objective": objective}
+            {"tilt": tilt, "chroma": chroma, "alpha": alpha, "bd_ms_ssim": ms, "bd_psnr": ps, "objective": value}
         )
         progress(
             f"tilt {tilt:+.2f} chroma {chroma:.2f} alpha {alpha:.2f}: MS-SSIM BD-rate vs mozjpeg "
@@ -139,15 +145,19 @@ def fit_command(args) -> str:
     names = [f"qtables_msssim_q{q}" for q in qualities]
     if not args.force and any((out / f"{n}.npz").exists() for n in names):
         raise UsageError(f"{out} already holds qtables_msssim_q* models (use --force to replace them)")
+    try:
+        objective = tuple(RANGE_NAMES.index(r) for r in args.objective.split(","))
+    except ValueError:
+        raise UsageError(f"--objective takes ranges among {', '.join(RANGE_NAMES)}, got {args.objective!r}") from None
     root = Path(args.data)
     if not all((root / s).is_dir() for s in ("cbsd68", "mcmaster", "wikipedia")):
         raise UsageError(f"--data {root} must hold cbsd68/, mcmaster/ and wikipedia/ (../shared/data/photos)")
     photos = training_photos(root)
     grid = list(itertools.product(_floats(args.tilts), _floats(args.chromas), _floats(args.alphas)))
     print(f"{len(grid)} candidates on {len(photos)} photos", flush=True)
-    best, rows = fit(photos, grid, lambda s: print(s, flush=True))
+    best, rows = fit(photos, grid, lambda s: print(s, flush=True), objective)
     if best["objective"] == float("inf"):
-        raise UsageError("no candidate's curve covers 0.2-1 bpp against mozjpeg")
+        raise UsageError(f"no candidate's curve covers {args.objective} bpp against mozjpeg")
     cmd = "python launch/fit_msssim_tables.py " + " ".join(sys.argv[1:])
     out.mkdir(parents=True, exist_ok=True)
     for q, name in zip(qualities, names):
@@ -160,6 +170,7 @@ def fit_command(args) -> str:
                 "tilt": best["tilt"],
                 "chroma": best["chroma"],
                 "trellis_alpha": best["alpha"],
+                "objective": args.objective,
                 "photos": [n for n, _ in photos],
                 "search": rows,
             },
@@ -185,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tilts", default="0,0.6,1,1.5", help="tilts to try (default 0,0.6,1,1.5)")
     p.add_argument("--chromas", default="0.85,1", help="chroma factors to try (default 0.85,1)")
     p.add_argument("--alphas", default="0.2,0.3", help="trellis rate weights to try (default 0.2,0.3)")
-    p.add_argument("--qualities", default="18,27,40,60", help="the models to write (default 18,27,40,60)")
+    p.add_argument("--qualities", default="12,18,27,40,60", help="the models to write (default 12,18,27,40,60)")
+    p.add_argument(
+        "--objective",
+        default="0.2-0.4,0.4-1",
+        help=f"the BD-rate ranges whose sum is minimised, among {', '.join(RANGE_NAMES)} (default 0.2-0.4,0.4-1)",
+    )
     return run(p.prog, p, fit_command, argv, expected=(FileNotFoundError, ValueError))
 
 

@@ -70,7 +70,8 @@ done
 # loss.distortion=ms_ssim (batch 4 of 176x176 crops: MS-SSIM's five scales need 161 px; ~4 min each).
 # These serve the low rates. Above ~0.4 bpp this training loses to mozjpeg's own tables on real files
 # (lambda 0.01 and 0.03, shipped until 2026-12-07, are in git history), so the family's finer tables,
-# qtables_msssim_q*, are fitted on real files by `python launch/fit_msssim_tables.py -o jpegedit/models --force`.
+# qtables_msssim_q*, are fitted on real files by `python launch/fit_msssim_tables.py -o jpegedit/models --force`
+# (q12 ... q60) and the same with `--qualities 75,90 --objective 1-2 --tilts 0,0.5,1,1.5 --chromas 1 --alphas 0.3`.
 # (lambda 0.1 from the 0.03 bits tables was tried and dropped: above 1 bpp its files were worse in
 # MS-SSIM than 0.03's tables scaled finer, BD-rate against mozjpeg +45% against +14%.)
 for lam in $MS_LAMS; do
