@@ -15,8 +15,8 @@ The family: mozjpeg's default table (:data:`jpegedit.codec.MOZJPEG_TABLE`) at IJ
 tilted towards coarse high frequencies by ``exp(tilt * (d - mean d))`` (``d = (u + v) / 14``), the
 chroma table that times ``chroma``. The search runs every (tilt, chroma, trellis alpha) of the grid
 over qualities 6..92 and keeps the lowest sum of the BD-rates against mozjpeg over the ``--objective``
-ranges (default 0.2-0.4 and 0.4-1 bpp). Training photos only (never Kodak): 3 CBSD68, 3 McMaster and 3 Wikipedia photos (centre
-768x512 crops), the same 9 that chose the trellis' step weighting.
+ranges (default 0.2-0.4 and 0.4-1 bpp). Training photos only (never Kodak): 3 CBSD68, 3 McMaster
+and 3 Wikipedia photos (centre 768x512 crops), the same 9 that chose the trellis' step weighting.
 
     python launch/fit_msssim_tables.py -o jpegedit/models --force     # q12 ... q60, ~6 min on 2 cores
     python launch/fit_msssim_tables.py -o jpegedit/models --force --qualities 75,90 --objective 1-2 \
