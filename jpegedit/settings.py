@@ -16,7 +16,15 @@ from compat.config import parse_overrides as _parse_overrides
 from jpegedit import codec
 from jpegedit.network import BACKBONES, HEADS
 
-__all__ = ["DEFAULT_PHOTOS", "base_config", "CONFIG_RULES", "validate_config", "parse_overrides", "upgrade_config"]
+__all__ = [
+    "DEFAULT_PHOTOS",
+    "base_config",
+    "CONFIG_RULES",
+    "standard_start",
+    "validate_config",
+    "parse_overrides",
+    "upgrade_config",
+]
 
 DEFAULT_PHOTOS = str(Path(__file__).resolve().parents[1].parent / "shared" / "data" / "photos")
 
@@ -93,6 +101,18 @@ CONFIG_RULES = {
 }
 
 
+def standard_start(init: str) -> tuple[str, int] | None:
+    """``(base, quality)`` of a ``model.init`` that names a standard encoder's tables as
+    ``BASE:QUALITY`` (``mozjpeg:40``, ``ijg:75``; :data:`jpegedit.codec.TABLE_BASES`), or None for a
+    model name or path; :class:`ConfigError` for a quality that is not an integer in 1..100."""
+    base, sep, quality = init.partition(":")
+    if not sep or base not in codec.TABLE_BASES:
+        return None
+    if not (quality.isdigit() and 1 <= int(quality) <= 100):
+        raise ConfigError(f"model.init={init!r}: the quality after {base}: must be an integer in 1..100")
+    return base, int(quality)
+
+
 def validate_config(config) -> None:
     """Names, types, choices and ranges of a resolved config, and the combinations make_task
     refuses: :class:`compat.config.ConfigError` with one line, before anything is created."""
@@ -108,9 +128,7 @@ def validate_config(config) -> None:
             f"loss.distortion='ms_ssim' needs crops of at least 176 pixels (5 scales of an 11x11 window), "
             f"got data.crop={config.data.crop}"
         )
-    base, sep, quality = config.model.init.partition(":")
-    if sep and base in codec.TABLE_BASES and not (quality.isdigit() and 1 <= int(quality) <= 100):
-        raise ConfigError(f"model.init={config.model.init!r}: the quality after {base}: must be an integer in 1..100")
+    standard_start(config.model.init)  # a bad quality after "mozjpeg:" / "ijg:" is refused here
     if config.model.backbone == "vgg19" and not config.model.backbone_weights:
         raise ConfigError(
             "model.backbone='vgg19' needs model.backbone_weights (the path of vgg19-*.pth or a Keras .h5)"

@@ -35,6 +35,7 @@ from jpegedit.settings import (
     DEFAULT_PHOTOS,
     base_config,
     parse_overrides,
+    standard_start,
     upgrade_config,
     validate_config,
 )
@@ -136,15 +137,6 @@ def _attention_net(config) -> AttentionNet:
     )
 
 
-def start_tables(init: str) -> np.ndarray | None:
-    """The baseline tables ``model.init`` names as ``BASE:QUALITY`` (``mozjpeg:40``: mozjpeg's
-    default tables at quality 40; ``ijg:75``: libjpeg's), or None for a model name or path."""
-    base, sep, quality = init.partition(":")
-    if not sep or base not in codec.TABLE_BASES:
-        return None
-    return codec.quality_to_tables(int(quality), base=base)
-
-
 def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, AttentionNet | None]:
     """Fresh parameters; with ``with_start`` (and ``config.model.init``), the start model's tables and head."""
     q_rng, net_rng = jax.random.split(rng)
@@ -166,9 +158,10 @@ def init_params(config, rng: jax.Array, with_start: bool = True) -> tuple[dict, 
             "bias": jnp.full_like(head["bias"], IDENTITY_BIAS),
         }
     if with_start and config.model.init:
-        standard = start_tables(config.model.init)
+        standard = standard_start(config.model.init)
         if standard is not None:  # a standard encoder's tables: "mozjpeg:40", "ijg:75"
-            params["q"] = jnp.asarray(standard, jnp.float32) * TABLE_SCALE
+            base, quality = standard
+            params["q"] = jnp.asarray(codec.quality_to_tables(quality, base=base), jnp.float32) * TABLE_SCALE
             return params, model
         start = load_model(config.model.init)
         params["q"] = jnp.asarray(start.tables, jnp.float32) * TABLE_SCALE

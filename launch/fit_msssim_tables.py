@@ -39,12 +39,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compat import metrics  # noqa: E402
 from compat.cli import OneLineParser, UsageError, run  # noqa: E402
 from compat.export import write_model  # noqa: E402
 from compat.images import list_images, load_image  # noqa: E402
 from jpegedit import baselines, codec, encoder, jpegfile, rdoq  # noqa: E402
-from jpegedit.report import _monotone  # noqa: E402
+from jpegedit.report import _bd, _monotone  # noqa: E402
 from jpegedit.scoring import score  # noqa: E402
 
 FIT_QUALITIES = (6, 9, 12, 16, 20, 25, 30, 40, 50, 60, 75, 85, 92)  # the curve each candidate is scored on
@@ -73,30 +72,17 @@ def training_photos(root: Path) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def mean_curve(points: list[dict]) -> list[dict]:
-    keys = sorted({p["k"] for p in points})
-    return [
-        {m: float(np.mean([p[m] for p in points if p["k"] == k])) for m in ("bpp", "ms_ssim", "psnr")} for k in keys
-    ]
-
-
 def bd_rates(ref: list[dict], test: list[dict], key: str = "ms_ssim") -> list[float | None]:
-    r1, q1 = _monotone(ref, key)
-    r2, q2 = _monotone(test, key)
-    out = []
-    for rr in RANGES:
-        try:
-            out.append(round(metrics.bd_rate(r1, q1, r2, q2, rate_range=rr), 2))
-        except ValueError:
-            out.append(None)
-    return out
+    """BD-rates of the mean curve ``test`` against ``ref`` over :data:`RANGES` (None: no overlap)."""
+    curves = (*_monotone(ref, key), *_monotone(test, key))
+    return [None if v is None else round(v, 2) for v, _ in (_bd(*curves, rr) for rr in RANGES)]
 
 
 def fit(photos, grid, progress=print, objective=(0, 1)) -> tuple[dict, list[dict]]:
     """Score every (tilt, chroma, alpha) of ``grid``; the best is the lowest sum of the MS-SSIM
     BD-rates over the :data:`RANGES` whose indices ``objective`` names."""
-    ref = mean_curve(
-        [{"k": q, **score(x, baselines.encode("mozjpeg-444", x, q))} for _, x in photos for q in MOZ_QUALITIES]
+    ref = baselines.mean_curve(
+        [{"k": q, **score(x, baselines.encode("mozjpeg-444", x, q))} for _, x in photos for q in MOZ_QUALITIES], "k"
     )
     plains = [(x, rdoq.transform(x)) for _, x in photos]
     rows = []
@@ -109,7 +95,7 @@ def fit(photos, grid, progress=print, objective=(0, 1)) -> tuple[dict, list[dict
                 lam = rdoq.lam_for_tables(tables, alpha)
                 co = rdoq.quantise_transformed(plain, plain, tables, lam, *x.shape[:2], encoder.TRELLIS_PASSES, 2.0)
                 pts.append({"k": q, **score(x, jpegfile.write(co, tables, progressive=True))})
-        cur = mean_curve(pts)
+        cur = baselines.mean_curve(pts, key="k")
         ms, ps = bd_rates(ref, cur), bd_rates(ref, cur, "psnr")
         picked = [ms[i] for i in objective]
         value = sum(picked) if None not in picked else float("inf")

@@ -337,16 +337,14 @@ def encode_command(args) -> str:
 
 def decode_command(args) -> str:
     out = check_output_file(args.out, args.force)
-    if args.decoder != "neural" and (args.model or args.symmetries != 1 or args.gain != 1.0 or args.backend != "jax"):
-        used = (
-            "--model"
-            if args.model
-            else "--symmetries"
-            if args.symmetries != 1
-            else "--gain"
-            if args.gain != 1.0
-            else "--backend"
-        )
+    neural_only = {
+        "--model": args.model,
+        "--symmetries": args.symmetries != 1,
+        "--gain": args.gain != 1.0,
+        "--backend": args.backend != "jax",
+    }
+    used = next((flag for flag, given in neural_only.items() if given), None)
+    if args.decoder != "neural" and used:
         raise UsageError(f"{used} is for --decoder neural")
     decoder = None
     if args.decoder == "neural":

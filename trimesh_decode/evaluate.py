@@ -268,18 +268,17 @@ def evaluate(
             decoders.append(load_model(m))
         except (FileNotFoundError, ValueError) as e:
             raise EvaluationError(str(e)) from None
-    if symmetries != 1:
+    variants = (  # further decodings by the first model: (asked, flag, what it does, how)
+        (symmetries != 1, "--symmetries", "averages", lambda d: d.averaged(symmetries)),
+        (gain != 1.0, "--gain", "scales", lambda d: d.amplified(gain)),
+    )
+    for asked, flag, does, make in variants:
+        if not asked:
+            continue
         if not decoders:
-            raise EvaluationError("--symmetries averages a neural decoder's decodings; give a --model")
+            raise EvaluationError(f"{flag} {does} a neural decoder's decodings; give a --model")
         try:
-            decoders.append(decoders[0].averaged(symmetries))
-        except ValueError as e:
-            raise EvaluationError(str(e)) from None
-    if gain != 1.0:
-        if not decoders:
-            raise EvaluationError("--gain scales a neural decoder's correction; give a --model")
-        try:
-            decoders.append(decoders[0].amplified(gain))
+            decoders.append(make(decoders[0]))
         except ValueError as e:
             raise EvaluationError(str(e)) from None
     t0 = time.perf_counter()
