@@ -132,7 +132,7 @@ def rd_curve(images, cfg) -> dict:
     return curve
 
 
-ITERATIONS = (3000, 6000, 12000, 16000, 30000)
+ITERATIONS = (3000, 6000, 10000, 12000, 16000, 30000)
 
 
 def iterations_curve(images, budget: int, cfg) -> list[dict]:

@@ -6,6 +6,16 @@ one line per decoder, plus interpolation's own PSNR).
     python launch/decoder_strength.py --images ../shared/data/photos_4k/nips17_dev --limit 100 \\
         --iterations 300 3000 16000 30000 --model mobile --model OLD.npz -o results/previews_strength
 
+With several models, ``strength.md`` also holds each one's PSNR image by image against the first
+(mean difference and standard error). The study of training on mixed budgets against 3000 only, at
+equal photos, crops and steps (``results/previews_strength_mix``): two preview folders of the same
+crops (``trimesh-decode dataset`` with ``--iterations 3000:30000`` and ``--iterations 3000``), one
+``configs/trimesh_decode/data_scale.py`` run on each, then
+
+    python launch/decoder_strength.py --images ../shared/data/photos_4k/nips17_dev --limit 100 \\
+        --iterations 300 3000 6000 10000 16000 30000 --model runs/strength_mixed \\
+        --model runs/strength_3000 --model mobile -o results/previews_strength_mix
+
 Each budget is one ``trimesh-decode evaluate`` folder under OUT (``it<N>/``, previews cached there),
 so an interrupted study continues where it stopped. Without baselines or figures; the images'
 centre squares at 256x256, 200 bytes, seed 0.
@@ -35,7 +45,8 @@ def study(images: str, out: Path, iterations: list[int], models: list[str], limi
         keys = [k for k in per[0] if k == "neural" or k.startswith("neural_")]
         interp = np.array([r["interp"]["psnr"] for r in per])
         row = {"iterations": n, "images": len(per), "interp_psnr": round(float(interp.mean()), 3)}
-        for label, k in zip(labels(models), keys):
+        first = np.array([r[keys[0]]["psnr"] for r in per])
+        for i, (label, k) in enumerate(zip(labels(models), keys)):
             p = np.array([r[k]["psnr"] for r in per])
             s = np.array([r[k]["ssim"] - r["interp"]["ssim"] for r in per])
             row[label] = {
@@ -43,6 +54,11 @@ def study(images: str, out: Path, iterations: list[int], models: list[str], limi
                 "gain_ssim": round(float(s.mean()), 4),
                 "improved": round(float(np.mean(p > interp)), 3),
             }
+            if i:  # image by image against the first model: the mean difference and its standard error
+                d = p - first
+                se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+                row[label]["vs_first_db"] = round(float(d.mean()), 4)
+                row[label]["vs_first_se"] = round(se, 4)
         rows.append(row)
     return {"images": images, "limit": limit, "models": models, "labels": labels(models), "rows": rows}
 
@@ -69,6 +85,17 @@ def write(res: dict, out: Path) -> None:
     for r in res["rows"]:
         cells = [f"{r[m]['gain_db']:+.3f} / {r[m]['gain_ssim']:+.4f} / {100 * r[m]['improved']:.0f}%" for m in models]
         lines.append(f"| {r['iterations']} | {r['interp_psnr']:.2f} | " + " | ".join(cells) + " |")
+    if len(models) > 1:
+        lines += [
+            "",
+            f"Image by image against `{models[0]}`: mean PSNR difference in dB (standard error).",
+            "",
+            "| iterations | " + " | ".join(f"{m} - {models[0]}" for m in models[1:]) + " |",
+            "|---|" + "---|" * (len(models) - 1),
+        ]
+        for r in res["rows"]:
+            cells = [f"{r[m]['vs_first_db']:+.3f} ({r[m]['vs_first_se']:.3f})" for m in models[1:]]
+            lines.append(f"| {r['iterations']} | " + " | ".join(cells) + " |")
     (out / "strength.md").write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(1, 2, figsize=(10, 4))
     its = [r["iterations"] for r in res["rows"]]

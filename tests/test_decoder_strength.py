@@ -46,3 +46,24 @@ def test_the_gain_per_budget_is_the_mean_of_the_images_own_gains_and_a_rerun_reu
         == 2
     )
     assert "--images must be a folder" in capsys.readouterr().err
+
+
+def test_each_further_model_is_compared_image_by_image_with_the_first(tiny_dataset, tmp_path, capsys):
+    import decoder_strength
+
+    images = tmp_path / "held_out"
+    images.mkdir()
+    for p in sorted((tiny_dataset / "crops").iterdir())[:3]:
+        (images / p.name).write_bytes(p.read_bytes())
+    out = tmp_path / "study"
+    args = ["--images", str(images), "--iterations", "20", "--model", "mobile", "--model", "mobile_web", "-o", str(out)]
+    assert decoder_strength.main(args) == 0
+    capsys.readouterr()
+    row = json.loads((out / "strength.json").read_text())["rows"][0]
+    per = json.loads((out / "it20" / "evaluation.json").read_text())["images"]
+    d = np.array([r["neural_mobile_web"]["psnr"] - r["neural"]["psnr"] for r in per])
+    assert row["mobile_web"]["vs_first_db"] == round(float(d.mean()), 4)
+    assert row["mobile_web"]["vs_first_se"] == round(float(d.std(ddof=1) / np.sqrt(3)), 4)
+    assert "vs_first_db" not in row["mobile"]
+    table = (out / "strength.md").read_text()
+    assert "| iterations | mobile_web - mobile |" in table
