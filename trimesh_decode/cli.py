@@ -127,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_gain,
         default=1.0,
         help="neural decoder: scale the network's correction of interpolation by this factor (default 1: as "
-        f"trained; 1.5 keeps the image's class more often for about 0.07 dB; up to {MAX_GAIN:g})",
+        f"trained; 1.5 keeps the image's class more often for about 0.15 dB; up to {MAX_GAIN:g})",
     )
     d.add_argument(
         "--backend",
