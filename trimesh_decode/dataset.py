@@ -171,6 +171,23 @@ def _photos(roots: list[Path], exclude) -> list[Path]:
     return paths
 
 
+def unseen_photos(dataset: str | os.PathLike) -> list[Path]:
+    """The photos a ``trimesh-decode dataset`` folder could have drawn from (its ``dataset.json``:
+    the --images folders less --exclude) that none of its crops came from, in order: held-out photos
+    of the training pool's own kind, for choosing between decoders without the test set."""
+    folder = Path(dataset)
+    try:
+        settings = json.loads((folder / "dataset.json").read_text())
+    except (OSError, ValueError) as e:
+        raise DatasetError(f"{folder} is not a dataset folder (no readable dataset.json): {e}") from None
+    sources = {Path(r["source"]) for r in read_manifest(folder, files=()).values()}
+    if not sources or not any(p.exists() for p in sources):
+        raise DatasetError(f"{folder}: no crop's source photo is found from here (run where the dataset was built)")
+    used = {str(p.resolve()) for p in sources}
+    photos = _photos(_roots(settings["images"]), settings.get("exclude") or [])
+    return [p for p in photos if str(Path(p).resolve()) not in used]
+
+
 def _iterations_of(iterations, seed: int, index: int) -> int:
     """Crop ``index``'s hill-climbing budget: ``iterations``, or log-uniform in ``(lo, hi)``."""
     if isinstance(iterations, int):
