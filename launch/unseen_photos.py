@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trimesh_decode.dataset import DatasetError, unseen_photos  # noqa: E402
+from trimesh_decode.dataset import DatasetError, _empty_or_forced, unseen_photos  # noqa: E402
 
 
 def link_unseen(dataset: str, out: Path, count: int, seed: int, force: bool) -> list[Path]:
@@ -31,9 +31,7 @@ def link_unseen(dataset: str, out: Path, count: int, seed: int, force: bool) -> 
     photos = unseen_photos(dataset)
     if not photos:
         raise DatasetError(f"{dataset}: every photo of its pool is in its crops")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise DatasetError(f"{out} exists and is not empty; pass --force to write into it")
-    out.mkdir(parents=True, exist_ok=True)
+    _empty_or_forced(out, force)
     pick = np.random.default_rng(seed).choice(len(photos), min(count, len(photos)), replace=False)
     links = []
     for i in sorted(pick):

@@ -171,15 +171,21 @@ def _photos(roots: list[Path], exclude) -> list[Path]:
     return paths
 
 
+def _settings_of(folder: Path) -> dict:
+    """The ``dataset.json`` of a ``trimesh-decode dataset`` folder, or a one-line DatasetError."""
+    try:
+        return json.loads((folder / "dataset.json").read_text())
+    except (OSError, ValueError) as e:
+        why = f"no readable dataset.json: {e}"
+        raise DatasetError(f"{folder} is not a dataset folder of `trimesh-decode dataset` ({why})") from None
+
+
 def unseen_photos(dataset: str | os.PathLike) -> list[Path]:
     """The photos a ``trimesh-decode dataset`` folder could have drawn from (its ``dataset.json``:
     the --images folders less --exclude) that none of its crops came from, in order: held-out photos
     of the training pool's own kind, for choosing between decoders without the test set."""
     folder = Path(dataset)
-    try:
-        settings = json.loads((folder / "dataset.json").read_text())
-    except (OSError, ValueError) as e:
-        raise DatasetError(f"{folder} is not a dataset folder (no readable dataset.json): {e}") from None
+    settings = _settings_of(folder)
     sources = {Path(r["source"]) for r in read_manifest(folder, files=()).values()}
     if not sources or not any(p.exists() for p in sources):
         raise DatasetError(f"{folder}: no crop's source photo is found from here (run where the dataset was built)")
@@ -354,9 +360,7 @@ def pack_dataset(dataset, out, *, quality: int = 95, force: bool = False, progre
     src, out = Path(dataset), Path(out)
     if not 50 <= quality <= 100:
         raise DatasetError(f"--quality must be in 50..100, got {quality}")
-    if not (src / "dataset.json").is_file():
-        raise DatasetError(f"{src} is not a `trimesh-decode dataset` folder (no dataset.json)")
-    settings = json.loads((src / "dataset.json").read_text())
+    settings = _settings_of(src)
     recs = read_manifest(src)
     if not recs:
         raise DatasetError(f"{src} has no finished crops")
